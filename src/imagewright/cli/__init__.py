@@ -1,0 +1,1 @@
+"""The `imagewright` command line: thin commands over the library."""

@@ -1,0 +1,1 @@
+"""Image definitions: the immutable recipe a user writes."""

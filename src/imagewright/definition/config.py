@@ -1,0 +1,59 @@
+"""ImageConfig: the runtime settings an image carries (ENV, WORKDIR, USER, …)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["DEFAULT_PATH", "ImageConfig"]
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Immutable image settings; `with_` methods return updated copies."""
+
+    env: tuple[tuple[str, str], ...] = (("PATH", DEFAULT_PATH),)
+    workdir: str = "/"
+    user: str = ""
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    shell: tuple[str, ...] = ("/bin/sh", "-c")
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def with_env(self, updates: tuple[tuple[str, str], ...]) -> ImageConfig:
+        """Set variables, replacing earlier values and keeping first-set order."""
+        merged = dict(self.env)
+        merged.update(updates)
+        return replace(self, env=tuple(merged.items()))
+
+    def with_labels(self, updates: tuple[tuple[str, str], ...]) -> ImageConfig:
+        merged = dict(self.labels)
+        merged.update(updates)
+        return replace(self, labels=tuple(merged.items()))
+
+    def with_field(self, field: str, value: object) -> ImageConfig:
+        """Apply one SetConfig op."""
+        if field == "env":
+            return self.with_env(value)  # type: ignore[arg-type]
+        if field == "labels":
+            return self.with_labels(value)  # type: ignore[arg-type]
+        return replace(self, **{field: value})
+
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+    def to_json(self) -> dict[str, object]:
+        """The OCI/Docker image-config form of these settings."""
+        out: dict[str, object] = {
+            "Env": [f"{k}={v}" for k, v in self.env],
+            "WorkingDir": self.workdir,
+            "User": self.user,
+        }
+        if self.entrypoint is not None:
+            out["Entrypoint"] = list(self.entrypoint)
+        if self.cmd is not None:
+            out["Cmd"] = list(self.cmd)
+        if self.labels:
+            out["Labels"] = dict(self.labels)
+        return out

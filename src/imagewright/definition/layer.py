@@ -1,0 +1,38 @@
+"""Layer: one step of an image recipe, as the user wrote it and as ops to run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..secret import Secret
+from .ops import Op
+
+__all__ = ["Layer", "LocalMount"]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One build step: the ops it runs plus where it came from, for progress and errors."""
+
+    method: str  # "apt_install"
+    call: str  # "apt_install('git', 'curl')", as the user wrote it
+    callsite: str  # "app.py:12"
+    ops: tuple[Op, ...]
+    secrets: tuple[Secret, ...] = ()
+    force_build: bool = False
+
+    @property
+    def where(self) -> str:
+        """`call` at `callsite`, the way errors name a step."""
+        return f"{self.call} at {self.callsite}"
+
+
+@dataclass(frozen=True)
+class LocalMount:
+    """Files attached to every container of an image at start (add_local_* with copy=False)."""
+
+    local: str
+    remote: str
+    ignore: object  # an IgnoreSpec; kept opaque here so callables stay hashable by identity
+    is_dir: bool
+    callsite: str

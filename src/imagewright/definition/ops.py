@@ -1,0 +1,63 @@
+"""Operation value types: the instructions one image layer is made of.
+
+A layer is a tuple of ops, much like the lines of a Dockerfile stage. Ops are pure data: they
+name local paths but never read them; the planner hashes local content into cache keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "Bootstrap",
+    "CopyLocal",
+    "IgnoreSpec",
+    "Op",
+    "Run",
+    "SetConfig",
+]
+
+IgnoreSpec = tuple[str, ...] | Callable[[Path], bool]
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Create a base root filesystem from a distribution's package archive."""
+
+    distro: str  # "debian" or "ubuntu"
+    python_version: str | None  # None: the host's major.minor, validated at plan time
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run one shell command in the sandbox, with the image's SHELL, ENV and WORKDIR."""
+
+    command: str
+    with_uv: bool = False  # bind our uv binary at /.uv/uv for the duration of the command
+
+
+@dataclass(frozen=True)
+class CopyLocal:
+    """Copy a local file or directory tree into the image.
+
+    `remote` may be relative; it then resolves against the image's WORKDIR. A remote ending in
+    "/" (or ".") names a directory that a copied file goes into under its own name.
+    """
+
+    local: str
+    remote: str
+    ignore: IgnoreSpec = ()
+    is_dir: bool = False
+
+
+@dataclass(frozen=True)
+class SetConfig:
+    """Change image config: ENV, WORKDIR, ENTRYPOINT, CMD, SHELL, USER or LABEL."""
+
+    field: str  # one of ImageConfig's field names
+    value: tuple[str, ...] | tuple[tuple[str, str], ...] | str | None
+
+
+Op = Bootstrap | Run | CopyLocal | SetConfig

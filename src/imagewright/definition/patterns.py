@@ -1,0 +1,179 @@
+"""`.dockerignore`-style path matching, used to choose which local files an image copies."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path, PurePath
+from typing import NamedTuple
+
+__all__ = ["NON_PYTHON_FILES", "FilePatternMatcher", "PatternPredicate"]
+
+PatternPredicate = Callable[[Path], bool]
+
+
+class _Pattern(NamedTuple):
+    regex: re.Pattern[str]
+    exclusion: bool
+
+
+def _translate_class(pattern: str, i: int) -> tuple[str, int]:
+    """Translate the class whose `[` precedes index `i`; return its regex and the index after it.
+
+    Keeps `^` negation, `-` ranges and `\\` escapes; a `]` right after `[` or `[^` is literal.
+    """
+    out = ""
+    if pattern.startswith("^", i):
+        out, i = "^", i + 1
+    first = i
+    while i < len(pattern) and (pattern[i] != "]" or i == first):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out += re.escape(pattern[i])
+        else:
+            out += ch if ch == "-" else re.escape(ch)
+        i += 1
+    if i == len(pattern):
+        raise ValueError(f'Bad pattern: unclosed "[" in "{pattern}"')
+    return f"[{out}]", i + 1
+
+
+def _translate(pattern: str) -> str:
+    """Translate one cleaned glob into a regular expression for `re.fullmatch`."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        i += 1
+        if ch == "*" and pattern.startswith("*", i):
+            i += 1
+            if pattern.startswith("/", i):
+                i += 1
+            # A trailing `**` takes everything; elsewhere `**/` may also stand for no directory.
+            out.append(".*" if i == n else "(?:.*/)?")
+        elif ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\" and i < n:
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif ch == "[":
+            regex, i = _translate_class(pattern, i)
+            out.append(regex)
+        else:
+            out.append(re.escape(ch))
+    return "".join(out)
+
+
+def _compile(lines: Iterable[str]) -> list[_Pattern]:
+    patterns = []
+    for raw in lines:
+        line = raw.strip()
+        if not line:
+            continue
+        exclusion = line.startswith("!")
+        body = (line[1:] if exclusion else line).strip("/")
+        if not body:
+            if exclusion:
+                raise ValueError('Illegal exclusion pattern: "!"')
+            continue
+        regex = re.compile(_translate(posixpath.normpath(body)), re.DOTALL)
+        patterns.append(_Pattern(regex, exclusion))
+    return patterns
+
+
+class _Negated:
+    """The complement of a matcher, so `~matcher` selects exactly what `matcher` ignores."""
+
+    def __init__(self, matcher: FilePatternMatcher) -> None:
+        self._matcher = matcher
+
+    def __call__(self, path: Path | str) -> bool:
+        return not self._matcher(path)
+
+
+class FilePatternMatcher:
+    """Matches relative paths against `.dockerignore` patterns.
+
+    Patterns are evaluated in order and the last one that applies wins; a pattern starting with
+    `!` re-includes what earlier patterns matched. A path is matched when a pattern matches it or
+    any of its parent directories. `*` and `?` never cross `/`, while `**` spans any number of
+    directories, including none.
+
+    Args:
+        *patterns: Glob patterns, one per argument.
+
+    Raises:
+        ValueError: If a pattern is a lone `!` or has an unclosed `[`.
+    """
+
+    def __init__(self, *patterns: str) -> None:
+        self._patterns = _compile(patterns)
+        self._pending_file: Path | None = None
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> FilePatternMatcher:
+        """Builds a matcher from a file holding one pattern per line.
+
+        The file is read on first use, so it need not exist yet when the matcher is built.
+
+        Args:
+            path: The ignore file, e.g. a `.dockerignore`.
+
+        Returns:
+            A matcher for the file's patterns.
+        """
+        matcher = cls()
+        matcher._pending_file = Path(path)
+        return matcher
+
+    def _loaded(self) -> list[_Pattern]:
+        if self._pending_file is not None:
+            self._patterns = _compile(self._pending_file.read_text().splitlines())
+            self._pending_file = None
+        return self._patterns
+
+    def __call__(self, path: Path | str) -> bool:
+        """Tells whether a path is matched, i.e. ignored.
+
+        Args:
+            path: A path relative to the directory being copied.
+
+        Returns:
+            True if the path or one of its parent directories is matched.
+        """
+        rel = posixpath.normpath(path.as_posix() if isinstance(path, PurePath) else path)
+        if rel == ".":
+            return False
+        parts = rel.split("/")
+        candidates = [rel, *("/".join(parts[:i]) for i in range(1, len(parts)))]
+        matched = False
+        for pattern in self._loaded():
+            # An inclusion cannot change an already-matched path, nor an exclusion an unmatched one.
+            if pattern.exclusion != matched:
+                continue
+            if any(pattern.regex.fullmatch(c) for c in candidates):
+                matched = not pattern.exclusion
+        return matched
+
+    def __invert__(self) -> PatternPredicate:
+        """Returns a predicate that is True exactly where this matcher is False."""
+        return _Negated(self)
+
+    def can_prune(self, dir_rel_path: Path | str) -> bool:
+        """Tells whether a directory walker may skip everything under a directory.
+
+        Args:
+            dir_rel_path: A directory path relative to the directory being copied.
+
+        Returns:
+            True if the directory is matched and no `!` pattern could re-include its contents.
+        """
+        patterns = self._loaded()
+        return not any(p.exclusion for p in patterns) and self(dir_rel_path)
+
+
+NON_PYTHON_FILES = ~FilePatternMatcher("**/*.py")

@@ -1,0 +1,99 @@
+"""Which distribution release provides which Python series, and Modal's version validation."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+
+from ..exception import InvalidError
+
+__all__ = ["BaseRelease", "local_series", "release_for", "series_of"]
+
+_VERSION_RE = re.compile(r"^3(\.\d{1,2}){1,2}(rc\d*)?t?$")
+
+
+@dataclass(frozen=True)
+class BaseRelease:
+    """A distribution release and how to get one Python series from it."""
+
+    distro: str
+    suite: str
+    series: str
+    packages: tuple[str, ...]
+    # When the series is not the release's default python3, the base links python/python3 to it.
+    interpreter: str = "python3"
+
+
+def _default(distro: str, suite: str, series: str) -> BaseRelease:
+    return BaseRelease(
+        distro, suite, series, ("python3", "python3-dev", "python3-venv", "python-is-python3")
+    )
+
+
+def _extra(distro: str, suite: str, series: str) -> BaseRelease:
+    name = f"python{series}"
+    return BaseRelease(distro, suite, series, (name, f"{name}-dev", f"{name}-venv"), name)
+
+
+DEBIAN = {
+    r.series: r
+    for r in (
+        _default("debian", "bullseye", "3.9"),
+        _default("debian", "bookworm", "3.11"),
+        _default("debian", "trixie", "3.13"),
+        _default("debian", "forky", "3.14"),
+        _extra("debian", "forky", "3.15"),
+    )
+}
+UBUNTU = {
+    r.series: r for r in (_default("ubuntu", "jammy", "3.10"), _default("ubuntu", "noble", "3.12"))
+}
+UBUNTU_DEFAULT = "3.12"
+
+
+def local_series() -> str:
+    """The host interpreter's major.minor, Modal's default for debian_slim()."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def series_of(version: str, caller: str) -> str:
+    """Validate a python_version string as Modal does and return its major.minor series."""
+    if not isinstance(version, str):
+        raise InvalidError(
+            f"Python version must be specified as a string, not {type(version).__name__}"
+        )
+    if not _VERSION_RE.match(version):
+        raise InvalidError(f"Invalid Python version: {version!r}")
+    if version.endswith("t"):
+        raise InvalidError(f"Free threaded Python is not supported with {caller}")
+    major, minor = version.split(".")[:2]
+    return f"{major}.{re.sub(r'rc.*', '', minor)}"
+
+
+def release_for(distro: str, version: str | None, caller: str) -> BaseRelease:
+    """The release that provides `version` (None: the host's series), or a clear InvalidError."""
+    table = DEBIAN if distro == "debian" else UBUNTU
+    from_host = version is None
+    if version is None:
+        version = local_series() if distro == "debian" else UBUNTU_DEFAULT
+    series = series_of(version, caller)
+    if series in table:
+        return table[series]
+    offered = ", ".join(f"{s} ({r.suite})" for s, r in sorted(table.items()))
+    hint = ""
+    if distro == "debian" and series in UBUNTU:
+        suite = UBUNTU[series].suite
+        hint = f" Ubuntu {suite} has Python {series}: use Image.ubuntu(python_version={series!r})."
+    elif distro == "ubuntu" and series in DEBIAN:
+        suite = DEBIAN[series].suite
+        hint = f" Debian {suite} has it: use Image.debian_slim(python_version={series!r})."
+    what = (
+        f"Your local Python is {series} and {caller} tried to match it"
+        if from_host
+        else f"Unsupported Python version: {version!r}"
+    )
+    raise InvalidError(
+        f"{what}. {caller} offers these series: {offered}.{hint}"
+        + (" Set python_version explicitly." if from_host else "")
+    )

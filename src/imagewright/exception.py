@@ -1,0 +1,61 @@
+"""Modal's exception names, under one root.
+
+Error
+├── InvalidError          bad arguments or definitions, raised before any step runs
+├── NotFoundError         a named thing (file, module, image) does not exist
+├── VersionError          an unsupported image builder version
+├── ExecutionError        the local side failed while running (a file changed mid-build, …)
+├── RemoteError           something failed inside a container
+│   └── ImageBuildError   a build step exited non-zero or the build was stopped
+└── FunctionTimeoutError  a function ran past its timeout
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Error",
+    "ExecutionError",
+    "FunctionTimeoutError",
+    "ImageBuildError",
+    "InvalidError",
+    "NotFoundError",
+    "RemoteError",
+    "VersionError",
+]
+
+
+class Error(Exception):
+    """Root of every error imagewright raises on purpose."""
+
+
+class InvalidError(Error):
+    """Raised when an argument or a definition is not valid."""
+
+
+class NotFoundError(Error):
+    """Raised when a file, module or stored image that was named does not exist."""
+
+
+class VersionError(Error):
+    """Raised for an image builder version this release does not know."""
+
+
+class ExecutionError(Error):
+    """Raised when the local side fails during a build or call (not the user's code)."""
+
+
+class RemoteError(Error):
+    """Raised when something fails inside a container."""
+
+
+class ImageBuildError(RemoteError):
+    """Raised when a build step fails; `image_id` names the image being built."""
+
+    def __init__(self, message: str, image_id: str | None = None, log_path: str | None = None):
+        super().__init__(message)
+        self.image_id = image_id
+        self.log_path = log_path
+
+
+class FunctionTimeoutError(Error):
+    """Raised when a function call runs past its timeout."""

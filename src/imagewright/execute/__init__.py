@@ -1,0 +1,1 @@
+"""Execution: run planned steps in sandboxes over overlay layers and commit the results."""

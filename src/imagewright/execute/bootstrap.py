@@ -1,0 +1,90 @@
+"""Base root filesystems from a distribution's own package archive, made with mmdebstrap.
+
+Bases are "slim" the way Docker's debian:*-slim images are: dpkg path filters leave out docs,
+man pages and locales, and because mmdebstrap writes the filters to /etc/dpkg/dpkg.cfg.d, later
+apt steps in the image stay slim too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from ..definition.pythons import BaseRelease
+from ..exception import ExecutionError
+from .sandbox import stream
+
+__all__ = ["bootstrap_rootfs", "mmdebstrap_argv"]
+
+_SLIM_FILTERS = (
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/info/*",
+)
+_COMMON_PACKAGES = ("ca-certificates", "build-essential", "gcc", "gfortran")
+# mmdebstrap copies the host's resolver and hostname into the tree and writes no /etc/hosts.
+_FIX_ETC = (
+    'printf "127.0.0.1 localhost\\n::1 localhost ip6-localhost ip6-loopback\\n" > "$1/etc/hosts";'
+    ' : > "$1/etc/resolv.conf"; echo localhost > "$1/etc/hostname"'
+)
+_UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
+_MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr"
+
+
+def mmdebstrap_argv(release: BaseRelease, target: Path) -> list[str]:
+    """The mmdebstrap command that bootstraps `release` into the empty directory `target`."""
+    if not shutil.which("mmdebstrap"):
+        raise ExecutionError(
+            "mmdebstrap is needed to build base images: apt-get install mmdebstrap"
+        )
+    argv = ["mmdebstrap", "--variant=minbase", '--aptopt=APT::Install-Recommends "false"']
+    argv += [f"--dpkgopt={f}" for f in _SLIM_FILTERS]
+    argv += [f"--include={','.join((*release.packages, *_COMMON_PACKAGES))}"]
+    argv += [f"--customize-hook={_FIX_ETC}"]
+    if release.distro == "debian":
+        if os.path.isdir(_MERGED_USR_HOOK) and release.suite == "bookworm":
+            # without it bookworm pulls in usrmerge and perl (about 50 MB)
+            argv += [f"--hook-dir={_MERGED_USR_HOOK}"]
+        return [*argv, release.suite, str(target)]
+    if not os.path.exists(_UBUNTU_KEYRING):
+        raise ExecutionError(
+            f"Image.ubuntu() needs Ubuntu's archive keyring at {_UBUNTU_KEYRING}: "
+            "apt-get install ubuntu-keyring"
+        )
+    mirror = os.environ.get("IMAGEWRIGHT_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
+    suites = f"{release.suite} {release.suite}-updates {release.suite}-security"
+    argv += [f"--keyring={_UBUNTU_KEYRING}"]
+    return [*argv, release.suite, str(target), f"deb {mirror} {suites} main universe"]
+
+
+def bootstrap_rootfs(release: BaseRelease, target: Path, on_line: Callable[[str], None]) -> int:
+    """Run mmdebstrap into `target`, then drop the device nodes it made (bwrap provides /dev)."""
+    argv = mmdebstrap_argv(release, target)
+    on_line("$ " + " ".join(argv))
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "LC_ALL": "C.UTF-8"}
+    proc = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    status = stream(proc, on_line)
+    dev = target / "dev"
+    if status == 0 and dev.is_dir() and not _is_mounted_below(dev):
+        shutil.rmtree(dev)
+        dev.mkdir(mode=0o755)
+    return status
+
+
+def _is_mounted_below(path: Path) -> bool:
+    prefix = str(path.resolve())
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4].startswith(prefix) for line in f)

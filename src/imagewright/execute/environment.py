@@ -1,0 +1,94 @@
+"""The environment and mounts a build step gets: image ENV, secrets, host CA, proxies, caches.
+
+The host CA bundle, proxy settings and package caches reach the step through environment
+variables and bind mounts only, so none of them is written into a layer or the image config.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from ..definition.config import ImageConfig
+from ..store.store import Store
+from .sandbox import Bind
+
+__all__ = ["host_ca_bundle", "step_binds", "step_env"]
+
+_CA_IN_SANDBOX = "/tmp/.imagewright/ca-certificates.crt"
+_CACHE_IN_SANDBOX = "/tmp/.imagewright/cache"
+_CA_VARS = (
+    "SSL_CERT_FILE",
+    "PIP_CERT",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+)
+_PROXY_VARS = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "UV_PYTHON_INSTALL_MIRROR",
+)
+
+
+@cache
+def host_ca_bundle() -> str | None:
+    """The host's CA bundle: TLS-intercepting proxies are trusted only through it."""
+    for path in (
+        os.environ.get("SSL_CERT_FILE"),
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def step_env(config: ImageConfig, secrets: dict[str, str]) -> dict[str, str]:
+    """Build-step environment: our defaults, then the image's ENV, then the step's secrets."""
+    env = {
+        "HOME": "/root",
+        "UV_CACHE_DIR": f"{_CACHE_IN_SANDBOX}/uv",
+        "UV_LINK_MODE": "copy",
+        "PIP_CACHE_DIR": f"{_CACHE_IN_SANDBOX}/pip",
+        "PIP_ROOT_USER_ACTION": "ignore",
+    }
+    if host_ca_bundle():
+        env.update(dict.fromkeys(_CA_VARS, _CA_IN_SANDBOX))
+    env.update({k: os.environ[k] for k in _PROXY_VARS if k in os.environ})
+    env.update(config.env_dict())
+    env.update(secrets)
+    return env
+
+
+def step_binds(store: Store, with_uv: bool) -> tuple[Bind, ...]:
+    """Bind mounts for a build step: resolver, CA bundle, package caches, and uv if needed."""
+    apt = store.cache_dir("apt")
+    (apt / "partial").mkdir(exist_ok=True)
+    binds = [
+        Bind("/etc/resolv.conf", "/etc/resolv.conf"),
+        Bind(str(apt), "/var/cache/apt/archives", readonly=False),
+        Bind(str(store.cache_dir("uv")), f"{_CACHE_IN_SANDBOX}/uv", readonly=False),
+        Bind(str(store.cache_dir("pip")), f"{_CACHE_IN_SANDBOX}/pip", readonly=False),
+    ]
+    ca = host_ca_bundle()
+    if ca:
+        binds.append(Bind(ca, _CA_IN_SANDBOX))
+    if with_uv:
+        binds.append(Bind(uv_binary(), "/.uv/uv"))
+    return tuple(binds)
+
+
+@cache
+def uv_binary() -> str:
+    """The uv executable that ships in our own environment (the `uv` wheel from PyPI)."""
+    from uv import find_uv_bin
+
+    return find_uv_bin()

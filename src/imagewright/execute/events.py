@@ -1,0 +1,49 @@
+"""Build results and the Reporter protocol that progress displays implement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..plan.planner import Plan, PlannedStep
+
+__all__ = ["BuildResult", "Reporter", "StepResult"]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    description: str
+    cached: bool
+    seconds: float
+    key: str
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    key: str
+    seconds: float
+    steps: tuple[StepResult, ...]
+
+    def to_json(self) -> dict[str, object]:
+        """The `imagewright build --json` document."""
+        return {
+            "image_id": self.image_id,
+            "seconds": round(self.seconds, 3),
+            "steps": [
+                {"description": s.description, "cached": s.cached, "seconds": round(s.seconds, 3)}
+                for s in self.steps
+            ],
+        }
+
+
+class Reporter(Protocol):
+    """Receives build progress. Implementations render it; the builder never prints."""
+
+    def build_started(self, plan: Plan) -> None: ...
+    def step_started(self, index: int, step: PlannedStep) -> None: ...
+    def step_output(self, index: int, line: str) -> None: ...
+    def step_finished(self, index: int, step: PlannedStep, result: StepResult) -> None: ...
+    def build_finished(self, result: BuildResult | None) -> None:
+        """Called once at the end; `result` is None when the build failed."""

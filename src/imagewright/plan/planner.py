@@ -1,0 +1,293 @@
+"""Image → Plan: ordered steps with resolved file lists, configs and cache keys.
+
+Everything a build can reject is checked here, before any step runs: Python series, local
+files, the add_local ordering rule. A step's key is a digest of its parent's key, its canonical
+ops (with the content digests of the files it copies), the names of its secrets and the builder
+version. Excluded on purpose: secret values (rotating a token must not rebuild), host paths of
+copied files (moving a checkout must not rebuild), the call site, and proxy/CA settings.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from dataclasses import dataclass, field
+
+from ..definition.config import ImageConfig
+from ..definition.image import Image
+from ..definition.layer import Layer, LocalMount
+from ..definition.ops import Bootstrap, CopyLocal, Run, SetConfig
+from ..definition.pythons import BaseRelease, release_for
+from ..exception import InvalidError
+from ..version import BUILDER_VERSION
+from .canonical import digest
+from .files import FileEntry, collect_dir, collect_file
+
+__all__ = [
+    "BaseSetup",
+    "CopyFiles",
+    "Plan",
+    "PlannedStep",
+    "RootfsFromArchive",
+    "RunCommand",
+    "plan_image",
+    "resolve_mounts",
+]
+
+# Base images carry these settings, as Docker's python:*-slim images and Modal's do.
+BASE_CONFIG = ImageConfig(
+    env=(
+        ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        ("LANG", "C.UTF-8"),
+    ),
+    cmd=("sleep", "172800"),
+)
+
+
+@dataclass(frozen=True)
+class RootfsFromArchive:
+    """Bootstrap a root filesystem with mmdebstrap."""
+
+    release: BaseRelease
+
+
+@dataclass(frozen=True)
+class BaseSetup:
+    """The fixed commands that make a bootstrapped rootfs into a Modal-like base."""
+
+    release: BaseRelease
+    commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    """A shell command with the config in force when it runs."""
+
+    command: str
+    config: ImageConfig
+    with_uv: bool = False
+
+
+@dataclass(frozen=True)
+class CopyFiles:
+    """Files to create in the layer."""
+
+    entries: tuple[FileEntry, ...]
+
+
+Action = RootfsFromArchive | BaseSetup | RunCommand | CopyFiles
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One cacheable layer of the plan."""
+
+    key: str
+    parent_key: str | None
+    description: str
+    layer: Layer
+    actions: tuple[Action, ...]
+    config: ImageConfig  # after this step
+    force: bool
+    history: tuple[str, ...] = field(default=())  # Dockerfile-like lines, for image history
+
+    @property
+    def short(self) -> str:
+        return self.key[:16]
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[PlannedStep, ...]
+    mounts: tuple[LocalMount, ...]
+
+    @property
+    def key(self) -> str:
+        return self.steps[-1].key if self.steps else digest({"type": "imagewright.empty"})
+
+    @property
+    def image_id(self) -> str:
+        return "im-" + self.key[:24]
+
+    @property
+    def config(self) -> ImageConfig:
+        return self.steps[-1].config if self.steps else ImageConfig()
+
+
+def plan_image(image: Image, *, force: bool = False) -> Plan:
+    """Resolve `image` into a Plan. Raises InvalidError / FileNotFoundError on bad input."""
+    force = force or os.environ.get("IMAGEWRIGHT_FORCE_BUILD") == "1"
+    steps: list[PlannedStep] = []
+    config = ImageConfig()
+    mounts_before: tuple[LocalMount, ...] = ()
+    for node in image._chain():
+        layer = node._layer
+        if layer is None:
+            mounts_before = node._mounts
+            continue
+        if mounts_before:
+            _refuse_build_after_mounts(layer, mounts_before)
+        parent = steps[-1].key if steps else None
+        step_force = force or node._force
+        for planned in _plan_layer(layer, parent, config, step_force):
+            steps.append(planned)
+            parent, config = planned.key, planned.config
+    return Plan(tuple(steps), image._mounts)
+
+
+def resolve_mounts(mounts: tuple[LocalMount, ...]) -> tuple[FileEntry, ...]:
+    """The files that copy=False adds attach to a container, hashed like a copy step."""
+    entries: list[FileEntry] = []
+    for mount in mounts:
+        op = CopyLocal(mount.local, mount.remote, mount.ignore, mount.is_dir)  # type: ignore[arg-type]
+        entries.extend(_collect(op, "/", f"add_local at {mount.callsite}"))
+    return tuple(entries)
+
+
+def _plan_layer(
+    layer: Layer, parent: str | None, config: ImageConfig, force: bool
+) -> list[PlannedStep]:
+    if layer.ops and isinstance(layer.ops[0], Bootstrap):
+        return _plan_base(layer, layer.ops[0], force)
+    actions: list[Action] = []
+    key_ops: list[object] = []
+    history: list[str] = []
+    for op in layer.ops:
+        if isinstance(op, Run):
+            actions.append(RunCommand(op.command, config, op.with_uv))
+            key_ops.append(["run", op.command, op.with_uv])
+            history.append(f"RUN {op.command}")
+        elif isinstance(op, CopyLocal):
+            entries = _collect(op, config.workdir, layer.where)
+            actions.append(CopyFiles(tuple(entries)))
+            key_ops.append(["copy", [e.key() for e in entries]])
+            history.append(f"COPY {op.local} {op.remote}")
+        elif isinstance(op, SetConfig):
+            config = _apply_config(config, op)
+            if op.field == "workdir":
+                actions.append(CopyFiles((FileEntry(config.workdir, "dir", 0o755),)))
+            key_ops.append(["config", op.field, op.value])
+            history.append(f"{op.field.upper()} {op.value}")
+    secret_names = sorted({k for s in layer.secrets for k in s.env})
+    key = digest(
+        {
+            "type": "imagewright.layer.v1",
+            "builder": BUILDER_VERSION,
+            "parent": parent,
+            "ops": key_ops,
+            "secrets": secret_names,
+        }
+    )
+    return [
+        PlannedStep(key, parent, layer.call, layer, tuple(actions), config, force, tuple(history))
+    ]
+
+
+def _plan_base(layer: Layer, op: Bootstrap, force: bool) -> list[PlannedStep]:
+    caller = "Image.debian_slim()" if op.distro == "debian" else "Image.ubuntu()"
+    try:
+        release = release_for(op.distro, op.python_version, caller)
+    except InvalidError as exc:
+        raise InvalidError(f"{exc} (at {layer.callsite})") from None
+    rootfs_key = digest(
+        {
+            "type": "imagewright.rootfs.v1",
+            "builder": BUILDER_VERSION,
+            "release": [release.distro, release.suite, list(release.packages)],
+        }
+    )
+    commands = _base_setup_commands(release)
+    setup_key = digest(
+        {
+            "type": "imagewright.base-setup.v1",
+            "builder": BUILDER_VERSION,
+            "parent": rootfs_key,
+            "commands": list(commands),
+        }
+    )
+    label = f"{layer.call}: {release.distro} {release.suite}"
+    return [
+        PlannedStep(
+            rootfs_key,
+            None,
+            f"{label} root filesystem (mmdebstrap)",
+            layer,
+            (RootfsFromArchive(release),),
+            BASE_CONFIG,
+            force,
+            (f"mmdebstrap {release.suite} +{','.join(release.packages)}",),
+        ),
+        PlannedStep(
+            setup_key,
+            rootfs_key,
+            f"{label} setup (apt lists, pip, wheel, uv)",
+            layer,
+            (BaseSetup(release, commands),),
+            BASE_CONFIG,
+            force,
+            tuple(f"RUN {c}" for c in commands),
+        ),
+    ]
+
+
+def _base_setup_commands(release: BaseRelease) -> tuple[str, ...]:
+    link = ()
+    if release.interpreter != "python3":
+        link = (
+            f"ln -sf /usr/bin/{release.interpreter} /usr/local/bin/python3 && "
+            f"ln -sf /usr/bin/{release.interpreter} /usr/local/bin/python",
+        )
+    return (
+        *link,
+        # Modal's images let `pip install` write to the system Python; Debian marks it as
+        # externally managed, which would refuse every pip_install step.
+        "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED",
+        "apt-get update",
+        "/.uv/uv pip install --python $(command -v python) --compile-bytecode pip wheel uv",
+        "echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections",
+    )
+
+
+def _apply_config(config: ImageConfig, op: SetConfig) -> ImageConfig:
+    if op.field == "workdir":
+        return config.with_field("workdir", posixpath.join(config.workdir, str(op.value)))
+    if op.field == "env_expand":
+        current = config.env_dict()
+        expanded = tuple((k, _expand(str(v), current)) for k, v in op.value)  # type: ignore[misc]
+        return config.with_env(expanded)
+    return config.with_field(op.field, op.value)
+
+
+def _expand(value: str, env: dict[str, str]) -> str:
+    for name, current in env.items():
+        value = value.replace(f"${{{name}}}", current).replace(f"${name}", current)
+    return value
+
+
+def _collect(op: CopyLocal, workdir: str, where: str) -> list[FileEntry]:
+    remote = posixpath.join(workdir, op.remote)
+    try:
+        if op.is_dir:
+            return collect_dir(op.local, posixpath.normpath(remote), op.ignore)
+        if op.remote.endswith("/") or op.remote in (".", "./"):
+            remote = posixpath.join(remote, os.path.basename(op.local))
+        return collect_file(op.local, posixpath.normpath(remote))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{where}: local path not found: {op.local}") from exc
+    except (NotADirectoryError, IsADirectoryError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def _refuse_build_after_mounts(layer: Layer, mounts: tuple[LocalMount, ...]) -> None:
+    added = mounts[-1].callsite
+    raise InvalidError(
+        f"An image tried to run a build step after using `image.add_local_*` to include local "
+        f"files. The step {layer.where} comes after the add_local call at {added}.\n\n"
+        "Run `image.add_local_*` commands last in your image build to avoid rebuilding images "
+        "with every local file change. Modal will then add these files to containers on "
+        "startup instead, saving build time.\nIf you need to run other build steps after adding "
+        "local files, set `copy=True` to copy the files directly into the image, at the expense "
+        "of some added build time.\n\nExample:\n\n"
+        'my_image = (\n    Image.debian_slim()\n    .add_local_file("data.json", copy=True)\n'
+        '    .run_commands("python -m mypak")  # this now works!\n)'
+    )

@@ -1,0 +1,8 @@
+"""Release and builder versions. BUILDER_VERSION enters every cache key."""
+
+__all__ = ["BUILDER_VERSION", "__version__"]
+
+__version__ = "0.1.0"
+# Bump when what a step produces changes for the same definition (sandbox, base recipe, copy
+# semantics), so stale layers are never reused.
+BUILDER_VERSION = "imagewright-2026.11.1"
