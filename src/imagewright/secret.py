@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -75,5 +76,7 @@ def _parse_dotenv(text: str) -> dict[str, str]:
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
+        else:
+            value = re.sub(r"\s+#.*", "", value)  # an inline comment, as python-dotenv reads it
         env[key.strip()] = value
     return env

@@ -115,9 +115,9 @@ def shell(ref: str, command: str | None) -> None:
     plan = plan_image(image)
     if command is None:
         argv = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
-        status = run_container(plan, store, argv, interactive=True)
+        status, _ = run_container(plan, store, argv, interactive=True)
     else:
-        status = run_container(plan, store, ["/bin/sh", "-c", command], interactive=False)
+        status, _ = run_container(plan, store, ["/bin/sh", "-c", command])
     sys.exit(status)
 
 

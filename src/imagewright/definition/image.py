@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -444,12 +445,21 @@ class Image:
 
     @contextlib.contextmanager
     def imports(self) -> Iterator[None]:
-        """Guard imports that exist only inside the image: locally, ImportError is swallowed."""
-        if os.environ.get("IMAGEWRIGHT_IN_CONTAINER") == "1":
+        """Guard imports that exist only inside the image.
+
+        Locally any exception in the block is swallowed (with a warning unless it is an
+        ImportError); inside a container of the image it propagates.
+        """
+        try:
             yield
-            return
-        with contextlib.suppress(ImportError):
-            yield
+        except Exception as exc:
+            if os.environ.get("IMAGEWRIGHT_IN_CONTAINER") == "1":
+                raise
+            if not isinstance(exc, ImportError):
+                warnings.warn(
+                    f"Warning: caught a non-ImportError exception in an `imports()` block: {exc!r}",
+                    stacklevel=3,
+                )
 
 
 # ---- argument helpers ---------------------------------------------------------------------

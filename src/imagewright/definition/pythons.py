@@ -67,8 +67,8 @@ def series_of(version: str, caller: str) -> str:
         raise InvalidError(f"Invalid Python version: {version!r}")
     if version.endswith("t"):
         raise InvalidError(f"Free threaded Python is not supported with {caller}")
-    major, minor = version.split(".")[:2]
-    return f"{major}.{re.sub(r'rc.*', '', minor)}"
+    # "3.13rc1" keeps its rc in the series and so matches no release, as in Modal
+    return ".".join(version.removesuffix("t").split(".")[:2])
 
 
 def release_for(distro: str, version: str | None, caller: str) -> BaseRelease:
@@ -80,7 +80,8 @@ def release_for(distro: str, version: str | None, caller: str) -> BaseRelease:
     series = series_of(version, caller)
     if series in table:
         return table[series]
-    offered = ", ".join(f"{s} ({r.suite})" for s, r in sorted(table.items()))
+    by_number = sorted(table.items(), key=lambda kv: tuple(int(n) for n in kv[0].split(".")))
+    offered = ", ".join(f"{s} ({r.suite})" for s, r in by_number)
     hint = ""
     if distro == "debian" and series in UBUNTU:
         suite = UBUNTU[series].suite

@@ -61,7 +61,8 @@ def execute_plan(plan: Plan, store: Store, reporter: Reporter) -> BuildResult:
         reporter.build_finished(None)
         raise
     build = BuildResult(plan.image_id, plan.key, time.monotonic() - started, tuple(results))
-    _record_image(store, plan, build)
+    if not all(r.cached for r in results) or not store.has_image(plan.key):
+        _record_image(store, plan)
     reporter.build_finished(build)
     return build
 
@@ -224,7 +225,7 @@ def _build_error(
     return ImageBuildError(message, image_id=plan.image_id, log_path=str(log_path))
 
 
-def _record_image(store: Store, plan: Plan, build: BuildResult) -> None:
+def _record_image(store: Store, plan: Plan) -> None:
     if not plan.steps:
         return
     store.record_image(

@@ -67,10 +67,15 @@ def run_container(
     store: Store,
     argv: Sequence[str],
     *,
-    interactive: bool,
+    interactive: bool = False,
     env: Mapping[str, str] = {},
-) -> int:
-    """Run `argv` in a fresh container of the built image; returns its exit status."""
+    capture: bool = False,
+) -> tuple[int, str]:
+    """Run `argv` in a fresh container of the built image.
+
+    Returns the exit status and, with `capture`, the combined stdout and stderr (otherwise the
+    container writes to ours).
+    """
     lowers = lowers_for(plan, store)
     mounts = mount_layer(plan, store)
     if mounts:
@@ -79,16 +84,19 @@ def run_container(
     if interactive and "TERM" in os.environ:
         extra.setdefault("TERM", os.environ["TERM"])
     binds = [Bind("/etc/resolv.conf", "/etc/resolv.conf")]
-    if host_ca_bundle():
-        binds.append(Bind(host_ca_bundle() or "", "/tmp/.imagewright/ca-certificates.crt"))
+    ca = host_ca_bundle()
+    if ca:
+        binds.append(Bind(ca, "/tmp/.imagewright/ca-certificates.crt"))
     cmd = SandboxCommand(
         argv, container_env(plan.config, extra), plan.config.workdir, tuple(binds), interactive
     )
+    pipe = subprocess.PIPE if capture else None
     with store.scratch() as area:
         overlay = Overlay(store.root, lowers, area.upper, area.work, area.merged)
-        proc = spawn(overlay, cmd, stdin=None if interactive else subprocess.DEVNULL)
+        proc = spawn(overlay, cmd, stdout=pipe, stderr=subprocess.STDOUT if capture else None)
         try:
-            return proc.wait()
+            out, _ = proc.communicate()
+            return proc.returncode, (out or b"").decode("utf-8", "replace")
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -147,7 +147,7 @@ def stream(proc: subprocess.Popen[bytes], on_line: Callable[[str], None]) -> int
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
-            on_line(raw.decode("utf-8", "replace").rstrip("\n"))
+            on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
         return proc.wait()
     finally:
         if proc.poll() is None:  # interrupted: bwrap's death takes its PID namespace down

@@ -183,6 +183,9 @@ class Store:
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, images / f"{key}.json")
 
+    def has_image(self, key: str) -> bool:
+        return (self.root / "images" / f"{key}.json").exists()
+
     def images(self) -> list[dict[str, object]]:
         records = []
         for path in sorted((self.root / "images").glob("*.json")):

@@ -1,0 +1,1 @@
+"""imagewright test suite: real builds, checked from inside the images."""

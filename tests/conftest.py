@@ -1,0 +1,107 @@
+"""Shared fixtures: one layer store per test session, so each base image is built once.
+
+Set IMAGEWRIGHT_TEST_HOME to reuse a store across sessions while developing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imagewright import Image
+from imagewright.execute.builder import build_image
+from imagewright.execute.container import run_container
+from imagewright.execute.events import BuildResult, StepResult
+from imagewright.plan.planner import plan_image
+from imagewright.store.store import Store
+
+if os.geteuid() != 0:
+    pytest.exit("imagewright's tests build real images and must run as root", returncode=2)
+
+
+class Recorder:
+    """A Reporter that keeps every event, for assertions."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.lines: list[str] = []
+        self.result: BuildResult | None = None
+
+    def build_started(self, plan: object) -> None:
+        pass
+
+    def step_started(self, index: int, step: object) -> None:
+        self.started.append(step.description)  # type: ignore[attr-defined]
+
+    def step_output(self, index: int, line: str) -> None:
+        self.lines.append(line)
+
+    def step_finished(self, index: int, step: object, result: StepResult) -> None:
+        pass
+
+    def build_finished(self, result: BuildResult | None) -> None:
+        self.result = result
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    home = os.environ.get("IMAGEWRIGHT_TEST_HOME") or str(tmp_path_factory.mktemp("store"))
+    os.environ["IMAGEWRIGHT_HOME"] = home
+    return Store(Path(home))
+
+
+class Builder:
+    """Build images and run commands in them against the session store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def build(self, image: Image, **kwargs: object) -> tuple[BuildResult, Recorder]:
+        recorder = Recorder()
+        result = build_image(image, store=self.store, reporter=recorder, **kwargs)  # type: ignore[arg-type]
+        return result, recorder
+
+    def run(self, image: Image, command: str, expect: int = 0) -> str:
+        """Build `image` if needed, run `command` in a fresh container, return its output."""
+        self.build(image)
+        status, output = run_container(
+            plan_image(image), self.store, ["/bin/sh", "-c", command], capture=True
+        )
+        assert status == expect, f"exit {status} from {command!r}:\n{output}"
+        return output
+
+
+@pytest.fixture(scope="session")
+def builder(store: Store) -> Builder:
+    return Builder(store)
+
+
+@pytest.fixture(scope="session")
+def fresh() -> Image:
+    """A 3.11 base plus a step unique to this session: what follows it always runs, so tests
+    that read build output see it even with a reused IMAGEWRIGHT_TEST_HOME store."""
+    return Image.debian_slim(python_version="3.11").env({"IW_TEST_SESSION": str(time.time_ns())})
+
+
+@pytest.fixture(scope="session")
+def py311() -> Image:
+    return Image.debian_slim(python_version="3.11")
+
+
+def cli(
+    *args: str, cwd: str | Path | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
+    """Run the imagewright CLI as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "imagewright", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "IMAGEWRIGHT_PROGRESS": "plain"},
+    )

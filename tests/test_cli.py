@@ -1,0 +1,81 @@
+"""The CLI as scripts use it: --json output, NAME selection, shell exit codes, images, prune."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from .conftest import cli
+
+MODULE = textwrap.dedent("""
+    import imagewright as modal
+    base = modal.Image.debian_slim(python_version="3.11")
+    web = base.env({"ROLE": "web"}).workdir("/srv")
+    worker = base.env({"ROLE": "worker"}).run_commands("echo hi > /greeting")
+""")
+
+
+def test_build_json_is_one_object_on_stdout(tmp_path, store):
+    (tmp_path / "app.py").write_text(MODULE)
+    proc = cli("build", f"{tmp_path}/app.py::worker", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # exactly one JSON document and nothing else
+    assert set(doc) == {"image_id", "seconds", "steps"}
+    assert doc["image_id"].startswith("im-")
+    descriptions = [s["description"] for s in doc["steps"]]
+    assert "root filesystem" in descriptions[0]  # build order starts from the base
+    assert descriptions[-1] == "run_commands('echo hi > /greeting')"
+    assert all(set(s) == {"description", "cached", "seconds"} for s in doc["steps"])
+
+
+def test_several_images_need_a_name(tmp_path, store):
+    (tmp_path / "app.py").write_text(MODULE)
+    proc = cli("build", f"{tmp_path}/app.py")
+    assert proc.returncode == 2
+    assert "base, web, worker" in proc.stderr and "FILE::NAME" in proc.stderr
+    proc = cli("build", f"{tmp_path}/app.py::nope")
+    assert proc.returncode == 2 and "No Image named 'nope'" in proc.stderr
+
+
+def test_shell_cmd_runs_in_image_with_env_and_workdir(tmp_path, store):
+    (tmp_path / "app.py").write_text(MODULE)
+    proc = cli("shell", f"{tmp_path}/app.py::web", "--cmd", "echo $ROLE; pwd; exit 5")
+    assert proc.returncode == 5
+    assert proc.stdout.split() == ["web", "/srv"]
+
+
+def test_shell_attaches_copy_false_files_and_discards_changes(tmp_path, store):
+    (tmp_path / "data.txt").write_text("attached\n")
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent("""
+        import imagewright as modal
+        image = modal.Image.debian_slim(python_version="3.11").add_local_file(
+            "data.txt", "/root/data.txt")
+    """)
+    )
+    proc = cli("shell", "app.py", "--cmd", "cat /root/data.txt; touch /root/new", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == "attached"
+    proc = cli("shell", "app.py", "--cmd", "ls /root/new", cwd=tmp_path)
+    assert proc.returncode != 0  # the last container's changes were thrown away
+    (tmp_path / "data.txt").write_text("edited\n")
+    proc = cli("shell", "app.py", "--cmd", "cat /root/data.txt", cwd=tmp_path)
+    assert proc.stdout.strip() == "edited"  # no rebuild needed to see the edit
+
+
+def test_images_and_prune(tmp_path, store):
+    (tmp_path / "app.py").write_text(MODULE)
+    built = json.loads(cli("build", f"{tmp_path}/app.py::worker", "--json").stdout)
+    listing = cli("images")
+    assert listing.returncode == 0 and built["image_id"] in listing.stdout
+    records = json.loads(cli("images", "--json").stdout)
+    assert any(r["image_id"] == built["image_id"] for r in records)
+    pruned = cli("prune")
+    assert pruned.returncode == 0 and "Removed" in pruned.stdout
+    again = json.loads(cli("build", f"{tmp_path}/app.py::worker", "--json").stdout)
+    assert all(s["cached"] for s in again["steps"])  # prune keeps what recorded images use
+
+
+def test_every_command_has_help():
+    for command in ("build", "shell", "images", "prune"):
+        proc = cli(command, "--help")
+        assert proc.returncode == 0 and "Usage:" in proc.stdout
