@@ -1,7 +1,7 @@
 """The quick-start image: Debian slim with Python 3.11, git, numpy and an env var.
 
-    imagewright build examples/quickstart.py
-    imagewright shell examples/quickstart.py --cmd 'python -c "import numpy; print(numpy.__version__)"'
+imagewright build examples/quickstart.py
+imagewright shell examples/quickstart.py --cmd 'python -c "import numpy; print(numpy.__version__)"'
 """
 
 import imagewright as modal

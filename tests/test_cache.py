@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from imagewright.plan.planner import plan_image
@@ -18,7 +19,8 @@ def test_second_build_runs_no_step(builder, py311):
 
 def test_editing_a_copied_file_rebuilds_only_from_that_step(builder, py311, tmp_path: Path):
     config = tmp_path / "config.yaml"
-    config.write_text("version: 1\n")
+    nonce = time.time_ns()  # content-addressed: bytes a reused store has seen would be cached
+    config.write_text(f"version: 1 {nonce}\n")
 
     def image():
         return (
@@ -28,14 +30,14 @@ def test_editing_a_copied_file_rebuilds_only_from_that_step(builder, py311, tmp_
         )
 
     builder.build(image())
-    config.write_text("version: 2\n")
+    config.write_text(f"version: 2 {nonce}\n")
     result, _ = builder.build(image())
     ran = [s.description for s in result.steps if not s.cached]
     assert ran == [
         f"copy_local_file({str(config)!r}, '/app/config.yaml')",
         "run_commands('cat /app/config.yaml > /after')",
     ]
-    assert builder.run(image(), "cat /after").strip() == "version: 2"
+    assert builder.run(image(), "cat /after").strip() == f"version: 2 {nonce}"
 
 
 def test_mode_change_rebuilds(builder, py311, tmp_path: Path):
