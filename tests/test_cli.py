@@ -78,4 +78,4 @@ def test_images_and_prune(tmp_path, store):
 def test_every_command_has_help():
     for command in ("build", "shell", "images", "prune"):
         proc = cli(command, "--help")
-        assert proc.returncode == 0 and "Usage:" in proc.stdout
+        assert proc.returncode == 0 and "usage: imagewright" in proc.stdout

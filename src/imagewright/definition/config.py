@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 __all__ = ["DEFAULT_PATH", "ImageConfig"]
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(NamedTuple):
     """Immutable image settings; `with_` methods return updated copies."""
 
     env: tuple[tuple[str, str], ...] = (("PATH", DEFAULT_PATH),)
@@ -25,12 +24,12 @@ class ImageConfig:
         """Set variables, replacing earlier values and keeping first-set order."""
         merged = dict(self.env)
         merged.update(updates)
-        return replace(self, env=tuple(merged.items()))
+        return self._replace(env=tuple(merged.items()))
 
     def with_labels(self, updates: tuple[tuple[str, str], ...]) -> ImageConfig:
         merged = dict(self.labels)
         merged.update(updates)
-        return replace(self, labels=tuple(merged.items()))
+        return self._replace(labels=tuple(merged.items()))
 
     def with_field(self, field: str, value: object) -> ImageConfig:
         """Apply one SetConfig op."""
@@ -38,7 +37,7 @@ class ImageConfig:
             return self.with_env(value)  # type: ignore[arg-type]
         if field == "labels":
             return self.with_labels(value)  # type: ignore[arg-type]
-        return replace(self, **{field: value})
+        return self._replace(**{field: value})
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)

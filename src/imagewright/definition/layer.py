@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..secret import Secret
 from .ops import Op
@@ -10,8 +10,7 @@ from .ops import Op
 __all__ = ["Layer", "LocalMount"]
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(NamedTuple):
     """One build step: the ops it runs plus where it came from, for progress and errors."""
 
     method: str  # "apt_install"
@@ -27,8 +26,7 @@ class Layer:
         return f"{self.call} at {self.callsite}"
 
 
-@dataclass(frozen=True)
-class LocalMount:
+class LocalMount(NamedTuple):
     """Files attached to every container of an image at start (add_local_* with copy=False)."""
 
     local: str

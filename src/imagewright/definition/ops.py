@@ -7,8 +7,8 @@ name local paths but never read them; the planner hashes local content into cach
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = [
     "Bootstrap",
@@ -22,24 +22,21 @@ __all__ = [
 IgnoreSpec = tuple[str, ...] | Callable[[Path], bool]
 
 
-@dataclass(frozen=True)
-class Bootstrap:
+class Bootstrap(NamedTuple):
     """Create a base root filesystem from a distribution's package archive."""
 
     distro: str  # "debian" or "ubuntu"
     python_version: str | None  # None: the host's major.minor, validated at plan time
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(NamedTuple):
     """Run one shell command in the sandbox, with the image's SHELL, ENV and WORKDIR."""
 
     command: str
     with_uv: bool = False  # bind our uv binary at /.uv/uv for the duration of the command
 
 
-@dataclass(frozen=True)
-class CopyLocal:
+class CopyLocal(NamedTuple):
     """Copy a local file or directory tree into the image.
 
     `remote` may be relative; it then resolves against the image's WORKDIR. A remote ending in
@@ -52,8 +49,7 @@ class CopyLocal:
     is_dir: bool = False
 
 
-@dataclass(frozen=True)
-class SetConfig:
+class SetConfig(NamedTuple):
     """Change image config: ENV, WORKDIR, ENTRYPOINT, CMD, SHELL, USER or LABEL."""
 
     field: str  # one of ImageConfig's field names

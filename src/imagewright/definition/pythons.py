@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..exception import InvalidError
 
@@ -13,8 +13,7 @@ __all__ = ["BaseRelease", "local_series", "release_for", "series_of"]
 _VERSION_RE = re.compile(r"^3(\.\d{1,2}){1,2}(rc\d*)?t?$")
 
 
-@dataclass(frozen=True)
-class BaseRelease:
+class BaseRelease(NamedTuple):
     """A distribution release and how to get one Python series from it."""
 
     distro: str

@@ -1,37 +1,19 @@
-"""Walk a Plan: reuse cached layers, run the missing steps in sandboxes, commit each atomically."""
+"""Walk a Plan: reuse cached layers, run the missing steps, commit each atomically.
+
+The fully cached path imports nothing that runs processes; `steps` is loaded on the first miss.
+"""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
-from collections import deque
-from collections.abc import Callable
-from pathlib import Path
 
-from ..definition.config import ImageConfig
 from ..definition.image import Image
-from ..exception import ImageBuildError
-from ..plan.files import FileEntry
-from ..plan.planner import (
-    BaseSetup,
-    CopyFiles,
-    Plan,
-    PlannedStep,
-    RootfsFromArchive,
-    RunCommand,
-    plan_image,
-)
-from ..store.store import LayerRecord, Scratch, Store, dir_size
-from .environment import step_binds, step_env
+from ..plan.planner import Plan, plan_image
+from ..store.store import LayerRecord, Store
 from .events import BuildResult, Reporter, StepResult
-from .sandbox import Overlay, SandboxCommand, run_sandboxed, spawn_in_namespace, stream
 
 __all__ = ["build_image", "execute_plan", "lowers_for"]
-
-_TAIL_LINES = 25
 
 
 def build_image(
@@ -79,7 +61,9 @@ def _execute_steps(plan: Plan, store: Store, reporter: Reporter) -> list[StepRes
                 record = None if step.force else store.lookup(step.key)
                 cached = record is not None  # another process built it while we waited
                 if record is None:
-                    record = _run_step(plan, index, step, store, reporter)
+                    from .steps import run_step
+
+                    record = run_step(plan, index, step, store, reporter)
         elif not os.path.islink(store.root / store.lower_name(step.key)):
             store.ensure_link(step.key)
         result = StepResult(step.description, cached, time.monotonic() - t0, step.key)
@@ -97,132 +81,6 @@ def lowers_for(plan: Plan, store: Store, upto: int | None = None) -> tuple[str, 
         if record is not None and not record.empty:
             lowers.append(store.lower_name(step.key))
     return tuple(reversed(lowers)) or (store.empty_dir(),)
-
-
-def _run_step(
-    plan: Plan, index: int, step: PlannedStep, store: Store, reporter: Reporter
-) -> LayerRecord:
-    t0 = time.monotonic()
-    secrets = {k: v for s in step.layer.secrets for k, v in s.env.items()}
-    log_path = store.log_path(step.key)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail: deque[str] = deque(maxlen=_TAIL_LINES)
-    with store.scratch() as area, open(log_path, "w") as log:
-
-        def on_line(line: str) -> None:
-            for value in secrets.values():
-                if value:
-                    line = line.replace(value, "***")  # secrets never reach a log
-            tail.append(line)
-            log.write(line + "\n")
-            reporter.step_output(index, line)
-
-        overlay = Overlay(
-            store.root,
-            lowers_for(plan, store, index - 1) if index else (store.empty_dir(),),
-            area.upper,
-            area.work,
-            area.merged,
-        )
-        for action in step.actions:
-            status, what = _run_action(action, overlay, area, store, secrets, on_line)
-            if status != 0:
-                log.flush()
-                raise _build_error(plan, step, what, status, list(tail), log_path)
-        record = LayerRecord(
-            key=step.key,
-            parent=step.parent_key,
-            description=step.description,
-            created=time.time(),
-            seconds=time.monotonic() - t0,
-            size=dir_size(area.upper),
-            empty=not any(area.upper.iterdir()),
-        )
-        return store.commit(area, record)
-
-
-def _run_action(
-    action: object,
-    overlay: Overlay,
-    area: Scratch,
-    store: Store,
-    secrets: dict[str, str],
-    on_line: Callable[[str], None],
-) -> tuple[int, str]:
-    """Run one action; returns (exit status, what ran) so errors can name the failing part."""
-    if isinstance(action, RootfsFromArchive):
-        from .bootstrap import bootstrap_rootfs
-
-        return bootstrap_rootfs(action.release, area.upper, on_line), "mmdebstrap"
-    if isinstance(action, CopyFiles):
-        return copy_into(overlay, action.entries, on_line), "copying files"
-    commands: list[tuple[str, ImageConfig, bool]]
-    if isinstance(action, BaseSetup):
-        from ..plan.planner import BASE_CONFIG
-
-        commands = [(c, BASE_CONFIG, True) for c in action.commands]
-    else:
-        assert isinstance(action, RunCommand)
-        commands = [(action.command, action.config, action.with_uv)]
-    for command, config, with_uv in commands:
-        on_line(f"$ {command}")
-        cmd = SandboxCommand(
-            argv=[*config.shell, command],
-            env=step_env(config, secrets),
-            workdir=config.workdir,
-            binds=step_binds(store, with_uv),
-        )
-        status = run_sandboxed(overlay, cmd, on_line)
-        if status != 0:
-            return status, command
-    return 0, ""
-
-
-def copy_into(
-    overlay: Overlay, entries: tuple[FileEntry, ...], on_line: Callable[[str], None]
-) -> int:
-    """Create `entries` in the overlay's upper dir through a chroot of the merged tree."""
-    spec = overlay.work.parent / "copy.json"
-    spec.write_text(
-        json.dumps(
-            [
-                {
-                    "dest": e.dest,
-                    "kind": e.kind,
-                    "mode": e.mode,
-                    "digest": e.digest,
-                    "source": e.source,
-                    "target": e.target,
-                }
-                for e in entries
-            ]
-        )
-    )
-    inner = [
-        sys.executable,
-        "-I",
-        "-m",
-        "imagewright.execute.copyin",
-        str(overlay.merged),
-        str(spec),
-    ]
-    proc = spawn_in_namespace(
-        overlay, inner, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    return stream(proc, on_line)
-
-
-def _build_error(
-    plan: Plan, step: PlannedStep, what: str, status: int, tail: list[str], log_path: Path
-) -> ImageBuildError:
-    shown = "\n".join(f"  | {line}" for line in tail[-15:])
-    message = (
-        f"Image build for {plan.image_id} failed at step {step.layer.where}\n"
-        f"  {what!r} exited with status {status}.\n"
-        f"Last lines of its output:\n{shown}\n"
-        f"Full log: {log_path}"
-    )
-    return ImageBuildError(message, image_id=plan.image_id, log_path=str(log_path))
 
 
 def _record_image(store: Store, plan: Plan) -> None:

@@ -16,9 +16,10 @@ from ..exception import ExecutionError
 from ..plan.canonical import digest
 from ..plan.planner import Plan, resolve_mounts
 from ..store.store import LayerRecord, Store, dir_size
-from .builder import copy_into, lowers_for
+from .builder import lowers_for
 from .environment import host_ca_bundle, step_env
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
+from .steps import copy_into
 
 __all__ = ["container_env", "mount_layer", "run_container"]
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from ..plan.planner import Plan, PlannedStep
@@ -11,16 +10,14 @@ if TYPE_CHECKING:
 __all__ = ["BuildResult", "Reporter", "StepResult"]
 
 
-@dataclass(frozen=True)
-class StepResult:
+class StepResult(NamedTuple):
     description: str
     cached: bool
     seconds: float
     key: str
 
 
-@dataclass(frozen=True)
-class BuildResult:
+class BuildResult(NamedTuple):
     image_id: str
     key: str
     seconds: float

@@ -7,8 +7,8 @@ import os
 import posixpath
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..definition.ops import IgnoreSpec
 from ..definition.patterns import FilePatternMatcher
@@ -18,8 +18,7 @@ __all__ = ["FileEntry", "collect_dir", "collect_file", "hash_file"]
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     """One path to create in the image. `source` is the host path of a regular file."""
 
     dest: str

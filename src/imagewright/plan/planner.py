@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ..definition.config import ImageConfig
 from ..definition.image import Image
@@ -44,23 +44,20 @@ BASE_CONFIG = ImageConfig(
 )
 
 
-@dataclass(frozen=True)
-class RootfsFromArchive:
+class RootfsFromArchive(NamedTuple):
     """Bootstrap a root filesystem with mmdebstrap."""
 
     release: BaseRelease
 
 
-@dataclass(frozen=True)
-class BaseSetup:
+class BaseSetup(NamedTuple):
     """The fixed commands that make a bootstrapped rootfs into a Modal-like base."""
 
     release: BaseRelease
     commands: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class RunCommand:
+class RunCommand(NamedTuple):
     """A shell command with the config in force when it runs."""
 
     command: str
@@ -68,8 +65,7 @@ class RunCommand:
     with_uv: bool = False
 
 
-@dataclass(frozen=True)
-class CopyFiles:
+class CopyFiles(NamedTuple):
     """Files to create in the layer."""
 
     entries: tuple[FileEntry, ...]
@@ -78,8 +74,7 @@ class CopyFiles:
 Action = RootfsFromArchive | BaseSetup | RunCommand | CopyFiles
 
 
-@dataclass(frozen=True)
-class PlannedStep:
+class PlannedStep(NamedTuple):
     """One cacheable layer of the plan."""
 
     key: str
@@ -89,15 +84,14 @@ class PlannedStep:
     actions: tuple[Action, ...]
     config: ImageConfig  # after this step
     force: bool
-    history: tuple[str, ...] = field(default=())  # Dockerfile-like lines, for image history
+    history: tuple[str, ...] = ()  # Dockerfile-like lines, for image history
 
     @property
     def short(self) -> str:
         return self.key[:16]
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     steps: tuple[PlannedStep, ...]
     mounts: tuple[LocalMount, ...]
 

@@ -20,16 +20,14 @@ import fcntl
 import json
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["LayerRecord", "Scratch", "Store", "dir_size"]
 
 
-@dataclass(frozen=True)
-class LayerRecord:
+class LayerRecord(NamedTuple):
     """What the store knows about a committed layer."""
 
     key: str
@@ -41,8 +39,7 @@ class LayerRecord:
     empty: bool  # no filesystem change: left out of overlay lowerdirs
 
 
-@dataclass(frozen=True)
-class Scratch:
+class Scratch(NamedTuple):
     """A private work area for one step: overlay upper, work and mount-point directories."""
 
     root: Path
@@ -134,7 +131,7 @@ class Store:
         """
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        name = f"{os.getpid()}-{os.urandom(4).hex()}"
         lock_fd = os.open(tmp / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         area = Scratch(tmp / name)
@@ -150,14 +147,14 @@ class Store:
     def commit(self, area: Scratch, record: LayerRecord) -> LayerRecord:
         """Publish a finished layer atomically: it appears whole under its key, or not at all."""
         layer_src = area.root / "layer"
-        (layer_src / "layer.json").write_text(json.dumps(asdict(record)))
+        (layer_src / "layer.json").write_text(json.dumps(record._asdict()))
         _fsync_tree_root(layer_src)
         dest = self.layer_dir(record.key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():  # a forced rebuild: the old layer may still be mounted elsewhere
             trash = self.root / "trash"
             trash.mkdir(exist_ok=True)
-            os.rename(dest, trash / f"{record.key}-{uuid.uuid4().hex[:8]}")
+            os.rename(dest, trash / f"{record.key}-{os.urandom(4).hex()}")
         os.rename(layer_src, dest)
         self._link(record.key)
         return record
@@ -168,7 +165,7 @@ class Store:
         link = self.root / self.lower_name(key)
         if os.path.islink(link):
             return
-        tmp_link = links / f".{key[:16]}.{uuid.uuid4().hex[:6]}"
+        tmp_link = links / f".{key[:16]}.{os.urandom(3).hex()}"
         os.symlink(f"../layers/{key}/diff", tmp_link)
         os.replace(tmp_link, link)
 
@@ -179,7 +176,7 @@ class Store:
     def record_image(self, key: str, data: dict[str, object]) -> None:
         images = self.root / "images"
         images.mkdir(parents=True, exist_ok=True)
-        tmp = images / f".{key}.{uuid.uuid4().hex[:6]}"
+        tmp = images / f".{key}.{os.urandom(3).hex()}"
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, images / f"{key}.json")
 
@@ -220,7 +217,7 @@ class Store:
         trash = self.root / "trash"
         trash.mkdir(exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
-            os.rename(self.layer_dir(key), trash / f"{key}-{uuid.uuid4().hex[:8]}")
+            os.rename(self.layer_dir(key), trash / f"{key}-{os.urandom(4).hex()}")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.log_path(key))
 
