@@ -6,13 +6,26 @@ Code written for Modal runs unchanged with `import imagewright as modal`.
 from __future__ import annotations
 
 from . import exception
+from .app import App, enable_output
 from .definition.image import Image
 from .definition.patterns import FilePatternMatcher
 from .exception import Error
+from .runtime.function import Function, FunctionCall
 from .secret import Secret
 from .version import __version__
 
-__all__ = ["Error", "FilePatternMatcher", "Image", "Secret", "__version__", "exception"]
+__all__ = [
+    "App",
+    "Error",
+    "FilePatternMatcher",
+    "Function",
+    "FunctionCall",
+    "Image",
+    "Secret",
+    "__version__",
+    "enable_output",
+    "exception",
+]
 
-for _name in ("Image", "Secret", "FilePatternMatcher", "Error"):
+for _name in ("App", "Image", "Secret", "FilePatternMatcher", "Error", "Function", "FunctionCall"):
     globals()[_name].__module__ = "imagewright"

@@ -7,7 +7,7 @@ import json
 import shutil
 from typing import Any
 
-__all__ = ["build", "images", "prune", "shell"]
+__all__ = ["build", "export", "images", "prune", "run", "shell"]
 
 
 def _load_image(ref: str) -> Any:
@@ -27,22 +27,67 @@ def build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shell_target(ref: str) -> tuple[Any, tuple[Any, ...], dict[str, str]]:
+    """The image, extra mounts and env for `shell FILE[::NAME]`; NAME may name a function."""
+    from ..definition.image import Image
+    from ..runtime.function import Function
+    from ..runtime.source import source_mounts
+    from .loader import load_module, pick, split_ref
+
+    path, name = split_ref(ref)
+    module = load_module(path)
+    function = getattr(module, name, None) if name else None
+    if isinstance(function, Function):
+        mounts = source_mounts(function.raw_f) if function.include_source else ()
+        env = {k: v for s in function.secrets for k, v in s.env.items()}
+        return function.image, mounts, env
+    return pick(module, name, Image, "Image"), (), {}
+
+
 def shell(args: argparse.Namespace) -> int:
     from ..execute.builder import build_image
     from ..execute.container import run_container
     from ..plan.planner import plan_image
     from ..store.store import Store
 
-    image = _load_image(args.ref)
+    image, mounts, env = _shell_target(args.ref)
     store = Store.default()
     build_image(image, store=store)
     plan = plan_image(image)
     if args.command_string is None:
         argv = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
-        status, _ = run_container(plan, store, argv, interactive=True)
+        status, _ = run_container(plan, store, argv, interactive=True, env=env, extra_mounts=mounts)
     else:
-        status, _ = run_container(plan, store, ["/bin/sh", "-c", args.command_string])
+        status, _ = run_container(
+            plan, store, ["/bin/sh", "-c", args.command_string], env=env, extra_mounts=mounts
+        )
     return status
+
+
+def run(args: argparse.Namespace) -> int:
+    from .run import run_target
+
+    return run_target(args.ref, args.args)
+
+
+def export(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..export import export_image
+
+    result = export_image(
+        _load_image(args.ref),
+        args.output,
+        format=args.format,
+        compression=args.compression,
+        tag=args.tag,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    print(
+        f"Exported {result.reference} to {result.path} ({result.format}, {result.compression}, "
+        f"{result.layers} layers): manifest {result.manifest_digest}"
+    )
+    return 0
 
 
 def images(args: argparse.Namespace) -> int:

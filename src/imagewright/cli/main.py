@@ -64,6 +64,37 @@ def _parser() -> argparse.ArgumentParser:
         help="run CMD through /bin/sh -c instead of an interactive shell",
     )
 
+    run = sub.add_parser(
+        "run",
+        help="run a function or local entrypoint",
+        description="Run the local entrypoint or function NAME in FILE (the only one if NAME "
+        "is left out). Its parameters become --flags.",
+    )
+    run.add_argument("ref", metavar="FILE[::NAME]")
+    run.add_argument(
+        "args", nargs=argparse.REMAINDER, metavar="--ARG VALUE", help="arguments for the function"
+    )
+
+    export = sub.add_parser(
+        "export",
+        help="write an image as an OCI layout or a docker-archive",
+        description="Build the image if needed, then write it to PATH: an OCI image layout "
+        "(a directory, or a tar of one when PATH ends in .tar), or with --format docker a tar "
+        "that `docker load` and `podman load` accept. Layers are compressed once and kept in "
+        "the store. Set SOURCE_DATE_EPOCH to clamp file times.",
+    )
+    export.add_argument("ref", metavar="FILE[::NAME]")
+    export.add_argument("-o", "--output", required=True, metavar="PATH", help="where to write")
+    export.add_argument("--format", choices=("oci", "docker"), default="oci")
+    export.add_argument(
+        "--compression",
+        choices=("zstd", "gzip", "none"),
+        help="layer compression (default: zstd for oci, gzip for docker)",
+    )
+    export.add_argument(
+        "--tag", default="imagewright:latest", metavar="NAME[:TAG]", help="the name recorded"
+    )
+
     images = sub.add_parser(
         "images",
         help="list the images in the local store",

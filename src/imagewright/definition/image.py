@@ -14,14 +14,17 @@ import shlex
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._callsite import user_callsite
 from ..exception import InvalidError
 from ..secret import Secret
 from .layer import Layer, LocalMount
-from .ops import Bootstrap, CopyLocal, IgnoreSpec, Op, Run, SetConfig
+from .ops import Bootstrap, CopyLocal, IgnoreSpec, Op, Run, RunFunction, SetConfig
 from .patterns import NON_PYTHON_FILES, FilePatternMatcher
+
+if TYPE_CHECKING:
+    from ..export.exporter import ExportResult
 
 __all__ = ["Image"]
 
@@ -325,6 +328,36 @@ class Image:
             "run_commands", call, ops, force_build=force_build, env=env, secrets=secrets
         )
 
+    def run_function(
+        self,
+        raw_f: Callable[..., Any],
+        *,
+        env: Mapping[str, str | None] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        gpu: str | None = None,
+        timeout: float = 3600,
+        force_build: bool = False,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] = {},
+        include_source: bool = True,
+        **_ignored: Any,
+    ) -> Image:
+        """Run `raw_f` at build time in a container of this image and keep what it writes.
+
+        The layer's cache key is the function's source, the values of the globals it uses, and
+        its arguments: editing any of them rebuilds the layer.
+        """
+        if not callable(raw_f):
+            raise InvalidError("Image.run_function expects a function")
+        if getattr(raw_f, "__name__", "") == "<lambda>":
+            raise InvalidError("Image.run_function does not support lambda functions.")
+        raw_f = getattr(raw_f, "raw_f", raw_f)  # accept an @app.function too
+        op = RunFunction(raw_f, tuple(args), tuple(dict(kwargs).items()), timeout, include_source)
+        call = f"run_function({raw_f.__qualname__})"
+        return self._step(
+            "run_function", call, (op,), force_build=force_build, env=env, secrets=secrets
+        )
+
     # ---- config -----------------------------------------------------------------------------
 
     def env(self, vars: dict[str, str]) -> Image:
@@ -442,6 +475,25 @@ class Image:
 
         build_image(self, force=force)
         return self
+
+    def export(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str = "oci",
+        compression: str | None = None,
+        tag: str = "imagewright:latest",
+    ) -> ExportResult:
+        """Build if needed, then write the image to `path` as an OCI layout or docker-archive.
+
+        `format="oci"` writes an OCI image layout (a directory, or a tar of one when `path`
+        ends in .tar); `format="docker"` a tar that `docker load` and `podman load` accept.
+        `compression` is "zstd", "gzip" or "none" (default: zstd for oci, gzip for docker).
+        Returns an `ExportResult` with the manifest digest and image ID.
+        """
+        from ..export import export_image
+
+        return export_image(self, path, format=format, compression=compression, tag=tag)
 
     @contextlib.contextmanager
     def imports(self) -> Iterator[None]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 __all__ = [
     "Bootstrap",
@@ -16,10 +16,12 @@ __all__ = [
     "IgnoreSpec",
     "Op",
     "Run",
+    "RunFunction",
     "SetConfig",
 ]
 
-IgnoreSpec = tuple[str, ...] | Callable[[Path], bool]
+# typing.Union, not `|`: this module is also imported inside containers, by Python 3.9.
+IgnoreSpec = Union[tuple[str, ...], Callable[[Path], bool]]  # noqa: UP007
 
 
 class Bootstrap(NamedTuple):
@@ -56,4 +58,14 @@ class SetConfig(NamedTuple):
     value: tuple[str, ...] | tuple[tuple[str, str], ...] | str | None
 
 
-Op = Bootstrap | Run | CopyLocal | SetConfig
+class RunFunction(NamedTuple):
+    """Call a Python function in a container of the image; what it writes becomes the layer."""
+
+    function: Callable[..., object]
+    args: tuple[object, ...]
+    kwargs: tuple[tuple[str, object], ...]
+    timeout: float
+    include_source: bool
+
+
+Op = Union[Bootstrap, Run, CopyLocal, SetConfig, RunFunction]  # noqa: UP007

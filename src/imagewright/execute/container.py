@@ -1,8 +1,8 @@
 """Containers of built images: a fresh, throwaway overlay over the image's layers.
 
-Files added with `copy=False` become one more cached lower layer, keyed by their contents, so
-attaching them costs nothing after the first start. Whatever the container writes lands in a
-scratch upper directory that is deleted when it exits.
+Files added with `copy=False` (and a function's own source) become one more cached lower layer,
+keyed by their contents, so attaching them costs nothing after the first start. Whatever the
+container writes lands in a scratch upper directory that is deleted when it exits.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import subprocess
 from collections.abc import Mapping, Sequence
 
 from ..definition.config import ImageConfig
+from ..definition.layer import LocalMount
 from ..exception import ExecutionError
 from ..plan.canonical import digest
+from ..plan.files import FileEntry
 from ..plan.planner import Plan, resolve_mounts
 from ..store.store import LayerRecord, Store, dir_size
 from .builder import lowers_for
@@ -21,7 +23,13 @@ from .environment import host_ca_bundle, step_env
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
 from .steps import copy_into
 
-__all__ = ["container_env", "mount_layer", "run_container"]
+__all__ = [
+    "attach_files",
+    "container_env",
+    "container_lowers",
+    "run_container",
+    "runtime_binds",
+]
 
 
 def container_env(config: ImageConfig, extra: Mapping[str, str] = {}) -> dict[str, str]:
@@ -31,36 +39,44 @@ def container_env(config: ImageConfig, extra: Mapping[str, str] = {}) -> dict[st
     return env
 
 
-def mount_layer(plan: Plan, store: Store) -> str | None:
-    """The cached layer holding the image's copy=False files, built on first use."""
-    entries = resolve_mounts(plan.mounts)
+def runtime_binds() -> list[Bind]:
+    """What every container gets from the host: the resolver and the CA bundle."""
+    binds = [Bind("/etc/resolv.conf", "/etc/resolv.conf")]
+    ca = host_ca_bundle()
+    if ca:
+        binds.append(Bind(ca, "/tmp/.imagewright/ca-certificates.crt"))
+    return binds
+
+
+def container_lowers(
+    plan: Plan, store: Store, extra: tuple[LocalMount, ...] = ()
+) -> tuple[str, ...]:
+    """Lower dirs for a container: the image's layers under its attached local files."""
+    entries = resolve_mounts((*plan.mounts, *extra))
+    return attach_files(store, plan.key, lowers_for(plan, store), entries)
+
+
+def attach_files(
+    store: Store, base_key: str, lowers: tuple[str, ...], entries: tuple[FileEntry, ...]
+) -> tuple[str, ...]:
+    """`lowers` with one more layer on top holding `entries`, cached by their contents."""
     if not entries:
-        return None
+        return lowers
     key = digest(
-        {"type": "imagewright.mounts.v1", "image": plan.key, "files": [e.key() for e in entries]}
+        {"type": "imagewright.mounts.v1", "image": base_key, "files": [e.key() for e in entries]}
     )
     if store.lookup(key) is None:
         with store.lock(key), store.scratch() as area:
             if store.lookup(key) is None:
-                overlay = Overlay(
-                    store.root, lowers_for(plan, store), area.upper, area.work, area.merged
-                )
+                overlay = Overlay(store.root, lowers, area.upper, area.work, area.merged)
                 output: list[str] = []
                 if copy_into(overlay, entries, output.append) != 0:
                     raise ExecutionError("Could not attach local files:\n" + "\n".join(output))
-                store.commit(
-                    area,
-                    LayerRecord(
-                        key,
-                        plan.key,
-                        "local files (copy=False)",
-                        0.0,
-                        0.0,
-                        dir_size(area.upper),
-                        False,
-                    ),
+                record = LayerRecord(
+                    key, base_key, "local files (copy=False)", 0.0, 0.0, dir_size(area.upper), False
                 )
-    return store.lower_name(key)
+                store.commit(area, record)
+    return (store.lower_name(key), *lowers)
 
 
 def run_container(
@@ -71,25 +87,23 @@ def run_container(
     interactive: bool = False,
     env: Mapping[str, str] = {},
     capture: bool = False,
+    extra_mounts: tuple[LocalMount, ...] = (),
 ) -> tuple[int, str]:
     """Run `argv` in a fresh container of the built image.
 
     Returns the exit status and, with `capture`, the combined stdout and stderr (otherwise the
     container writes to ours).
     """
-    lowers = lowers_for(plan, store)
-    mounts = mount_layer(plan, store)
-    if mounts:
-        lowers = (mounts, *lowers)
+    lowers = container_lowers(plan, store, extra_mounts)
     extra = dict(env)
     if interactive and "TERM" in os.environ:
         extra.setdefault("TERM", os.environ["TERM"])
-    binds = [Bind("/etc/resolv.conf", "/etc/resolv.conf")]
-    ca = host_ca_bundle()
-    if ca:
-        binds.append(Bind(ca, "/tmp/.imagewright/ca-certificates.crt"))
     cmd = SandboxCommand(
-        argv, container_env(plan.config, extra), plan.config.workdir, tuple(binds), interactive
+        argv,
+        container_env(plan.config, extra),
+        plan.config.workdir,
+        tuple(runtime_binds()),
+        interactive,
     )
     pipe = subprocess.PIPE if capture else None
     with store.scratch() as area:

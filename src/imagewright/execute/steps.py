@@ -16,6 +16,7 @@ from ..plan.files import FileEntry
 from ..plan.planner import (
     BASE_CONFIG,
     BaseSetup,
+    CallFunction,
     CopyFiles,
     Plan,
     PlannedStep,
@@ -90,6 +91,8 @@ def _run_action(
         return bootstrap_rootfs(action.release, area.upper, on_line), "mmdebstrap"
     if isinstance(action, CopyFiles):
         return copy_into(overlay, action.entries, on_line), "copying files"
+    if isinstance(action, CallFunction):
+        return _call_function(action, overlay, area, store, secrets, on_line)
     commands: list[tuple[str, ImageConfig, bool]]
     if isinstance(action, BaseSetup):
         commands = [(c, BASE_CONFIG, True) for c in action.commands]
@@ -107,6 +110,44 @@ def _run_action(
         status = run_sandboxed(overlay, cmd, on_line)
         if status != 0:
             return status, command
+    return 0, ""
+
+
+def _call_function(
+    action: CallFunction,
+    overlay: Overlay,
+    area: Scratch,
+    store: Store,
+    secrets: dict[str, str],
+    on_line: Callable[[str], None],
+) -> tuple[int, str]:
+    """Run the function in a container writing into this step's layer (run_function)."""
+    import traceback
+
+    from ..runtime.invoke import Container
+    from ..runtime.protocol import loads
+    from .container import attach_files
+
+    what = f"{action.ref.split(':')[1]}()"
+    on_line(f"$ python: {what}")
+    parent_key = "|".join(overlay.lowers)
+    lowers = attach_files(store, parent_key, overlay.lowers, action.sources)
+    container = Container(
+        store, action.config, lowers, action.ref, env=secrets, area=area, on_output=on_line
+    )
+    try:
+        container.start()
+        args, kwargs = loads(action.arguments)
+        container.call(args, kwargs, action.timeout)
+    except Exception as exc:
+        for line in "".join(traceback.format_exception_only(type(exc), exc)).splitlines():
+            on_line(line)
+        if exc.__cause__ is not None:
+            for line in str(exc.__cause__).splitlines():
+                on_line(line)
+        return 1, what
+    finally:
+        container.stop()
     return 0, ""
 
 

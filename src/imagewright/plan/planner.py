@@ -16,7 +16,7 @@ from typing import NamedTuple
 from ..definition.config import ImageConfig
 from ..definition.image import Image
 from ..definition.layer import Layer, LocalMount
-from ..definition.ops import Bootstrap, CopyLocal, Run, SetConfig
+from ..definition.ops import Bootstrap, CopyLocal, Run, RunFunction, SetConfig
 from ..definition.pythons import BaseRelease, release_for
 from ..exception import InvalidError
 from ..version import BUILDER_VERSION
@@ -25,6 +25,7 @@ from .files import FileEntry, collect_dir, collect_file
 
 __all__ = [
     "BaseSetup",
+    "CallFunction",
     "CopyFiles",
     "Plan",
     "PlannedStep",
@@ -71,7 +72,17 @@ class CopyFiles(NamedTuple):
     entries: tuple[FileEntry, ...]
 
 
-Action = RootfsFromArchive | BaseSetup | RunCommand | CopyFiles
+class CallFunction(NamedTuple):
+    """Call a function in a container whose writes become the layer."""
+
+    ref: str  # "module:qualname"
+    arguments: bytes  # pickled (args, kwargs)
+    timeout: float
+    config: ImageConfig
+    sources: tuple[FileEntry, ...]  # the function's module, attached below the layer
+
+
+Action = RootfsFromArchive | BaseSetup | RunCommand | CopyFiles | CallFunction
 
 
 class PlannedStep(NamedTuple):
@@ -156,6 +167,11 @@ def _plan_layer(
             actions.append(CopyFiles(tuple(entries)))
             key_ops.append(["copy", [e.key() for e in entries]])
             history.append(f"COPY {op.local} {op.remote}")
+        elif isinstance(op, RunFunction):
+            action, identity = _plan_function(op, config)
+            actions.append(action)
+            key_ops.append(["function", identity, op.include_source])
+            history.append(f"RUN python -c 'run_function({op.function.__qualname__})'")
         elif isinstance(op, SetConfig):
             config = _apply_config(config, op)
             if op.field == "workdir":
@@ -175,6 +191,16 @@ def _plan_layer(
     return [
         PlannedStep(key, parent, layer.call, layer, tuple(actions), config, force, tuple(history))
     ]
+
+
+def _plan_function(op: RunFunction, config: ImageConfig) -> tuple[CallFunction, list[object]]:
+    from ..runtime.source import function_ref, source_mounts
+    from .functionkey import function_identity, pickled_arguments
+
+    arguments = pickled_arguments(op.args, dict(op.kwargs))
+    sources = resolve_mounts(source_mounts(op.function)) if op.include_source else ()
+    action = CallFunction(function_ref(op.function), arguments, op.timeout, config, sources)
+    return action, function_identity(op.function, arguments)
 
 
 def _plan_base(layer: Layer, op: Bootstrap, force: bool) -> list[PlannedStep]:

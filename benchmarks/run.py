@@ -1,0 +1,721 @@
+"""Benchmark imagewright against Docker BuildKit on the same builds, side by side.
+
+Scenarios (see benchmarks/README.md for what each includes):
+
+    cold       the seed's data-processing image on an already-built base, with empty layer
+               caches and empty apt and uv package caches (downloads included)
+    cached     a fully cached rebuild of that image
+    copy-edit  the image plus a final copy of config.yaml, rebuilt after editing the file
+    uv-warm    the uv layer rebuilt after adding one small package, package caches warm
+    small      a fully cached rebuild of a 6-step image (imagewright's target: under 0.15 s)
+
+Every build is one timed subprocess (`imagewright build FILE::NAME --json` or `docker build`),
+and the two builders take turns repetition by repetition, so background load hits both alike.
+
+Docker runs in a private dockerd (own data root, exec root, socket and cgroup parent; no bridge,
+no iptables; builds use --network=host). The script starts it when nothing answers on its
+socket, installing docker.io with apt-get if needed, and stops and cleans up after it at the
+end. Docker's base image is imported from the root filesystem of imagewright's own base, so
+both builders start from the same files. Everything lives under --workdir, with a separate
+IMAGEWRIGHT_HOME, so a developer's store is never touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple, Protocol
+
+WORKLOADS = Path(__file__).resolve().parent / "workloads"
+WORKLOAD_FILE = "images.py"
+DOCKER = (
+    "/usr/bin/docker"  # Debian's 20.10 CLI: the static 28.x one in /usr/local/bin has no buildx
+)
+DOCKERD = "/usr/sbin/dockerd"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+PREFIX = "imagewright-bench"  # Docker image names and the dockerd cgroup parent
+# uv-warm adds one of these per rebuild: small, and outside the data image's dependency tree.
+EXTRA_PACKAGES = tuple(f"idna=={v}" for v in ("3.10", "3.9", "3.8", "3.7", "3.6", "3.5", "3.4"))
+SMALL_TARGET_SECONDS = 0.15
+
+
+class BenchError(RuntimeError):
+    """A build or a setup command failed; the message names its log."""
+
+
+class Outcome(NamedTuple):
+    """One timed build: wall seconds and how many steps ran rather than came from cache."""
+
+    seconds: float
+    steps_run: int
+
+
+class Builder(Protocol):
+    """What a scenario needs from a builder."""
+
+    name: str
+
+    def reset(self) -> None:
+        """Empty the layer cache and the apt and uv package caches, keeping the base image."""
+
+    def build(self, image: str, extra: str | None = None) -> Outcome:
+        """Build `image` of the workload (with `extra` as the uv-warm package) and time it."""
+
+
+class Paths(NamedTuple):
+    """Where everything lives under the work directory."""
+
+    root: Path
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def context(self) -> Path:
+        return self.root / "context"
+
+    @property
+    def docker_base_context(self) -> Path:
+        return self.root / "docker-base"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def docker(self) -> Path:
+        return self.root / "docker"
+
+    @property
+    def docker_socket(self) -> Path:
+        return self.docker / "docker.sock"
+
+
+def log_file(paths: Paths, name: str) -> Path:
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    return paths.logs / f"{name}.log"
+
+
+def check_call(argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> None:
+    """Run a setup command with its output appended to `log`; raise BenchError on failure."""
+    with open(log, "a") as out:
+        out.write(f"$ {shlex.join(argv)}\n")
+        out.flush()
+        status = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    if status != 0:
+        raise BenchError(f"{shlex.join(argv)} exited with {status}; see {log}")
+
+
+# ---- imagewright -------------------------------------------------------------------------------
+
+
+class Imagewright:
+    """imagewright's CLI on a private store ($IMAGEWRIGHT_HOME under the work directory)."""
+
+    name = "imagewright"
+
+    def __init__(self, paths: Paths, executable: str):
+        self.paths = paths
+        self.executable = executable
+        self.base_id = ""
+
+    def _env(self, extra: str | None = None) -> dict[str, str]:
+        env = {**os.environ, "IMAGEWRIGHT_HOME": str(self.paths.home)}
+        if extra:
+            env["BENCH_EXTRA_PACKAGE"] = extra
+        return env
+
+    def build(self, image: str, extra: str | None = None) -> Outcome:
+        log = log_file(self.paths, f"imagewright-{image}")
+        argv = [self.executable, "build", f"{WORKLOAD_FILE}::{image}", "--json"]
+        with open(log, "a") as err:
+            err.write(f"$ {shlex.join(argv)}\n")
+            err.flush()
+            started = time.perf_counter()
+            proc = subprocess.run(
+                argv,
+                cwd=self.paths.context,
+                env=self._env(extra),
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+            seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise BenchError(
+                f"imagewright build of {image} exited with {proc.returncode}; see {log}"
+            )
+        steps = json.loads(proc.stdout)["steps"]
+        return Outcome(seconds, sum(not s["cached"] for s in steps))
+
+    def reset(self) -> None:
+        """Forget every image but the base, prune unused layers and empty the package caches."""
+        records = json.loads(self._cli_output("images", "--json"))
+        for record in records:
+            if record["image_id"] != self.base_id:
+                (self.paths.home / "images" / f"{record['key']}.json").unlink()
+        check_call(
+            [self.executable, "prune", "--caches"],
+            log_file(self.paths, "imagewright-setup"),
+            env=self._env(),
+        )
+
+    def _cli_output(self, *args: str) -> str:
+        return subprocess.run(
+            [self.executable, *args],
+            cwd=self.paths.context,
+            env=self._env(),
+            check=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ).stdout
+
+    def prepare_base(self) -> dict[str, object]:
+        """Build the base image (cached after the first run); return its OCI config."""
+        outcome = json.loads(self._cli_output("build", f"{WORKLOAD_FILE}::base", "--json"))
+        self.base_id = str(outcome["image_id"])
+        for record in json.loads(self._cli_output("images", "--json")):
+            if record["image_id"] == self.base_id:
+                return dict(record["config"])
+        raise BenchError(f"the base image {self.base_id} is not in `imagewright images`")
+
+    def export_base(self, dest: Path) -> None:
+        """Write the base's root filesystem as a tar, from inside a container of it.
+
+        /proc, /sys, /dev and /tmp are separate mounts in the container, so --one-file-system
+        keeps only their (empty) mount points; /etc/resolv.conf is the host's, bind-mounted.
+        """
+        tar = (
+            "tar --one-file-system --numeric-owner --xattrs --warning=no-file-changed"
+            " --exclude=./etc/resolv.conf -C / -cf - . || [ $? -eq 1 ]"  # 1: a file changed
+        )
+        log = log_file(self.paths, "imagewright-setup")
+        with open(dest, "wb") as out, open(log, "a") as err:
+            status = subprocess.run(
+                [self.executable, "shell", f"{WORKLOAD_FILE}::base", "--cmd", tar],
+                cwd=self.paths.context,
+                env=self._env(),
+                stdout=out,
+                stderr=err,
+            ).returncode
+        if status != 0:
+            raise BenchError(f"exporting the base root filesystem failed ({status}); see {log}")
+        check_rootfs_tar(dest)
+
+
+def check_rootfs_tar(path: Path) -> None:
+    """Refuse a tar that lacks the base's Python or holds anything from the special mounts."""
+    with tarfile.open(path) as tar:
+        names = set(tar.getnames())
+    for needed in ("./usr/bin/python3", "./etc/os-release", "./usr/bin/apt-get"):
+        if needed not in names:
+            raise BenchError(f"{path} has no {needed}: not a root filesystem")
+    leaked = [n for n in names if re.match(r"\./(proc|sys|dev|tmp)/.", n)]
+    if leaked:
+        raise BenchError(f"{path} holds files from special mounts, e.g. {leaked[0]}")
+
+
+# ---- Docker BuildKit ---------------------------------------------------------------------------
+
+
+class BuildKit:
+    """`docker build` with BuildKit against the private engine."""
+
+    name = "BuildKit"
+
+    def __init__(self, paths: Paths, env: dict[str, str], workload: ModuleType, base_ref: str):
+        self.paths = paths
+        self.env = env
+        self.workload = workload
+        self.base_ref = base_ref
+
+    def build(self, image: str, extra: str | None = None) -> Outcome:
+        dockerfile = self.paths.context / f"Dockerfile.{image}"
+        dockerfile.write_text(dockerfile_for(image, self.workload, self.base_ref, extra))
+        argv = [DOCKER, "build", "--network=host", "--progress=plain", "-f", str(dockerfile)]
+        argv += ["-t", f"{PREFIX}/{image}", str(self.paths.context)]
+        started = time.perf_counter()
+        proc = subprocess.run(argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - started
+        output = proc.stdout.decode("utf-8", "replace")
+        log = log_file(self.paths, f"buildkit-{image}")
+        with open(log, "a") as out:
+            out.write(f"$ {shlex.join(argv)}\n{output}")
+        if proc.returncode != 0:
+            raise BenchError(f"docker build of {image} exited with {proc.returncode}; see {log}")
+        return Outcome(seconds, buildkit_steps_run(output))
+
+    def reset(self) -> None:
+        """Remove the images built here and all build cache, cache mounts included."""
+        log = log_file(self.paths, "buildkit-setup")
+        listed = subprocess.run(
+            [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", f"{PREFIX}/*"],
+            env=self.env,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout.split()
+        built = [r for r in listed if not r.startswith((f"{PREFIX}/base:", f"{PREFIX}/rootfs:"))]
+        if built:
+            check_call([DOCKER, "image", "rm", "-f", *built], log, env=self.env)
+        check_call([DOCKER, "builder", "prune", "-af"], log, env=self.env)
+
+
+def buildkit_steps_run(output: str) -> int:
+    """How many RUN and COPY steps BuildKit executed rather than took from its cache."""
+    steps = set(re.findall(r"^#(\d+) \[[^\]]*\] (?:RUN|COPY) ", output, re.MULTILINE))
+    cached = set(re.findall(r"^#(\d+) CACHED$", output, re.MULTILINE))
+    return len(steps - cached)
+
+
+def dockerfile_for(image: str, w: ModuleType, base_ref: str, extra: str | None) -> str:
+    """The Dockerfile doing what images.py::`image` does, command for command."""
+    lines = [f"FROM {base_ref}"]
+    if image == "small":
+        lines += [apt_run(w.SMALL_APT_PACKAGES), uv_run(w.SMALL_UV_PACKAGES)]
+        lines += [f"ENV {k}={v}" for k, v in w.SMALL_ENV.items()]
+        lines += [f"RUN {command}" for command in w.SMALL_COMMANDS]
+        return "\n".join(lines) + "\n"
+    packages = (
+        (*w.UV_PACKAGES, extra or w.EXTRA_PACKAGE) if image == "data_extra" else w.UV_PACKAGES
+    )
+    lines += [apt_run(w.APT_PACKAGES), uv_run(packages)]
+    if image == "data_config":
+        lines.append("COPY {} {}".format(*w.CONFIG_FILE))
+    return "\n".join(lines) + "\n"
+
+
+def apt_run(packages: Sequence[str]) -> str:
+    # imagewright bind-mounts its apt cache on /var/cache/apt/archives: the .debs stay out of
+    # the layer and are reused; a cache mount does the same for Docker.
+    return (
+        "RUN --mount=type=cache,target=/var/cache/apt/archives,sharing=locked "
+        f"apt-get update && apt-get install -y {shlex.join(packages)}"
+    )
+
+
+def uv_run(packages: Sequence[str]) -> str:
+    # imagewright's uv_pip_install command, with the packages sorted as it sorts them
+    quoted = " ".join(shlex.quote(p) for p in sorted(packages))
+    return (
+        "RUN --mount=type=cache,target=/root/.cache/uv "
+        f"/.uv/uv pip install --python $(command -v python) --compile-bytecode {quoted}"
+    )
+
+
+def prepare_docker_base(
+    paths: Paths, env: dict[str, str], iw: Imagewright, config: dict[str, object]
+) -> str:
+    """Import imagewright's base into Docker (once per base), adding uv and the host CA bundle.
+
+    Returns the image reference to build FROM.
+    """
+    tag = iw.base_id.removeprefix("im-")
+    ref = f"{PREFIX}/base:{tag}"
+    present = subprocess.run(
+        [DOCKER, "image", "inspect", ref],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if present.returncode == 0:
+        return ref
+    log = log_file(paths, "buildkit-setup")
+    rootfs_tar = paths.root / f"rootfs-{tag}.tar"
+    iw.export_base(rootfs_tar)
+    changes = [f"ENV {item}" for item in config.get("Env", [])]  # type: ignore[union-attr]
+    if config.get("Cmd"):
+        changes.append(f"CMD {json.dumps(config['Cmd'])}")
+    argv = [DOCKER, "import", *(f"--change={c}" for c in changes), str(rootfs_tar)]
+    check_call([*argv, f"{PREFIX}/rootfs:{tag}"], log, env=env)
+    rootfs_tar.unlink()
+    # imagewright bind-mounts uv and the host CA bundle into build steps; Docker gets copies.
+    ctx = paths.docker_base_context
+    ctx.mkdir(parents=True, exist_ok=True)
+    uv = shutil.which("uv", path=str(Path(iw.executable).parent))
+    if uv is None:
+        raise BenchError(f"no uv next to {iw.executable}: install imagewright's dependencies")
+    shutil.copy2(uv, ctx / "uv")
+    shutil.copy2(CA_BUNDLE, ctx / "ca-certificates.crt")
+    (ctx / "Dockerfile").write_text(
+        f"FROM {PREFIX}/rootfs:{tag}\n"
+        "COPY uv /.uv/uv\n"
+        f"COPY ca-certificates.crt {CA_BUNDLE}\n"
+        f"ENV SSL_CERT_FILE={CA_BUNDLE} UV_LINK_MODE=copy\n"
+    )
+    check_call([DOCKER, "build", "--network=host", "-t", ref, str(ctx)], log, env=env)
+    return ref
+
+
+# ---- the private Docker engine -----------------------------------------------------------------
+
+
+def docker_env(paths: Paths) -> dict[str, str]:
+    return {**os.environ, "DOCKER_BUILDKIT": "1", "DOCKER_HOST": f"unix://{paths.docker_socket}"}
+
+
+def engine_answers(env: dict[str, str]) -> bool:
+    probe = subprocess.run(
+        [DOCKER, "version", "--format", "{{.Server.Version}}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return probe.returncode == 0
+
+
+def install_docker(paths: Paths) -> None:
+    if os.path.exists(DOCKERD) and os.path.exists(DOCKER):
+        return
+    print("Installing docker.io with apt-get ...", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    log = log_file(paths, "apt-get")
+    check_call(["apt-get", "update", "-q"], log, env=env)
+    check_call(["apt-get", "install", "-y", "-q", "docker.io"], log, env=env)
+
+
+@contextlib.contextmanager
+def docker_engine(paths: Paths) -> Iterator[dict[str, str]]:
+    """A dockerd answering on our socket: the running one, or one started here and stopped after."""
+    env = docker_env(paths)
+    if os.path.exists(DOCKER) and engine_answers(env):
+        yield env
+        return
+    install_docker(paths)
+    data, exec_root = paths.docker / "data", paths.docker / "exec"
+    data.mkdir(parents=True, exist_ok=True)
+    exec_root.mkdir(parents=True, exist_ok=True)
+    argv = [DOCKERD, "--data-root", str(data), "--exec-root", str(exec_root)]
+    argv += ["-H", f"unix://{paths.docker_socket}", "--pidfile", str(paths.docker / "dockerd.pid")]
+    argv += ["--bridge=none", "--iptables=false", "--ip-masq=false", f"--cgroup-parent={PREFIX}"]
+    argv += ["--containerd-namespace", PREFIX, "--containerd-plugins-namespace", f"{PREFIX}-p"]
+    with open(log_file(paths, "dockerd"), "a") as out:
+        daemon = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not engine_answers(env):
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"dockerd did not come up; see {log_file(paths, 'dockerd')}")
+            time.sleep(0.5)
+        yield env
+    finally:
+        stop_engine(daemon, paths)
+
+
+def stop_engine(daemon: subprocess.Popen[bytes], paths: Paths) -> None:
+    """Stop dockerd (its containerd exits with it), then undo what it left on the host."""
+    if daemon.poll() is None:
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+    # The netns nsfs mount (and any overlay a killed daemon left) would outlive it.
+    prefix = str(paths.docker) + "/"
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+    for target in sorted(mounts, key=len, reverse=True):
+        subprocess.run(["umount", target], stderr=subprocess.DEVNULL)
+    for directory in cgroup_dirs(PREFIX):
+        for sub, _dirs, _files in sorted(os.walk(directory), key=lambda e: -len(e[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(sub)
+
+
+def cgroup_dirs(name: str) -> list[Path]:
+    """cgroup-v1 directories called `name`, at each hierarchy's root and below our own cgroup."""
+    found = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _id, controllers, own = line.rstrip("\n").split(":", 2)
+            mount = controllers.removeprefix("name=") or "unified"
+            for parent in {"/", own}:
+                path = Path("/sys/fs/cgroup", mount, parent.lstrip("/"), name)
+                if path.is_dir():
+                    found.append(path)
+    return found
+
+
+# ---- scenarios ---------------------------------------------------------------------------------
+
+Samples = dict[str, list[Outcome]]
+
+
+def interleave(
+    builders: Sequence[Builder], repeat: int, one: Callable[[Builder, int], Outcome]
+) -> Samples:
+    """Run `one(builder, i)` for i in range(repeat), alternating builders within each round."""
+    samples: Samples = {b.name: [] for b in builders}
+    for i in range(repeat):
+        for b in builders:
+            outcome = one(b, i)
+            samples[b.name].append(outcome)
+            print(
+                f"  {b.name:<11} {i + 1}/{repeat}: {outcome.seconds:7.3f} s "
+                f"({outcome.steps_run} step(s) run)",
+                file=sys.stderr,
+            )
+    return samples
+
+
+def run_cold(builders: Sequence[Builder], repeat: int, paths: Paths) -> Samples:
+    def one(b: Builder, _i: int) -> Outcome:
+        b.reset()
+        return b.build("data")
+
+    return interleave(builders, repeat, one)
+
+
+def run_cached(builders: Sequence[Builder], repeat: int, paths: Paths) -> Samples:
+    for b in builders:
+        b.build("data")
+    return interleave(builders, repeat, lambda b, _i: b.build("data"))
+
+
+def run_copy_edit(builders: Sequence[Builder], repeat: int, paths: Paths) -> Samples:
+    token = os.urandom(6).hex()  # content never built before, even by an earlier run
+    config = paths.context / "config.yaml"
+
+    def one(b: Builder, i: int) -> Outcome:
+        config.write_text(f"run: {token}\nbuilder: {b.name}\nedit: {i}\n")
+        return b.build("data_config")
+
+    for b in builders:
+        b.build("data_config")
+    return interleave(builders, repeat, one)
+
+
+def run_uv_warm(builders: Sequence[Builder], repeat: int, paths: Paths) -> Samples:
+    if repeat > len(EXTRA_PACKAGES):
+        raise BenchError(f"uv-warm can repeat at most {len(EXTRA_PACKAGES)} times")
+    for b in builders:  # no uv layer with an extra package cached; package caches filled
+        b.reset()
+        b.build("data")
+    return interleave(builders, repeat, lambda b, i: b.build("data_extra", EXTRA_PACKAGES[i]))
+
+
+def run_small(builders: Sequence[Builder], repeat: int, paths: Paths) -> Samples:
+    for b in builders:
+        b.build("small")
+    return interleave(builders, repeat, lambda b, _i: b.build("small"))
+
+
+class Scenario(NamedTuple):
+    title: str
+    run: Callable[[Sequence[Builder], int, Paths], Samples]
+    slow: bool  # repeated --slow-repeat times instead of --repeat
+    steps_run: int  # steps each timed build should run; anything else is reported
+
+
+SCENARIOS = {
+    "cold": Scenario("cold build, data image (empty caches)", run_cold, True, 2),
+    "cached": Scenario("fully cached rebuild, data image", run_cached, False, 0),
+    "copy-edit": Scenario("rebuild after editing a copied file", run_copy_edit, False, 1),
+    "uv-warm": Scenario("uv layer rebuilt, package cache warm", run_uv_warm, True, 1),
+    "small": Scenario("fully cached rebuild, 6-step image", run_small, False, 0),
+}
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+
+def command_output(argv: Sequence[str], env: dict[str, str] | None = None) -> str:
+    try:
+        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
+        return "n/a"
+    return proc.stdout.decode().strip() if proc.returncode == 0 else "n/a"
+
+
+def machine_facts(iw: Imagewright, env: dict[str, str] | None) -> list[tuple[str, str]]:
+    meminfo = Path("/proc/meminfo").read_text()
+    mem_kib = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))  # type: ignore[union-attr]
+    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
+    docker = "skipped"
+    if env is not None:
+        server = command_output([DOCKER, "version", "--format", "{{.Server.Version}}"], env)
+        docker = f"{server} (`{DOCKER}`, BuildKit, overlay2, runc)"
+    return [
+        ("date", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("cpus", f"{os.cpu_count()} ({cpu.group(1) if cpu else 'unknown model'})"),
+        ("memory", f"{mem_kib / 2**20:.1f} GiB"),
+        ("kernel", platform.release()),
+        ("os", command_output(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"])),
+        ("imagewright", command_output([iw.executable, "--version"])),
+        ("docker server", docker),
+        ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
+    ]
+
+
+def seconds_cell(outcomes: list[Outcome]) -> str:
+    if not outcomes:
+        return "–"
+    times = [o.seconds for o in outcomes]
+    return f"{statistics.median(times):.3f} (min {min(times):.3f})"
+
+
+def report(
+    results: dict[str, Samples], facts: list[tuple[str, str]], repeats: dict[str, int]
+) -> str:
+    lines = ["| scenario | runs | imagewright s, median (min) | BuildKit s, median (min) |"]
+    lines[0] += " BuildKit / imagewright |"
+    lines.append("|---|---|---|---|---|")
+    warnings = []
+    for key, samples in results.items():
+        scenario = SCENARIOS[key]
+        ours, theirs = samples.get("imagewright", []), samples.get("BuildKit", [])
+        ratio = "–"
+        if ours and theirs:
+            median_ours = statistics.median(o.seconds for o in ours)
+            ratio = f"{statistics.median(o.seconds for o in theirs) / median_ours:.2f}"
+        lines.append(
+            f"| {key}: {scenario.title} | {repeats[key]} | {seconds_cell(ours)} "
+            f"| {seconds_cell(theirs)} | {ratio} |"
+        )
+        for name, outcomes in samples.items():
+            odd = [o.steps_run for o in outcomes if o.steps_run != scenario.steps_run]
+            if odd:
+                warnings.append(
+                    f"{key}/{name}: expected {scenario.steps_run} step(s) to run, saw {odd}"
+                )
+        if key == "small" and ours:
+            median = statistics.median(o.seconds for o in ours)
+            verdict = "met" if median < SMALL_TARGET_SECONDS else "NOT met"
+            warnings.append(f"small: target < {SMALL_TARGET_SECONDS} s for imagewright {verdict}")
+    lines += ["", "Machine:", ""]
+    lines += [f"- {label}: {value}" for label, value in facts]
+    lines.append(f"- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if warnings:
+        lines += ["", "Notes:", ""] + [f"- {w}" for w in warnings]
+    return "\n".join(lines)
+
+
+# ---- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Measure imagewright against Docker BuildKit on the same builds and print "
+        "a markdown table (median and minimum wall seconds per build). Run as root.",
+        epilog="Scenarios: "
+        + "; ".join(f"{k} = {s.title}" for k, s in SCENARIOS.items())
+        + ". Logs go to WORKDIR/logs.",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(SCENARIOS),
+        help="run only this scenario (repeatable; default: all, in the order listed)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=10, help="builds per fast scenario and builder (default 10)"
+    )
+    parser.add_argument(
+        "--slow-repeat",
+        type=int,
+        default=2,
+        help="builds per slow scenario (cold, uv-warm) and builder (default 2)",
+    )
+    parser.add_argument(
+        "--skip-docker", action="store_true", help="measure imagewright only; no dockerd"
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/var/tmp/imagewright-bench"),
+        help="scratch space: IMAGEWRIGHT_HOME, Docker's data root, logs "
+        "(default /var/tmp/imagewright-bench; delete it to start over)",
+    )
+    parser.add_argument("--output", type=Path, help="also write the report to this file")
+    args = parser.parse_args(argv)
+    if args.repeat < 1 or args.slow_repeat < 1:
+        parser.error("--repeat and --slow-repeat must be at least 1")
+    return args
+
+
+def load_workload(context: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_workload", context / WORKLOAD_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def imagewright_executable() -> str:
+    beside = Path(sys.executable).with_name("imagewright")
+    found = str(beside) if beside.exists() else shutil.which("imagewright")
+    if found is None:
+        raise BenchError("no imagewright command: run with the project's .venv/bin/python")
+    return found
+
+
+def measure(args: argparse.Namespace, paths: Paths, env: dict[str, str] | None) -> str:
+    """Set up both builders, run the chosen scenarios, and return the report."""
+    paths.context.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(WORKLOADS / WORKLOAD_FILE, paths.context / WORKLOAD_FILE)
+    (paths.context / "config.yaml").write_text("edit: 0\n")
+    iw = Imagewright(paths, imagewright_executable())
+    print("Preparing the base image ...", file=sys.stderr)
+    base_config = iw.prepare_base()
+    builders: list[Builder] = [iw]
+    if env is not None:
+        base_ref = prepare_docker_base(paths, env, iw, base_config)
+        builders.append(BuildKit(paths, env, load_workload(paths.context), base_ref))
+    facts = machine_facts(iw, env)
+    results: dict[str, Samples] = {}
+    repeats: dict[str, int] = {}
+    for key in args.scenario or list(SCENARIOS):
+        scenario = SCENARIOS[key]
+        repeats[key] = args.slow_repeat if scenario.slow else args.repeat
+        print(f"Scenario {key}: {scenario.title}", file=sys.stderr)
+        results[key] = scenario.run(builders, repeats[key], paths)
+    return report(results, facts, repeats)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    if os.geteuid() != 0:
+        print(
+            "benchmarks/run.py must run as root (builds use mounts and namespaces)", file=sys.stderr
+        )
+        return 2
+    paths = Paths(args.workdir.resolve())
+    try:
+        with contextlib.ExitStack() as stack:
+            env = None if args.skip_docker else stack.enter_context(docker_engine(paths))
+            text = measure(args, paths, env)
+    except BenchError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,100 @@
+"""Compressed layer blobs kept in the store, so each layer is tarred and compressed once.
+
+Layout under the store root:
+
+    blobs/sha256/<hex>                           a blob, named by its digest
+    blobs/index/<layer key>.<compression>.json   {digest, diff_id, size, ...} for one layer
+    blobs/index/<layer key>.<compression>.sde<epoch>.json   the same with SOURCE_DATE_EPOCH
+
+One small index file per (layer, compression, epoch) means no shared file is ever rewritten:
+concurrent exports only ever add files. Every file appears whole or not at all (a temp file in
+the same directory, fsynced, then os.replace). An entry is used only while the layer it was made
+from is the one in the store (its `created` time matches: `build --force` replaces layers under
+the same key) and the blob it names is there with the recorded size.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+from ..oci.compression import BlobWriter
+from ..oci.tarball import LowerLayers, write_layer
+from ..store.store import LayerRecord, Store
+from .atomic import atomic_file, sweep_dead_temps, write_atomic
+
+__all__ = ["LayerBlob", "LayerBlobs"]
+
+# Bump when the tar a layer gives changes (walk order, header fields), so old blobs are redone.
+TAR_FORMAT = 1
+
+
+class LayerBlob(NamedTuple):
+    digest: str
+    diff_id: str
+    size: int
+    compression: str
+    path: Path  # the blob's file in the store
+
+
+class LayerBlobs:
+    """The store's blob directory: find or make the compressed blob of a committed layer."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.root = store.root / "blobs"
+        self.blob_dir = self.root / "sha256"
+        self.index_dir = self.root / "index"
+
+    def path_of(self, digest: str) -> Path:
+        return self.blob_dir / digest.removeprefix("sha256:")
+
+    def get(
+        self,
+        record: LayerRecord,
+        lowers: list[Path],
+        compression: str,
+        clamp_mtime: int | None,
+    ) -> tuple[LayerBlob, bool]:
+        """The blob of `record`'s layer; True with it when it was made now, not reused.
+
+        `lowers` are the diff dirs under the layer (top first), for the whiteout rules.
+        """
+        suffix = f".sde{clamp_mtime}" if clamp_mtime is not None else ""
+        entry_path = self.index_dir / f"{record.key}.{compression}{suffix}.json"
+        found = self._read(entry_path, record, compression)
+        if found is not None:
+            return found, False
+        with self.store.lock(f"blob-{record.key}.{compression}{suffix}"):
+            found = self._read(entry_path, record, compression)  # made while we waited?
+            if found is not None:
+                return found, False
+            sweep_dead_temps(self.blob_dir)
+            sweep_dead_temps(self.index_dir)
+            upper = self.store.layer_dir(record.key) / "diff"
+            with atomic_file(self.blob_dir) as out:
+                writer = BlobWriter(out.file, compression)
+                write_layer(upper, LowerLayers(lowers), writer, clamp_mtime=clamp_mtime)
+                digests = writer.finish()
+                out.name = digests.digest.removeprefix("sha256:")
+            entry = {"tar_format": TAR_FORMAT, "layer_created": record.created}
+            write_atomic(entry_path, json.dumps({**entry, **digests._asdict()}).encode())
+        blob = LayerBlob(*digests, compression, self.path_of(digests.digest))
+        return blob, True
+
+    def _read(self, entry_path: Path, record: LayerRecord, compression: str) -> LayerBlob | None:
+        try:
+            entry = json.loads(entry_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if entry.get("tar_format") != TAR_FORMAT or entry.get("layer_created") != record.created:
+            return None
+        blob = LayerBlob(entry["digest"], entry["diff_id"], entry["size"], compression, Path())
+        blob = blob._replace(path=self.path_of(blob.digest))
+        try:
+            if blob.path.stat().st_size != blob.size:
+                return None
+        except FileNotFoundError:
+            return None
+        return blob

@@ -1,0 +1,117 @@
+"""Write an exported image: an OCI image layout directory, a tar of one, or a docker-archive.
+
+The docker-archive is one tar that is both an OCI layout and what `docker load` reads: Docker's
+`manifest.json` (Config, RepoTags, Layers) points into the same `blobs/sha256/` files, as
+`docker save` has written since Docker 25 and BuildKit's docker exporter does.
+
+A layout directory may already hold other images: blobs are added, and the index keeps every
+manifest except one with the same tag (`org.opencontainers.image.ref.name`), as skopeo does.
+Blobs come into a directory as hard links to the store's copies when both are on one filesystem
+(they are immutable, named by digest); the index is written last, so a reader never sees it
+name a blob that is not there yet.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+from ..exception import InvalidError
+from ..oci.manifest import LAYOUT_FILE, Descriptor, image_index
+from .atomic import atomic_file, place_file, write_atomic
+
+__all__ = ["ImageFiles", "write_archive", "write_oci_dir"]
+
+REF_NAME = "org.opencontainers.image.ref.name"
+
+
+class ImageFiles(NamedTuple):
+    """Everything an output holds besides the fixed `oci-layout` file."""
+
+    manifest: Descriptor  # the index entry: digest, tag annotations, platform
+    config: Descriptor
+    blobs: Mapping[str, Path | bytes]  # digest -> the store's file, or the bytes themselves
+    docker_manifest: bytes | None  # Docker's manifest.json, for a docker-archive
+
+
+def blob_name(digest: str) -> str:
+    algorithm, _, encoded = digest.partition(":")
+    return f"blobs/{algorithm}/{encoded}"
+
+
+def write_oci_dir(path: Path, files: ImageFiles) -> None:
+    """Write (or add to) the OCI layout directory `path`."""
+    if path.exists() and not path.is_dir():
+        raise InvalidError(f"{path} exists and is not a directory; an OCI layout is a directory")
+    layout = path / "oci-layout"
+    if path.is_dir() and any(path.iterdir()) and not layout.is_file():
+        raise InvalidError(f"{path} is not empty and holds no OCI layout; pick another path")
+    for digest, source in sorted(files.blobs.items()):
+        dest = path / blob_name(digest)
+        if dest.is_file() and dest.stat().st_size == _size(source):
+            continue  # content-addressed: the same name means the same bytes
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, Path):
+            place_file(source, dest)
+        else:
+            write_atomic(dest, source)
+    if not layout.is_file():
+        write_atomic(layout, LAYOUT_FILE)
+    write_atomic(path / "index.json", image_index(_merged(path / "index.json", files.manifest)))
+
+
+def _merged(index_path: Path, manifest: Descriptor) -> list[dict[str, object]]:
+    """The manifests of an existing index, minus any with our tag, plus ours."""
+    try:
+        existing = json.loads(index_path.read_text()).get("manifests") or []
+    except FileNotFoundError:
+        existing = []
+    except ValueError as exc:
+        raise InvalidError(f"{index_path} is not valid JSON: {exc}") from None
+    tag = manifest.annotations.get(REF_NAME)
+    kept = [m for m in existing if (m.get("annotations") or {}).get(REF_NAME) != tag]
+    return [*kept, manifest.to_json()]
+
+
+def write_archive(path: Path, files: ImageFiles, *, mtime: int) -> None:
+    """Write the layout as one tar at `path` (with manifest.json for a docker-archive).
+
+    Members are sorted, owned by 0:0 with no user or group names, and dated `mtime`, so the
+    same image always gives the same archive bytes.
+    """
+    members: list[tuple[str, Path | bytes | None]] = [("blobs/", None)]
+    algorithms = sorted({d.partition(":")[0] for d in files.blobs})
+    members += [(f"blobs/{a}/", None) for a in algorithms]
+    members += [(blob_name(d), files.blobs[d]) for d in sorted(files.blobs)]
+    members.append(("index.json", image_index([files.manifest.to_json()])))
+    if files.docker_manifest is not None:
+        members.append(("manifest.json", files.docker_manifest))
+    members.append(("oci-layout", LAYOUT_FILE))
+    with atomic_file(path.parent) as out:
+        with tarfile.open(fileobj=out.file, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, source in members:
+                _add(tar, name, source, mtime)
+        out.name = path.name
+
+
+def _add(tar: tarfile.TarFile, name: str, source: Path | bytes | None, mtime: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime = mtime
+    if source is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+        return
+    info.mode, info.size = 0o644, _size(source)
+    if isinstance(source, Path):
+        with open(source, "rb") as f:
+            tar.addfile(info, f)
+    else:
+        tar.addfile(info, io.BytesIO(source))
+
+
+def _size(source: Path | bytes) -> int:
+    return source.stat().st_size if isinstance(source, Path) else len(source)

@@ -1,0 +1,109 @@
+"""Compress a layer stream into a blob while digesting both sides in the same pass.
+
+A layer needs two digests: its DiffID (sha256 of the uncompressed tar, in the image config) and
+its blob digest (sha256 of the bytes stored, in the manifest). `BlobWriter` takes the tar as it
+is produced, hashes it, compresses it, and hashes and counts what reaches the file, so a layer
+is read from disk once.
+
+Both compressors give the same bytes for the same input on every run: gzip with no file name
+and mtime 0; zstd with a fixed level, where multi-threaded output does not depend on the number
+of threads (only single-threaded mode, which is never used here, differs).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from typing import BinaryIO, NamedTuple, Protocol
+
+__all__ = ["COMPRESSIONS", "BlobDigests", "BlobWriter"]
+
+COMPRESSIONS = ("zstd", "gzip", "none")
+# zstd 3 compresses a 224 MB upper dir in 1.7 s here, against 10 s for gzip 6, at the same size
+# (machine notes section 3); gzip 6 is what Docker and containerd use when pushing.
+ZSTD_LEVEL = 3
+GZIP_LEVEL = 6
+
+
+class BlobDigests(NamedTuple):
+    digest: str  # "sha256:<hex>" of the blob as stored
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar
+    size: int  # bytes of the blob as stored
+
+
+class _Compressor(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class _CountingSink:
+    """The end of the pipe: hashes, counts and writes the compressed bytes."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+class _Passthrough:
+    def __init__(self, sink: _CountingSink):
+        self.sink = sink
+
+    def write(self, data: bytes) -> int:
+        return self.sink.write(data)
+
+    def close(self) -> None:
+        pass
+
+
+class BlobWriter:
+    """A write-only stream: uncompressed tar in, compressed blob out to `out`, digests kept."""
+
+    def __init__(self, out: BinaryIO, compression: str):
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"unknown compression {compression!r}; use one of {COMPRESSIONS}")
+        self._diff = hashlib.sha256()
+        self._sink = _CountingSink(out)
+        self._compressor = _open(compression, self._sink)
+
+    def write(self, data: bytes) -> int:
+        self._diff.update(data)
+        self._compressor.write(data)
+        return len(data)
+
+    def finish(self) -> BlobDigests:
+        """Flush the compressor's last frame and return the digests. Does not close `out`."""
+        self._compressor.close()
+        self._sink.flush()
+        return BlobDigests(
+            f"sha256:{self._sink.sha.hexdigest()}",
+            f"sha256:{self._diff.hexdigest()}",
+            self._sink.size,
+        )
+
+
+def _open(compression: str, sink: _CountingSink) -> _Compressor:
+    if compression == "gzip":
+        return gzip.GzipFile(
+            filename="",
+            mode="wb",
+            compresslevel=GZIP_LEVEL,
+            fileobj=sink,  # type: ignore[arg-type]
+            mtime=0,
+        )
+    if compression == "zstd":
+        import zstandard  # only exports load it, so other commands start fast
+
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        return cctx.stream_writer(sink, closefd=False)  # type: ignore[no-any-return]
+    return _Passthrough(sink)

@@ -1,0 +1,1 @@
+"""Running Python functions inside containers of built images."""

@@ -1,0 +1,270 @@
+"""Functions in containers: results, errors, timeouts, dying containers, map, secrets, CLI."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from imagewright.cli.loader import load_module
+from imagewright.exception import ExecutionError, FunctionTimeoutError, RemoteError
+
+from .conftest import cli
+
+APP = """
+import os, time
+import imagewright as modal
+
+image = modal.Image.debian_slim(python_version="3.11").uv_pip_install("numpy")
+app = modal.App("t", image=image)
+token = modal.Secret.from_dict({"API_TOKEN": "tok-123"})
+
+
+class Custom(Exception):
+    pass
+
+
+@app.function(timeout=60)
+def square(x):
+    import numpy as np
+    return np.int64(x) * x
+
+
+@app.function()
+def arrays(n):
+    import numpy as np
+    return np.arange(n, dtype=np.float32)
+
+
+@app.function()
+def fails(kind):
+    if kind == "custom":
+        raise Custom("boom from inside")
+    if kind == "value":
+        raise ValueError("bad value " + str(kind))
+    return kind
+
+
+@app.function(timeout=1)
+def sleepy(seconds):
+    time.sleep(seconds)
+    return "woke"
+
+
+@app.function()
+def dies(how):
+    if how == "kill":
+        os.kill(os.getpid(), 9)
+    if how == "segv":
+        import ctypes
+        ctypes.string_at(0)
+    return "alive"
+
+
+@app.function(max_containers=2)
+def where(i):
+    time.sleep(0.3)
+    if not os.path.exists("/tmp/id"):
+        with open("/tmp/id", "w") as f:
+            f.write(str(time.time_ns()))
+    return open("/tmp/id").read(), i
+
+
+@app.function(secrets=[token])
+def with_secret():
+    return os.environ.get("API_TOKEN")
+
+
+@app.function()
+def without_secret():
+    return os.environ.get("API_TOKEN")
+
+
+@app.function()
+def context():
+    return os.getcwd(), os.environ.get("IMAGEWRIGHT_IN_CONTAINER"), open("/root/t_app.py").read()[:6]
+
+
+@app.function()
+def writes():
+    open("/root/left-behind", "w").write("x")
+    return os.path.exists("/root/left-behind")
+
+
+@app.function()
+def exists_left_behind():
+    return os.path.exists("/root/left-behind")
+
+
+@app.function()
+def noisy():
+    print("to stdout from inside")
+    import sys
+    print("to stderr from inside", file=sys.stderr)
+    return 1
+
+
+@app.local_entrypoint()
+def main(n: int = 3):
+    print("entry", sum(square.map(range(n))))
+"""
+
+
+@pytest.fixture(scope="module")
+def mod(tmp_path_factory: pytest.TempPathFactory, store) -> ModuleType:
+    path = tmp_path_factory.mktemp("fn") / "t_app.py"
+    path.write_text(APP)
+    return load_module(str(path))
+
+
+@pytest.fixture(scope="module")
+def running(mod: ModuleType):
+    with mod.app.run():
+        yield mod
+
+
+def test_return_values_including_numpy(running):
+    assert running.square.remote(4) == 16
+    assert isinstance(running.square.remote(4), np.integer)
+    np.testing.assert_array_equal(running.arrays.remote(4), np.arange(4, dtype=np.float32))
+    assert running.square.local(3) == 9
+
+
+def test_exceptions_keep_their_type_and_remote_traceback(running):
+    with pytest.raises(ValueError, match="bad value value") as failure:
+        running.fails.remote("value")
+    assert "Remote traceback" in str(failure.value.__cause__)
+    assert 'raise ValueError("bad value "' in str(failure.value.__cause__)
+    with pytest.raises(running.Custom, match="boom from inside"):
+        running.fails.remote("custom")
+
+
+def test_timeout_kills_the_container(running):
+    with pytest.raises(FunctionTimeoutError, match="timed out after 1 s"):
+        running.sleepy.remote(30)
+
+
+@pytest.mark.parametrize("how, words", [("kill", "signal 9"), ("segv", "segmentation fault")])
+def test_a_dying_container_raises_and_never_hangs(running, how, words):
+    with pytest.raises(RemoteError) as failure:
+        running.dies.remote(how)
+    assert "dies" in str(failure.value)
+    assert words in str(failure.value)
+    assert running.dies.remote("no") == "alive"
+
+
+def test_map_order_exceptions_and_parallelism(running):
+    assert list(running.square.map(range(20))) == [i * i for i in range(20)]
+    unordered = list(running.square.map(range(20), order_outputs=False))
+    assert sorted(unordered) == [i * i for i in range(20)]
+    results = list(running.fails.map(["ok", "value", "fine"], return_exceptions=True))
+    assert results[0] == "ok" and results[2] == "fine"
+    assert isinstance(results[1], ValueError)
+    with pytest.raises(ValueError):
+        list(running.fails.map(["ok", "value"]))
+    ids = {container for container, _ in running.where.map(range(8))}
+    assert len(ids) == 2  # max_containers=2, each container serving several inputs
+    assert list(running.square.starmap([(2,), (3,)])) == [4, 9]
+    running.square.for_each(range(3))
+
+
+def test_spawn_and_get(running):
+    call = running.square.spawn(7)
+    assert call.get(timeout=60) == 49
+
+
+def test_secrets_reach_only_their_function(running):
+    assert running.with_secret.remote() == "tok-123"
+    assert running.without_secret.remote() is None
+
+
+def test_container_context_and_fresh_filesystem(running):
+    cwd, flag, source = running.context.remote()
+    assert cwd == "/root" and flag == "1" and source == "\nimpor"
+    assert running.writes.remote() is True
+    assert running.exists_left_behind.remote() is False  # each call gets a fresh container
+
+
+def test_output_is_relayed(running, capfd):
+    running.noisy.remote()
+    out, err = capfd.readouterr()
+    assert "to stdout from inside" in out and "to stderr from inside" in err
+
+
+def test_remote_needs_a_running_app(tmp_path):
+    (tmp_path / "idle.py").write_text(
+        textwrap.dedent("""
+        import imagewright as modal
+        app = modal.App()
+
+        @app.function()
+        def f():
+            return 1
+    """)
+    )
+    idle = load_module(str(tmp_path / "idle.py"))
+    with pytest.raises(ExecutionError, match=r"app\.run"):
+        idle.f.remote()
+
+
+def test_run_function_layer_is_cached_and_rebuilt_on_edit(builder, tmp_path: Path):
+    source = textwrap.dedent("""
+        import imagewright as modal
+        WEIGHTS = "v1"  # NONCE
+
+        def download(suffix):
+            import os
+            os.makedirs("/models", exist_ok=True)
+            open("/models/w.txt", "w").write(WEIGHTS + suffix)
+
+        image = modal.Image.debian_slim(python_version="3.11").run_function(download, args=("-a",))
+    """)
+    source = source.replace('"v1"  # NONCE', f'"v1" + "-{time.time_ns()}"')  # a key no store has
+    (tmp_path / "rf_mod.py").write_text(source)
+    first = load_module(str(tmp_path / "rf_mod.py"))
+    builder.build(first.image)
+    assert builder.run(first.image, "cat /models/w.txt").startswith("v1-")
+    _, recorder = builder.build(first.image)
+    assert recorder.started == []
+    (tmp_path / "rf_mod.py").write_text(source.replace('"v1"', '"v2"'))
+    edited = load_module(str(tmp_path / "rf_mod.py"))
+    _, recorder = builder.build(edited.image)
+    assert recorder.started == ["run_function(download)"]
+    out = builder.run(edited.image, "cat /models/w.txt; echo; ls -a /root")
+    assert out.startswith("v2-") and out.endswith(
+        "-a\n.\n..\n.bashrc\n.profile\n"
+    )  # no source baked in
+
+
+def test_cli_run_entrypoint_and_function(mod, store):
+    path = mod.__file__
+    proc = cli("run", path, "--n", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert "entry 14" in proc.stdout
+    proc = cli("run", f"{path}::square", "--x", "3")
+    assert proc.returncode == 0 and proc.stdout.strip() == "9"
+    proc = cli("run", f"{path}::fails", "--kind", "value")
+    assert proc.returncode == 1
+    assert "ValueError: bad value value" in proc.stderr and "Remote traceback" in proc.stderr
+    proc = cli("shell", f"{path}::with_secret", "--cmd", "echo $API_TOKEN; ls /root")
+    assert proc.stdout.split() == ["tok-123", "t_app.py"]
+
+
+def test_gpu_without_a_gpu_is_a_clear_error(tmp_path):
+    (tmp_path / "g.py").write_text(
+        textwrap.dedent("""
+        import imagewright as modal
+        app = modal.App(image=modal.Image.debian_slim(python_version="3.11"))
+
+        @app.function(gpu="A100")
+        def f():
+            return 1
+    """)
+    )
+    mod = load_module(str(tmp_path / "g.py"))
+    with mod.app.run(), pytest.raises(ExecutionError, match="no usable GPU"):
+        mod.f.remote()
