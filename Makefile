@@ -4,7 +4,7 @@
 VENV        := .venv
 BIN         := $(VENV)/bin
 PYTHON      ?= python3
-APT_PACKAGES := mmdebstrap bubblewrap util-linux python3-venv ca-certificates zstd git
+APT_PACKAGES := mmdebstrap bubblewrap util-linux python3-venv ca-certificates zstd git skopeo umoci podman runc
 export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: setup system-packages demo test lint format bench clean
@@ -30,6 +30,8 @@ demo: setup
 	$(BIN)/imagewright build examples/quickstart.py
 	$(BIN)/imagewright shell examples/quickstart.py --cmd \
 	  'python --version && python -m pip list && echo "GREETING=$$GREETING" && git --version'
+	$(BIN)/imagewright run examples/functions.py
+	$(BIN)/imagewright run examples/functions.py::square --x 3
 
 lint: setup
 	$(BIN)/ruff check src tests examples benchmarks

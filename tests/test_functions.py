@@ -268,3 +268,58 @@ def test_gpu_without_a_gpu_is_a_clear_error(tmp_path):
     mod = load_module(str(tmp_path / "g.py"))
     with mod.app.run(), pytest.raises(ExecutionError, match="no usable GPU"):
         mod.f.remote()
+
+
+def test_seed_debugging_example(store):
+    proc = cli("run", str(Path(__file__).parents[1] / "examples" / "debugging.py"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Python: 3.11." in proc.stdout
+    assert "requests" in proc.stdout and "pip" in proc.stdout  # pip list
+    assert "Desired=Unknown/Install" in proc.stdout  # dpkg -l
+    assert proc.stdout.strip().endswith("Debug complete")
+
+
+def test_ctrl_c_stops_every_container(mod, store):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    marker = "sleepy"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imagewright",
+            "run",
+            f"{mod.__file__}::sleepy",
+            "--seconds",
+            "0.9123",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not _containers_running(marker):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.wait(timeout=30)
+    assert proc.returncode == 130
+    time.sleep(0.3)
+    assert not _containers_running(marker)
+
+
+def _containers_running(marker: str) -> bool:
+    import os
+
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+            except OSError:
+                continue
+            if f"IMAGEWRIGHT_FUNCTION=t_app:{marker}".encode() in environ:
+                return True
+    return False

@@ -68,6 +68,27 @@ def test_debian_slim_313(builder):
     assert "Python 3.13." in out and "six.py" in out
 
 
+def _ubuntu_archive_reachable() -> bool:
+    import urllib.request
+
+    mirror = os.environ.get("IMAGEWRIGHT_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
+    try:
+        with urllib.request.urlopen(f"{mirror}/dists/noble/Release", timeout=10):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ubuntu_archive_reachable(), reason="Ubuntu's archive is not reachable")
+def test_ubuntu_base(builder):
+    image = modal.Image.ubuntu().apt_install("jq").uv_pip_install("six")
+    out = builder.run(
+        image,
+        "grep VERSION_ID /etc/os-release; python --version; jq --version; python -c 'import six'",
+    )
+    assert 'VERSION_ID="24.04"' in out and "Python 3.12." in out and "jq-" in out
+
+
 def test_later_apt_steps_stay_slim(builder, py311):
     image = py311.apt_install("jq")
     out = builder.run(image, "jq --version; ls /usr/share/doc/jq; ls /usr/share/man/man1 | wc -l")
@@ -303,3 +324,13 @@ def test_data_processing_image_seed_exact(builder):
         " print(pandas.__version__, numpy.__version__, pyarrow.__version__, duckdb.__version__)'",
     )
     assert out.split() == ["2.1.0", "1.24.0", "13.0.0", "0.9.0"]
+
+
+def test_uv_version_fetches_that_uv(builder, py311, store):
+    image = py311.uv_pip_install("six", uv_version="0.8.0")
+    builder.build(image)
+    fetched = store.root / "tools" / "uv-0.8.0" / "uv"
+    assert subprocess.run([fetched, "--version"], capture_output=True, text=True).stdout.startswith(
+        "uv 0.8.0"
+    )
+    assert "six.py" in builder.run(image, "python -c 'import six; print(six.__file__)'")

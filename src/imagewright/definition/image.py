@@ -202,7 +202,7 @@ class Image:
             ops.append(CopyLocal(os.path.expanduser(req), target))
             args.append(f"--requirements {target}")
         args += [shlex.quote(p) for p in pkgs]
-        ops.append(Run(" ".join(args), with_uv=True))
+        ops.append(Run(" ".join(args), uv=_uv_version(uv_version)))
         call = _describe("uv_pip_install", *pkgs, requirements=requirements, uv_version=uv_version)
         return self._step(
             "uv_pip_install", call, ops, force_build=force_build, env=env, secrets=secrets
@@ -304,7 +304,7 @@ class Image:
         cmd += [f"--group={g}" for g in groups or []] + [f"--extra={e}" for e in extras or []]
         cmd += [extra_options] if extra_options else []
         cmd += ["--frozen"] if frozen and lock.exists() else []
-        ops.append(Run(" ".join(cmd), with_uv=True))
+        ops.append(Run(" ".join(cmd), uv=_uv_version(uv_version)))
         ops.append(SetConfig("env_expand", (("PATH", "/.uv/.venv/bin:$PATH"),)))
         call = _describe("uv_sync", uv_project_dir)
         return self._step("uv_sync", call, ops, force_build=force_build, env=env, secrets=secrets)
@@ -525,6 +525,12 @@ def _flatten(method: str, arg: str, values: Sequence[object]) -> list[str]:
             raise InvalidError(f"{method}: {arg} must only contain strings")
         out.extend(items)  # type: ignore[arg-type]
     return out
+
+
+def _uv_version(version: str | None) -> str:
+    if version is not None and (not isinstance(version, str) or not version[:1].isdigit()):
+        raise InvalidError(f"uv_version must be a version string such as '0.8.0', not {version!r}")
+    return version or ""
 
 
 def _refuse_flags(method: str, packages: list[str]) -> None:

@@ -35,7 +35,9 @@ class Run(NamedTuple):
     """Run one shell command in the sandbox, with the image's SHELL, ENV and WORKDIR."""
 
     command: str
-    with_uv: bool = False  # bind our uv binary at /.uv/uv for the duration of the command
+    # uv to bind at /.uv/uv while the command runs: None for none, "" for the uv that ships
+    # with imagewright, or a version to fetch from PyPI (uv_version=)
+    uv: str | None = None
 
 
 class CopyLocal(NamedTuple):

@@ -45,9 +45,15 @@ DEBIAN = {
         _extra("debian", "forky", "3.15"),
     )
 }
-UBUNTU = {
-    r.series: r for r in (_default("ubuntu", "jammy", "3.10"), _default("ubuntu", "noble", "3.12"))
-}
+
+
+def _ubuntu(suite: str, series: str) -> BaseRelease:
+    # mmdebstrap's minbase leaves apt out on Ubuntu, and every later apt step needs it
+    release = _default("ubuntu", suite, series)
+    return release._replace(packages=(*release.packages, "apt"))
+
+
+UBUNTU = {r.series: r for r in (_ubuntu("jammy", "3.10"), _ubuntu("noble", "3.12"))}
 UBUNTU_DEFAULT = "3.12"
 
 

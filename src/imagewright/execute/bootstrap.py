@@ -17,7 +17,7 @@ from ..definition.pythons import BaseRelease
 from ..exception import ExecutionError
 from .sandbox import stream
 
-__all__ = ["bootstrap_rootfs", "mmdebstrap_argv"]
+__all__ = ["bootstrap_rootfs", "mmdebstrap_argv", "ubuntu_keyring"]
 
 _SLIM_FILTERS = (
     "path-exclude=/usr/share/man/*",
@@ -34,10 +34,47 @@ _FIX_ETC = (
     ' : > "$1/etc/resolv.conf"; echo localhost > "$1/etc/hostname"'
 )
 _UBUNTU_KEYRING = "/usr/share/keyrings/ubuntu-archive-keyring.gpg"
+# Debian 12 does not package Ubuntu's keyring, so without a host copy we fetch Ubuntu's own
+# ubuntu-keyring package from the archive and check it against this digest before trusting it.
+_UBUNTU_KEYRING_DEB = "pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb"
+_UBUNTU_KEYRING_SHA256 = "36de43b15853ccae0028e9a767613770c704833f82586f28eb262f0311adb8a8"
 _MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr"
 
 
-def mmdebstrap_argv(release: BaseRelease, target: Path) -> list[str]:
+def _ubuntu_mirror() -> str:
+    return os.environ.get("IMAGEWRIGHT_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
+
+
+def ubuntu_keyring(tools_dir: Path) -> str:
+    """Ubuntu's archive keyring: the host's, else Ubuntu's package fetched and verified once."""
+    if os.path.exists(_UBUNTU_KEYRING):
+        return _UBUNTU_KEYRING
+    keyring = tools_dir / "ubuntu-archive-keyring.gpg"
+    if keyring.exists():
+        return str(keyring)
+    import hashlib
+    import tempfile
+    import urllib.request
+
+    url = f"{_ubuntu_mirror()}/{_UBUNTU_KEYRING_DEB}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            data = response.read()
+    except OSError as exc:
+        message = f"Image.ubuntu(): cannot fetch Ubuntu's keyring from {url}: {exc}"
+        raise ExecutionError(message) from exc
+    if hashlib.sha256(data).hexdigest() != _UBUNTU_KEYRING_SHA256:
+        raise ExecutionError(f"Image.ubuntu(): {url} does not match the expected sha256")
+    tools_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=tools_dir) as tmp:
+        deb = Path(tmp) / "keyring.deb"
+        deb.write_bytes(data)
+        subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
+        os.replace(Path(tmp) / _UBUNTU_KEYRING.lstrip("/"), keyring)
+    return str(keyring)
+
+
+def mmdebstrap_argv(release: BaseRelease, target: Path, tools_dir: Path) -> list[str]:
     """The mmdebstrap command that bootstraps `release` into the empty directory `target`."""
     if not shutil.which("mmdebstrap"):
         raise ExecutionError(
@@ -52,20 +89,16 @@ def mmdebstrap_argv(release: BaseRelease, target: Path) -> list[str]:
             # without it bookworm pulls in usrmerge and perl (about 50 MB)
             argv += [f"--hook-dir={_MERGED_USR_HOOK}"]
         return [*argv, release.suite, str(target)]
-    if not os.path.exists(_UBUNTU_KEYRING):
-        raise ExecutionError(
-            f"Image.ubuntu() needs Ubuntu's archive keyring at {_UBUNTU_KEYRING}: "
-            "apt-get install ubuntu-keyring"
-        )
-    mirror = os.environ.get("IMAGEWRIGHT_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
     suites = f"{release.suite} {release.suite}-updates {release.suite}-security"
-    argv += [f"--keyring={_UBUNTU_KEYRING}"]
-    return [*argv, release.suite, str(target), f"deb {mirror} {suites} main universe"]
+    argv += [f"--keyring={ubuntu_keyring(tools_dir)}"]
+    return [*argv, release.suite, str(target), f"deb {_ubuntu_mirror()} {suites} main universe"]
 
 
-def bootstrap_rootfs(release: BaseRelease, target: Path, on_line: Callable[[str], None]) -> int:
+def bootstrap_rootfs(
+    release: BaseRelease, target: Path, tools_dir: Path, on_line: Callable[[str], None]
+) -> int:
     """Run mmdebstrap into `target`, then drop the device nodes it made (bwrap provides /dev)."""
-    argv = mmdebstrap_argv(release, target)
+    argv = mmdebstrap_argv(release, target, tools_dir)
     on_line("$ " + " ".join(argv))
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "LC_ALL": "C.UTF-8"}
     proc = subprocess.Popen(

@@ -7,9 +7,13 @@ variables and bind mounts only, so none of them is written into a layer or the i
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from functools import cache
+from pathlib import Path
 
 from ..definition.config import ImageConfig
+from ..exception import ExecutionError
 from ..store.store import Store
 from .sandbox import Bind
 
@@ -68,7 +72,7 @@ def step_env(config: ImageConfig, secrets: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def step_binds(store: Store, with_uv: bool) -> tuple[Bind, ...]:
+def step_binds(store: Store, uv: str | None) -> tuple[Bind, ...]:
     """Bind mounts for a build step: resolver, CA bundle, package caches, and uv if needed."""
     apt = store.cache_dir("apt")
     (apt / "partial").mkdir(exist_ok=True)
@@ -81,14 +85,63 @@ def step_binds(store: Store, with_uv: bool) -> tuple[Bind, ...]:
     ca = host_ca_bundle()
     if ca:
         binds.append(Bind(ca, _CA_IN_SANDBOX))
-    if with_uv:
-        binds.append(Bind(uv_binary(), "/.uv/uv"))
+    if uv is not None:
+        binds.append(Bind(uv_binary(store, uv), "/.uv/uv"))
     return tuple(binds)
 
 
-@cache
-def uv_binary() -> str:
-    """The uv executable that ships in our own environment (the `uv` wheel from PyPI)."""
-    from uv import find_uv_bin
+def uv_binary(store: Store, version: str) -> str:
+    """The uv executable for `version` ("" for the one that ships in our own environment).
 
-    return find_uv_bin()
+    Other versions come from their PyPI wheel, fetched once with pip and kept in the store.
+    """
+    from ..version import BUNDLED_UV
+
+    if version in ("", BUNDLED_UV):
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    target = store.root / "tools" / f"uv-{version}" / "uv"
+    if not target.exists():
+        with store.lock(f"uv-{version}"), store.scratch() as area:
+            if not target.exists():
+                _fetch_uv(version, area.root, target)
+    return str(target)
+
+
+def _fetch_uv(version: str, workdir: Path, target: Path) -> None:
+    import platform
+    import zipfile
+
+    wheel_dir = workdir / "wheel"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--platform",
+            f"manylinux_2_17_{platform.machine()}",
+            f"uv=={version}",
+            "-d",
+            str(wheel_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    wheels = list(wheel_dir.glob("uv-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        detail = (proc.stderr.strip().splitlines() or ["no wheel found"])[-1]
+        raise ExecutionError(
+            f"uv_version={version!r}: could not fetch uv {version} with pip: {detail}"
+        )
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        binary = wheel.read(f"uv-{version}.data/scripts/uv")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = workdir / "uv"
+    staged.write_bytes(binary)
+    staged.chmod(0o755)
+    os.replace(staged, target)

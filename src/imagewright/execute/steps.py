@@ -88,24 +88,25 @@ def _run_action(
     if isinstance(action, RootfsFromArchive):
         from .bootstrap import bootstrap_rootfs
 
-        return bootstrap_rootfs(action.release, area.upper, on_line), "mmdebstrap"
+        status = bootstrap_rootfs(action.release, area.upper, store.root / "tools", on_line)
+        return status, "mmdebstrap"
     if isinstance(action, CopyFiles):
         return copy_into(overlay, action.entries, on_line), "copying files"
     if isinstance(action, CallFunction):
         return _call_function(action, overlay, area, store, secrets, on_line)
-    commands: list[tuple[str, ImageConfig, bool]]
+    commands: list[tuple[str, ImageConfig, str | None]]
     if isinstance(action, BaseSetup):
-        commands = [(c, BASE_CONFIG, True) for c in action.commands]
+        commands = [(c, BASE_CONFIG, "") for c in action.commands]
     else:
         assert isinstance(action, RunCommand)
-        commands = [(action.command, action.config, action.with_uv)]
-    for command, config, with_uv in commands:
+        commands = [(action.command, action.config, action.uv)]
+    for command, config, uv in commands:
         on_line(f"$ {command}")
         cmd = SandboxCommand(
             argv=[*config.shell, command],
             env=step_env(config, secrets),
             workdir=config.workdir,
-            binds=step_binds(store, with_uv),
+            binds=step_binds(store, uv),
         )
         status = run_sandboxed(overlay, cmd, on_line)
         if status != 0:

@@ -63,7 +63,7 @@ class RunCommand(NamedTuple):
 
     command: str
     config: ImageConfig
-    with_uv: bool = False
+    uv: str | None = None  # as in Run
 
 
 class CopyFiles(NamedTuple):
@@ -159,8 +159,8 @@ def _plan_layer(
     history: list[str] = []
     for op in layer.ops:
         if isinstance(op, Run):
-            actions.append(RunCommand(op.command, config, op.with_uv))
-            key_ops.append(["run", op.command, op.with_uv])
+            actions.append(RunCommand(op.command, config, op.uv))
+            key_ops.append(["run", op.command, uv_key(op.uv)])
             history.append(f"RUN {op.command}")
         elif isinstance(op, CopyLocal):
             entries = _collect(op, config.workdir, layer.where)
@@ -191,6 +191,15 @@ def _plan_layer(
     return [
         PlannedStep(key, parent, layer.call, layer, tuple(actions), config, force, tuple(history))
     ]
+
+
+def uv_key(uv: str | None) -> str | None:
+    """The uv version a step runs with, for its key: bundled uv counts as its own version."""
+    if uv == "":
+        from ..version import BUNDLED_UV
+
+        return BUNDLED_UV
+    return uv
 
 
 def _plan_function(op: RunFunction, config: ImageConfig) -> tuple[CallFunction, list[object]]:
