@@ -9,9 +9,10 @@ import pytest
 
 import imagewright as modal
 from imagewright.exception import ImageBuildError, InvalidError
+from imagewright.execute.builder import build_image
 from imagewright.plan.planner import plan_image
 
-from .conftest import cli
+from .conftest import Recorder, cli
 
 THIS_FILE = Path(__file__).name
 
@@ -46,7 +47,7 @@ def test_bad_arguments_fail_before_any_step(builder, py311, tmp_path):
     with pytest.raises(InvalidError, match="must be strings"):
         py311.env({"A": 1})
     for image, error in [
-        (modal.Image.debian_slim(python_version="3.8"), InvalidError),
+        (modal.Image.debian_slim(python_version="2.7"), InvalidError),
         (py311.copy_local_file(tmp_path / "missing.yaml", "/x"), FileNotFoundError),
     ]:
         recorder_started = []
@@ -57,10 +58,18 @@ def test_bad_arguments_fail_before_any_step(builder, py311, tmp_path):
         assert f"{THIS_FILE}:" in str(failure.value)
 
 
-def test_unsupported_series_lists_what_is_offered():
-    with pytest.raises(InvalidError) as failure:
-        plan_image(modal.Image.debian_slim(python_version="3.12"))
+def test_unsupported_series_without_a_standalone_download_is_refused_before_any_step(builder):
+    # No release packages 3.12 for Debian, and uv's download source is unreachable here (set
+    # UV_PYTHON_INSTALL_MIRROR to one that is unreachable everywhere, to be sure).
+    image = modal.Image.debian_slim(python_version="3.12")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UV_PYTHON_INSTALL_MIRROR", "http://127.0.0.1:9/nothing-here")
+        recorder = Recorder()
+        with pytest.raises(InvalidError) as failure:
+            build_image(image, store=builder.store, reporter=recorder)
+    assert recorder.started == []
     message = str(failure.value)
+    assert "uv could not download a standalone CPython 3.12" in message
     assert "Unsupported Python version: '3.12'" in message
     assert "3.11 (bookworm)" in message and "3.13 (trixie)" in message
     assert "Image.ubuntu(python_version='3.12')" in message

@@ -10,6 +10,8 @@ from ..exception import InvalidError
 
 __all__ = ["BaseRelease", "local_series", "release_for", "series_of"]
 
+# Where a uv-managed standalone CPython goes in an image.
+STANDALONE_ROOT = "/usr/local/python-standalone"
 _VERSION_RE = re.compile(r"^3(\.\d{1,2}){1,2}(rc\d*)?t?$")
 
 
@@ -22,6 +24,9 @@ class BaseRelease(NamedTuple):
     packages: tuple[str, ...]
     # When the series is not the release's default python3, the base links python/python3 to it.
     interpreter: str = "python3"
+    # Set when no release packages the series: the base then gets a uv-managed standalone
+    # CPython, and this is the error to raise if uv cannot download one.
+    standalone_error: str = ""
 
 
 def _default(distro: str, suite: str, series: str) -> BaseRelease:
@@ -77,7 +82,11 @@ def series_of(version: str, caller: str) -> str:
 
 
 def release_for(distro: str, version: str | None, caller: str) -> BaseRelease:
-    """The release that provides `version` (None: the host's series), or a clear InvalidError."""
+    """The release that provides `version` (None: the host's series).
+
+    A series no release packages gets the newest release plus a standalone CPython (see
+    BaseRelease.standalone_error); a malformed version raises InvalidError.
+    """
     table = DEBIAN if distro == "debian" else UBUNTU
     from_host = version is None
     if version is None:
@@ -99,7 +108,10 @@ def release_for(distro: str, version: str | None, caller: str) -> BaseRelease:
         if from_host
         else f"Unsupported Python version: {version!r}"
     )
-    raise InvalidError(
-        f"{what}. {caller} offers these series: {offered}.{hint}"
-        + (" Set python_version explicitly." if from_host else "")
+    error = f"{what}. {caller} offers these series: {offered}.{hint}" + (
+        " Set python_version explicitly." if from_host else ""
+    )
+    base = table["3.13" if distro == "debian" else UBUNTU_DEFAULT]  # the current stable release
+    return base._replace(
+        series=series, interpreter=f"{STANDALONE_ROOT}/bin/python{series}", standalone_error=error
     )

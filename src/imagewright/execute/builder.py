@@ -36,6 +36,7 @@ def execute_plan(plan: Plan, store: Store, reporter: Reporter) -> BuildResult:
     """Build every step of `plan` that is not cached. Raises ImageBuildError on failure."""
     started = time.monotonic()
     store.clean_stale()
+    _fetch_tools(plan, store)
     reporter.build_started(plan)
     try:
         results = _execute_steps(plan, store, reporter)
@@ -70,6 +71,22 @@ def _execute_steps(plan: Plan, store: Store, reporter: Reporter) -> list[StepRes
         results.append(result)
         reporter.step_finished(index, step, result)
     return results
+
+
+def _fetch_tools(plan: Plan, store: Store) -> None:
+    """Fetch what missing steps need from outside before any step runs, so a source that
+    cannot be reached fails the build at once (today: standalone CPython downloads)."""
+    for step in plan.steps:
+        for action in step.actions:
+            release = getattr(action, "release", None)
+            if (
+                release is not None
+                and release.standalone_error
+                and (step.force or store.lookup(step.key) is None)
+            ):
+                from .standalone import fetch_standalone
+
+                fetch_standalone(store, release.series, release.standalone_error)
 
 
 def lowers_for(plan: Plan, store: Store, upto: int | None = None) -> tuple[str, ...]:

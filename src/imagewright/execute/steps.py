@@ -96,6 +96,10 @@ def _run_action(
         return _call_function(action, overlay, area, store, secrets, on_line)
     commands: list[tuple[str, ImageConfig, str | None]]
     if isinstance(action, BaseSetup):
+        if action.release.standalone_error:
+            status = _copy_standalone(action, overlay, store, on_line)
+            if status != 0:
+                return status, "copying the standalone CPython"
         commands = [(c, BASE_CONFIG, "") for c in action.commands]
     else:
         assert isinstance(action, RunCommand)
@@ -112,6 +116,19 @@ def _run_action(
         if status != 0:
             return status, command
     return 0, ""
+
+
+def _copy_standalone(
+    action: BaseSetup, overlay: Overlay, store: Store, on_line: Callable[[str], None]
+) -> int:
+    from ..definition.pythons import STANDALONE_ROOT
+    from ..plan.files import collect_dir
+    from .standalone import fetch_standalone
+
+    release = action.release
+    tree = fetch_standalone(store, release.series, release.standalone_error)
+    on_line(f"$ copy {tree.name} to {STANDALONE_ROOT}")
+    return copy_into(overlay, tuple(collect_dir(str(tree), STANDALONE_ROOT, ())), on_line)
 
 
 def _call_function(

@@ -218,6 +218,11 @@ def _plan_base(layer: Layer, op: Bootstrap, force: bool) -> list[PlannedStep]:
         release = release_for(op.distro, op.python_version, caller)
     except InvalidError as exc:
         raise InvalidError(f"{exc} (at {layer.callsite})") from None
+    standalone = release.series if release.standalone_error else None
+    if standalone:
+        release = release._replace(
+            standalone_error=f"{release.standalone_error} (at {layer.callsite})"
+        )
     rootfs_key = digest(
         {
             "type": "imagewright.rootfs.v1",
@@ -232,9 +237,13 @@ def _plan_base(layer: Layer, op: Bootstrap, force: bool) -> list[PlannedStep]:
             "builder": BUILDER_VERSION,
             "parent": rootfs_key,
             "commands": list(commands),
+            "standalone": standalone,
         }
     )
     label = f"{layer.call}: {release.distro} {release.suite}"
+    setup = "setup (apt lists, pip, wheel, uv)"
+    if standalone:
+        setup = f"setup (standalone CPython {standalone}, apt lists, pip, wheel, uv)"
     return [
         PlannedStep(
             rootfs_key,
@@ -249,7 +258,7 @@ def _plan_base(layer: Layer, op: Bootstrap, force: bool) -> list[PlannedStep]:
         PlannedStep(
             setup_key,
             rootfs_key,
-            f"{label} setup (apt lists, pip, wheel, uv)",
+            f"{label} {setup}",
             layer,
             (BaseSetup(release, commands),),
             BASE_CONFIG,
@@ -260,12 +269,11 @@ def _plan_base(layer: Layer, op: Bootstrap, force: bool) -> list[PlannedStep]:
 
 
 def _base_setup_commands(release: BaseRelease) -> tuple[str, ...]:
-    link = ()
+    link: tuple[str, ...] = ()
     if release.interpreter != "python3":
-        link = (
-            f"ln -sf /usr/bin/{release.interpreter} /usr/local/bin/python3 && "
-            f"ln -sf /usr/bin/{release.interpreter} /usr/local/bin/python",
-        )
+        path = release.interpreter
+        path = path if path.startswith("/") else f"/usr/bin/{path}"
+        link = (f"ln -sf {path} /usr/local/bin/python3 && ln -sf {path} /usr/local/bin/python",)
     return (
         *link,
         # Modal's images let `pip install` write to the system Python; Debian marks it as
