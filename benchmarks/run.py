@@ -42,11 +42,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple, Protocol
 
-WORKLOADS = Path(__file__).resolve().parent / "workloads"
+REPO = Path(__file__).resolve().parent.parent
+WORKLOADS = REPO / "benchmarks" / "workloads"
 WORKLOAD_FILE = "images.py"
-DOCKER = (
-    "/usr/bin/docker"  # Debian's 20.10 CLI: the static 28.x one in /usr/local/bin has no buildx
-)
+# Debian's 20.10 CLI: the static 28.x one that comes first in PATH here has no buildx.
+DOCKER = "/usr/bin/docker"
 DOCKERD = "/usr/sbin/dockerd"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PREFIX = "imagewright-bench"  # Docker image names and the dockerd cgroup parent
@@ -177,15 +177,22 @@ class Imagewright:
         )
 
     def _cli_output(self, *args: str) -> str:
-        return subprocess.run(
-            [self.executable, *args],
-            cwd=self.paths.context,
-            env=self._env(),
-            check=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        ).stdout
+        """Run an untimed imagewright command and return its stdout (progress goes to a log)."""
+        log = log_file(self.paths, "imagewright-setup")
+        with open(log, "a") as err:
+            err.write(f"$ imagewright {shlex.join(args)}\n")
+            err.flush()
+            proc = subprocess.run(
+                [self.executable, *args],
+                cwd=self.paths.context,
+                env=self._env(),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        if proc.returncode != 0:
+            raise BenchError(f"imagewright {args[0]} exited with {proc.returncode}; see {log}")
+        return proc.stdout
 
     def prepare_base(self) -> dict[str, object]:
         """Build the base image (cached after the first run); return its OCI config."""
@@ -551,6 +558,14 @@ def command_output(argv: Sequence[str], env: dict[str, str] | None = None) -> st
     return proc.stdout.decode().strip() if proc.returncode == 0 else "n/a"
 
 
+def source_revision() -> str:
+    """The commit the measured source comes from, and whether src/ differs from it."""
+    git = ["git", "-C", str(REPO)]
+    commit = command_output([*git, "rev-parse", "--short", "HEAD"])
+    changed = command_output([*git, "status", "--porcelain", "--", "src", "pyproject.toml"])
+    return f"git {commit}" + (" with uncommitted changes in src/" if changed else "")
+
+
 def machine_facts(iw: Imagewright, env: dict[str, str] | None) -> list[tuple[str, str]]:
     meminfo = Path("/proc/meminfo").read_text()
     mem_kib = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))  # type: ignore[union-attr]
@@ -565,7 +580,7 @@ def machine_facts(iw: Imagewright, env: dict[str, str] | None) -> list[tuple[str
         ("memory", f"{mem_kib / 2**20:.1f} GiB"),
         ("kernel", platform.release()),
         ("os", command_output(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"])),
-        ("imagewright", command_output([iw.executable, "--version"])),
+        ("imagewright", f"{command_output([iw.executable, '--version'])}, {source_revision()}"),
         ("docker server", docker),
         ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
     ]
@@ -711,6 +726,9 @@ def main(argv: Sequence[str]) -> int:
     except BenchError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
     print(text)
     if args.output:
         args.output.write_text(text + "\n")

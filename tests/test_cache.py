@@ -71,3 +71,21 @@ def test_package_caches_never_land_in_layers(builder, py311, store):
         assert not (diff / "root/.cache").exists()
         assert not (diff / ".uv").exists()  # uv is bound in for the step, not copied
     assert list((store.root / "cache" / "apt").glob("jq_*.deb"))
+
+
+def test_force_build_reruns_the_step_and_only_from_it(builder, fresh):
+    stable = fresh.run_commands("echo stable > /stable")
+    builder.build(stable.run_commands("date +%s%N > /stamp"))
+    forced = stable.run_commands("date +%s%N > /stamp", force_build=True)
+    result, recorder = builder.build(forced)
+    assert recorder.started == ["run_commands('date +%s%N > /stamp')"]
+    assert [s.cached for s in result.steps][-2:] == [True, False]
+
+
+def test_env_force_build_reruns_every_step_it_reaches(builder, fresh, monkeypatch):
+    image = fresh.run_commands("echo a > /a")
+    builder.build(image)
+    plan_steps = len(plan_image(image).steps)
+    monkeypatch.setenv("IMAGEWRIGHT_FORCE_BUILD", "1")
+    assert all(step.force for step in plan_image(image).steps)
+    assert len(plan_image(image).steps) == plan_steps

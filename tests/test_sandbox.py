@@ -74,3 +74,13 @@ def test_secrets_never_land_in_layers_logs_or_config(builder, fresh, store):
         assert needle not in log_file.read_bytes(), log_file
     assert secret_value not in json.dumps(plan.config.to_json())
     assert "API_TOKEN" not in builder.run(image, "env")
+
+
+def test_proxy_settings_pass_through_without_landing_in_the_image(builder, fresh, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,iw-test-no-proxy")
+    image = fresh.run_commands("echo no_proxy=$NO_PROXY")
+    _, recorder = builder.build(image)
+    assert "no_proxy=127.0.0.1,iw-test-no-proxy" in recorder.lines
+    assert "iw-test-no-proxy" not in json.dumps(plan_image(image).config.to_json())
+    # containers get the host's proxy settings too, at start, not from the image
+    assert "NO_PROXY=127.0.0.1,iw-test-no-proxy" in builder.run(image, "env")

@@ -11,7 +11,6 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from ..definition.config import ImageConfig
 from ..definition.layer import LocalMount
 from ..exception import ExecutionError
 from ..plan.canonical import digest
@@ -19,24 +18,16 @@ from ..plan.files import FileEntry
 from ..plan.planner import Plan, resolve_mounts
 from ..store.store import LayerRecord, Store, dir_size
 from .builder import lowers_for
-from .environment import host_ca_bundle, step_env
+from .environment import container_env, host_ca_bundle
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
 from .steps import copy_into
 
 __all__ = [
     "attach_files",
-    "container_env",
     "container_lowers",
     "run_container",
     "runtime_binds",
 ]
-
-
-def container_env(config: ImageConfig, extra: Mapping[str, str] = {}) -> dict[str, str]:
-    """The environment of a container: the image's ENV plus `extra` (secrets, TERM)."""
-    env = {k: v for k, v in step_env(config, {}).items() if not k.startswith(("UV_", "PIP_C"))}
-    env.update(extra)
-    return env
 
 
 def runtime_binds() -> list[Bind]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from ..exception import ExecutionError
 from ..store.store import Store
 from .sandbox import Bind
 
-__all__ = ["host_ca_bundle", "step_binds", "step_env"]
+__all__ = ["container_env", "host_ca_bundle", "step_binds", "step_env", "uv_binary"]
 
 _CA_IN_SANDBOX = "/tmp/.imagewright/ca-certificates.crt"
 _CACHE_IN_SANDBOX = "/tmp/.imagewright/cache"
@@ -55,21 +56,28 @@ def host_ca_bundle() -> str | None:
     return None
 
 
-def step_env(config: ImageConfig, secrets: dict[str, str]) -> dict[str, str]:
-    """Build-step environment: our defaults, then the image's ENV, then the step's secrets."""
-    env = {
-        "HOME": "/root",
-        "UV_CACHE_DIR": f"{_CACHE_IN_SANDBOX}/uv",
-        "UV_LINK_MODE": "copy",
-        "PIP_CACHE_DIR": f"{_CACHE_IN_SANDBOX}/pip",
-        "PIP_ROOT_USER_ACTION": "ignore",
-    }
+def container_env(config: ImageConfig, extra: Mapping[str, str]) -> dict[str, str]:
+    """Any container's environment: HOME, the host CA bundle and proxy settings (which reach
+    containers without being written into the image), then the image's ENV, then `extra`."""
+    env = {"HOME": "/root"}
     if host_ca_bundle():
         env.update(dict.fromkeys(_CA_VARS, _CA_IN_SANDBOX))
     env.update({k: os.environ[k] for k in _PROXY_VARS if k in os.environ})
     env.update(config.env_dict())
-    env.update(secrets)
+    env.update(extra)
     return env
+
+
+def step_env(config: ImageConfig, secrets: dict[str, str]) -> dict[str, str]:
+    """A build step's environment: package caches on the bind-mounted host caches, then the
+    container environment with the step's secrets."""
+    caches = {
+        "UV_CACHE_DIR": f"{_CACHE_IN_SANDBOX}/uv",
+        "UV_LINK_MODE": "copy",  # the cache and the layer are different filesystems
+        "PIP_CACHE_DIR": f"{_CACHE_IN_SANDBOX}/pip",
+        "PIP_ROOT_USER_ACTION": "ignore",
+    }
+    return {**caches, **container_env(config, secrets)}
 
 
 def step_binds(store: Store, uv: str | None) -> tuple[Bind, ...]:

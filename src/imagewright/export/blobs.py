@@ -50,26 +50,28 @@ class LayerBlobs:
     def path_of(self, digest: str) -> Path:
         return self.blob_dir / digest.removeprefix("sha256:")
 
-    def get(
+    def cached(
+        self, record: LayerRecord, compression: str, clamp_mtime: int | None
+    ) -> LayerBlob | None:
+        """The stored blob of `record`'s layer, if one was made before."""
+        return self._read(self._entry_path(record, compression, clamp_mtime), record, compression)
+
+    def make(
         self,
         record: LayerRecord,
         lowers: list[Path],
         compression: str,
         clamp_mtime: int | None,
-    ) -> tuple[LayerBlob, bool]:
-        """The blob of `record`'s layer; True with it when it was made now, not reused.
+    ) -> LayerBlob:
+        """Tar and compress `record`'s layer into the store (unless another export just did).
 
         `lowers` are the diff dirs under the layer (top first), for the whiteout rules.
         """
-        suffix = f".sde{clamp_mtime}" if clamp_mtime is not None else ""
-        entry_path = self.index_dir / f"{record.key}.{compression}{suffix}.json"
-        found = self._read(entry_path, record, compression)
-        if found is not None:
-            return found, False
-        with self.store.lock(f"blob-{record.key}.{compression}{suffix}"):
-            found = self._read(entry_path, record, compression)  # made while we waited?
+        entry_path = self._entry_path(record, compression, clamp_mtime)
+        with self.store.lock(f"blob-{entry_path.stem}"):
+            found = self._read(entry_path, record, compression)
             if found is not None:
-                return found, False
+                return found
             sweep_dead_temps(self.blob_dir)
             sweep_dead_temps(self.index_dir)
             upper = self.store.layer_dir(record.key) / "diff"
@@ -80,8 +82,11 @@ class LayerBlobs:
                 out.name = digests.digest.removeprefix("sha256:")
             entry = {"tar_format": TAR_FORMAT, "layer_created": record.created}
             write_atomic(entry_path, json.dumps({**entry, **digests._asdict()}).encode())
-        blob = LayerBlob(*digests, compression, self.path_of(digests.digest))
-        return blob, True
+        return LayerBlob(*digests, compression, self.path_of(digests.digest))
+
+    def _entry_path(self, record: LayerRecord, compression: str, clamp_mtime: int | None) -> Path:
+        suffix = f".sde{clamp_mtime}" if clamp_mtime is not None else ""
+        return self.index_dir / f"{record.key}.{compression}{suffix}.json"
 
     def _read(self, entry_path: Path, record: LayerRecord, compression: str) -> LayerBlob | None:
         try:
@@ -90,11 +95,10 @@ class LayerBlobs:
             return None
         if entry.get("tar_format") != TAR_FORMAT or entry.get("layer_created") != record.created:
             return None
-        blob = LayerBlob(entry["digest"], entry["diff_id"], entry["size"], compression, Path())
-        blob = blob._replace(path=self.path_of(blob.digest))
+        path = self.path_of(entry["digest"])
         try:
-            if blob.path.stat().st_size != blob.size:
+            if path.stat().st_size != entry["size"]:
                 return None
-        except FileNotFoundError:
+        except FileNotFoundError:  # pruned, or lost: make it again
             return None
-        return blob
+        return LayerBlob(entry["digest"], entry["diff_id"], entry["size"], compression, path)

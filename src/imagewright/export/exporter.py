@@ -78,7 +78,7 @@ def export_image(
         compression: "zstd", "gzip" or "none"; default zstd for oci, gzip for docker (Docker's
             schema2 has no zstd layers).
         tag: NAME[:TAG] recorded in the output (RepoTags, ref.name).
-        progress: called with a line for each layer compressed.
+        progress: called with a line before each layer is compressed.
 
     Raises:
         InvalidError: for a bad format, compression, tag or SOURCE_DATE_EPOCH.
@@ -135,10 +135,13 @@ def _layers(
         history.append(HistoryEntry(created_by, step.description, record.empty))
         if record.empty:
             continue
-        if progress is not None:
-            progress(f"Layer {len(layers) + 1}: {step.description} ({compression})")
-        blob, made = blobs.get(record, below[::-1], compression, epoch)
-        reused += not made
+        blob = blobs.cached(record, compression, epoch)
+        if blob is None:
+            if progress is not None:
+                progress(f"Compressing layer {len(layers) + 1} ({compression}): {step.description}")
+            blob = blobs.make(record, below[::-1], compression, epoch)
+        else:
+            reused += 1
         layers.append(blob)
         below.append(store.layer_dir(step.key) / "diff")
     return layers, history, reused

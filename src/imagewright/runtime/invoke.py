@@ -23,7 +23,8 @@ from typing import IO, Any
 
 from ..definition.config import ImageConfig
 from ..exception import ExecutionError, FunctionTimeoutError, RemoteError
-from ..execute.container import container_env, runtime_binds
+from ..execute.container import runtime_binds
+from ..execute.environment import container_env
 from ..execute.sandbox import Bind, Overlay, SandboxCommand, spawn
 from ..store.store import Scratch, Store
 from .protocol import dumps, loads, recv_message, send_message

@@ -114,13 +114,19 @@ class Store:
 
     @contextlib.contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        """Hold the build lock of one step, so concurrent builds run it once."""
-        from filelock import FileLock
+        """Hold the build lock of one step, so concurrent builds run it once.
 
+        A plain flock: the kernel releases it when its holder dies, so a killed build never
+        leaves a stale lock behind.
+        """
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(locks / f"{key}.lock")):
+        fd = os.open(locks / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def scratch(self) -> Iterator[Scratch]:

@@ -1,0 +1,77 @@
+"""The seed's blocks with their exact packages, where those download hundreds of megabytes.
+
+Opt in with IMAGEWRIGHT_SLOW_TESTS=1. The ML image (torch 2.1.0 with CUDA, several GB) is left
+to `examples/complete.py::ml_image`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import imagewright as modal
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("IMAGEWRIGHT_SLOW_TESTS") != "1", reason="opt in with IMAGEWRIGHT_SLOW_TESTS=1"
+)
+
+
+def test_system_dependencies_exact(builder):
+    single = modal.Image.debian_slim().apt_install("ffmpeg")
+    assert "ffmpeg version" in builder.run(single, "ffmpeg -version | head -1")
+    several = modal.Image.debian_slim().apt_install(
+        "ffmpeg", "libsm6", "libxext6", "libxrender-dev", "libgomp1"
+    )
+    out = builder.run(
+        several, "dpkg -s ffmpeg libsm6 libxext6 libxrender-dev libgomp1 | grep -c 'ok installed'"
+    )
+    assert out.strip() == "5"
+
+
+def test_opencv_and_audio_images_exact(builder):
+    opencv_image = (
+        modal.Image.debian_slim()
+        .apt_install("libsm6", "libxext6", "libxrender-dev")
+        .uv_pip_install("opencv-python")
+    )
+    out = builder.run(opencv_image, "python -c 'import cv2; print(cv2.__version__)'")
+    assert out.strip()[0].isdigit()
+    audio_image = (
+        modal.Image.debian_slim()
+        .apt_install("ffmpeg", "libsndfile1")
+        .uv_pip_install("librosa", "soundfile")
+    )
+    out = builder.run(
+        audio_image, "python -c 'import librosa, soundfile; print(soundfile.__version__)'"
+    )
+    assert out.strip()[0].isdigit()
+
+
+def test_layering_good_order_exact(builder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("model: small\n")
+    image = (
+        modal.Image.debian_slim()
+        .apt_install("ffmpeg", "libsm6")
+        .uv_pip_install("opencv-python")
+        .copy_local_file("config.yaml", "/app/config.yaml")
+    )
+    out = builder.run(image, "cat /app/config.yaml; python -c 'import cv2'")
+    assert out.strip() == "model: small"
+
+
+def test_web_scraping_image_exact(builder):
+    scraping_image = (
+        modal.Image.debian_slim()
+        .apt_install("chromium", "chromium-driver")
+        .uv_pip_install(
+            "selenium==4.15.0", "beautifulsoup4==4.12.0", "requests==2.31.0", "lxml==4.9.0"
+        )
+    )
+    out = builder.run(
+        scraping_image,
+        "chromium --version; chromedriver --version;"
+        " python -c 'import selenium, bs4, requests, lxml; print(selenium.__version__)'",
+    )
+    assert "Chromium" in out and "ChromeDriver" in out and "4.15.0" in out
