@@ -20,8 +20,21 @@ from .._callsite import user_callsite
 from ..exception import InvalidError
 from ..secret import Secret
 from .layer import Layer, LocalMount
-from .ops import Bootstrap, CopyLocal, IgnoreSpec, Op, Run, RunFunction, SetConfig
-from .patterns import NON_PYTHON_FILES, FilePatternMatcher
+from .ops import Bootstrap, CopyLocal, Op, Run, RunFunction, SetConfig
+from .patterns import NON_PYTHON_FILES
+from .validate import (
+    abs_dir,
+    absolute_remote,
+    check_secrets,
+    check_str_list,
+    check_uv_version,
+    describe,
+    flatten,
+    ignore_spec,
+    join,
+    pip_flags,
+    refuse_flags,
+)
 
 if TYPE_CHECKING:
     from ..export.exporter import ExportResult
@@ -84,7 +97,7 @@ class Image:
         """A slim Debian base with the requested Python series (default: the host's)."""
         if isinstance(python_version, float):
             raise TypeError("The `python_version` argument should be a string, not a float.")
-        call = _describe("Image.debian_slim", python_version=python_version)
+        call = describe("Image.debian_slim", python_version=python_version)
         op = Bootstrap("debian", python_version)
         return Image._make(
             None, Layer("debian_slim", call, user_callsite(), (op,), (), force_build)
@@ -95,7 +108,7 @@ class Image:
         """An Ubuntu base (jammy for 3.10, noble for 3.12, the default) set up like debian_slim."""
         if isinstance(python_version, float):
             raise TypeError("The `python_version` argument should be a string, not a float.")
-        call = _describe("Image.ubuntu", python_version=python_version)
+        call = describe("Image.ubuntu", python_version=python_version)
         op = Bootstrap("ubuntu", python_version)
         return Image._make(None, Layer("ubuntu", call, user_callsite(), (op,), (), force_build))
 
@@ -118,7 +131,7 @@ class Image:
         secrets: Sequence[Secret] | None = None,
         inherit_force: bool = True,
     ) -> Image:
-        all_secrets = _check_secrets(secrets, env)
+        all_secrets = check_secrets(secrets, env)
         force = force_build or (self._force and inherit_force)
         layer = Layer(method, call, user_callsite(), tuple(ops), all_secrets, force)
         return Image._make(self, layer, (), force)
@@ -132,11 +145,11 @@ class Image:
         gpu: str | None = None,
     ) -> Image:
         """Install Debian packages: `apt-get update`, then `apt-get install -y`."""
-        pkgs = _flatten("apt_install", "packages", packages)
+        pkgs = flatten("apt_install", "packages", packages)
         if not pkgs:
             return self
         ops = (Run("apt-get update"), Run(f"apt-get install -y {shlex.join(pkgs)}"))
-        call = _describe("apt_install", *pkgs)
+        call = describe("apt_install", *pkgs)
         return self._step(
             "apt_install", call, ops, force_build=force_build, env=env, secrets=secrets
         )
@@ -155,13 +168,13 @@ class Image:
         gpu: str | None = None,
     ) -> Image:
         """Install Python packages with pip into the image's Python."""
-        pkgs = sorted(_flatten("pip_install", "packages", packages))
+        pkgs = sorted(flatten("pip_install", "packages", packages))
         if not pkgs:
             return self
-        _refuse_flags("pip_install", pkgs)
-        flags = _pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
-        op = Run(_join("python -m pip install", shlex.join(pkgs), flags))
-        call = _describe("pip_install", *pkgs, index_url=index_url, extra_options=extra_options)
+        refuse_flags("pip_install", pkgs)
+        flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
+        op = Run(join("python -m pip install", shlex.join(pkgs), flags))
+        call = describe("pip_install", *pkgs, index_url=index_url, extra_options=extra_options)
         return self._step(
             "pip_install", call, (op,), force_build=force_build, env=env, secrets=secrets
         )
@@ -182,14 +195,14 @@ class Image:
         gpu: str | None = None,
     ) -> Image:
         """Install Python packages with uv into the first `python` on PATH."""
-        pkgs = sorted(_flatten("uv_pip_install", "packages", packages))
+        pkgs = sorted(flatten("uv_pip_install", "packages", packages))
         if requirements is not None and (
             not isinstance(requirements, list) or not all(isinstance(r, str) for r in requirements)
         ):
             raise InvalidError("requirements must be None or a list of strings")
         if not pkgs and not requirements:
             return self
-        _refuse_flags("uv_pip_install", pkgs)
+        refuse_flags("uv_pip_install", pkgs)
         ops: list[Op] = []
         args = [f"{_UV} pip install --python $(command -v python) --compile-bytecode"]
         args += [f"--find-links {shlex.quote(find_links)}"] if find_links else []
@@ -202,8 +215,8 @@ class Image:
             ops.append(CopyLocal(os.path.expanduser(req), target))
             args.append(f"--requirements {target}")
         args += [shlex.quote(p) for p in pkgs]
-        ops.append(Run(" ".join(args), uv=_uv_version(uv_version)))
-        call = _describe("uv_pip_install", *pkgs, requirements=requirements, uv_version=uv_version)
+        ops.append(Run(" ".join(args), uv=check_uv_version(uv_version)))
+        call = describe("uv_pip_install", *pkgs, requirements=requirements, uv_version=uv_version)
         return self._step(
             "uv_pip_install", call, ops, force_build=force_build, env=env, secrets=secrets
         )
@@ -228,12 +241,12 @@ class Image:
     ) -> Image:
         """Install a requirements file with pip."""
         local = os.path.expanduser(requirements_txt)
-        flags = _pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
+        flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
         ops = (
             CopyLocal(local, "/.requirements.txt"),
-            Run(_join("python -m pip install -r /.requirements.txt", flags)),
+            Run(join("python -m pip install -r /.requirements.txt", flags)),
         )
-        call = _describe("pip_install_from_requirements", requirements_txt)
+        call = describe("pip_install_from_requirements", requirements_txt)
         return self._step(
             "pip_install_from_requirements",
             call,
@@ -262,9 +275,9 @@ class Image:
         from .pyproject import read_dependencies
 
         deps = sorted(read_dependencies(os.path.expanduser(pyproject_toml), optional_dependencies))
-        flags = _pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
-        op = Run(_join("python -m pip install", " ".join(shlex.quote(d) for d in deps), flags))
-        call = _describe("pip_install_from_pyproject", pyproject_toml)
+        flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
+        op = Run(join("python -m pip install", " ".join(shlex.quote(d) for d in deps), flags))
+        call = describe("pip_install_from_pyproject", pyproject_toml)
         return self._step(
             "pip_install_from_pyproject",
             call,
@@ -304,9 +317,9 @@ class Image:
         cmd += [f"--group={g}" for g in groups or []] + [f"--extra={e}" for e in extras or []]
         cmd += [extra_options] if extra_options else []
         cmd += ["--frozen"] if frozen and lock.exists() else []
-        ops.append(Run(" ".join(cmd), uv=_uv_version(uv_version)))
+        ops.append(Run(" ".join(cmd), uv=check_uv_version(uv_version)))
         ops.append(SetConfig("env_expand", (("PATH", "/.uv/.venv/bin:$PATH"),)))
-        call = _describe("uv_sync", uv_project_dir)
+        call = describe("uv_sync", uv_project_dir)
         return self._step("uv_sync", call, ops, force_build=force_build, env=env, secrets=secrets)
 
     def run_commands(
@@ -319,10 +332,10 @@ class Image:
         force_build: bool = False,
     ) -> Image:
         """Run shell commands, each as its own step of one layer (like separate RUN lines)."""
-        cmds = _flatten("run_commands", "commands", commands)
+        cmds = flatten("run_commands", "commands", commands)
         if not cmds:
             return self
-        call = _describe("run_commands", *cmds)
+        call = describe("run_commands", *cmds)
         ops = tuple(Run(c) for c in cmds)
         return self._step(
             "run_commands", call, ops, force_build=force_build, env=env, secrets=secrets
@@ -368,39 +381,39 @@ class Image:
         if bad or not all(isinstance(k, str) for k in vars):
             raise InvalidError(f"Image ENV variables must be strings. Invalid keys: {bad}")
         op = SetConfig("env", tuple(vars.items()))
-        return self._step("env", _describe("env", dict(vars)), (op,), inherit_force=False)
+        return self._step("env", describe("env", dict(vars)), (op,), inherit_force=False)
 
     def workdir(self, path: str | PurePosixPath) -> Image:
         """Set the working directory for later steps and for containers (created if missing)."""
         if not isinstance(path, (str, PurePosixPath)):
             raise InvalidError("Image.workdir expects a str or PurePosixPath")
         op = SetConfig("workdir", str(path))
-        return self._step("workdir", _describe("workdir", str(path)), (op,), inherit_force=False)
+        return self._step("workdir", describe("workdir", str(path)), (op,), inherit_force=False)
 
     def entrypoint(self, entrypoint_commands: list[str]) -> Image:
         """Set the image's ENTRYPOINT."""
-        _check_str_list(entrypoint_commands, "entrypoint_commands must be a list of strings.")
+        check_str_list(entrypoint_commands, "entrypoint_commands must be a list of strings.")
         op = SetConfig("entrypoint", tuple(entrypoint_commands))
-        return self._step("entrypoint", _describe("entrypoint", entrypoint_commands), (op,))
+        return self._step("entrypoint", describe("entrypoint", entrypoint_commands), (op,))
 
     def cmd(self, cmd: list[str]) -> Image:
         """Set the image's CMD."""
-        _check_str_list(cmd, "Image CMD must be a list of strings.")
+        check_str_list(cmd, "Image CMD must be a list of strings.")
         op = SetConfig("cmd", tuple(cmd))
-        return self._step("cmd", _describe("cmd", cmd), (op,))
+        return self._step("cmd", describe("cmd", cmd), (op,))
 
     def shell(self, shell_commands: list[str]) -> Image:
         """Set the shell later run_commands steps run under (Docker's SHELL)."""
-        _check_str_list(shell_commands, "shell_commands must be a list of strings.")
+        check_str_list(shell_commands, "shell_commands must be a list of strings.")
         op = SetConfig("shell", tuple(shell_commands))
-        return self._step("shell", _describe("shell", shell_commands), (op,))
+        return self._step("shell", describe("shell", shell_commands), (op,))
 
     # ---- local files ------------------------------------------------------------------------
 
     def copy_local_file(self, local_path: str | Path, remote_path: str | Path = "./") -> Image:
         """Copy a local file into a layer; a relative remote path resolves against WORKDIR."""
         op = CopyLocal(os.path.abspath(os.path.expanduser(local_path)), str(remote_path))
-        call = _describe("copy_local_file", str(local_path), str(remote_path))
+        call = describe("copy_local_file", str(local_path), str(remote_path))
         return self._step("copy_local_file", call, (op,))
 
     def copy_local_dir(
@@ -410,17 +423,17 @@ class Image:
         ignore: Sequence[str] | Callable[[Path], bool] = [],  # noqa: B006 (Modal's signature)
     ) -> Image:
         """Copy a local directory's contents into a layer, skipping `ignore` patterns."""
-        op = CopyLocal(_abs_dir(local_path), str(remote_path), _ignore_spec(ignore), is_dir=True)
-        call = _describe("copy_local_dir", str(local_path), str(remote_path), ignore=ignore)
+        op = CopyLocal(abs_dir(local_path), str(remote_path), ignore_spec(ignore), is_dir=True)
+        call = describe("copy_local_dir", str(local_path), str(remote_path), ignore=ignore)
         return self._step("copy_local_dir", call, (op,))
 
     def add_local_file(
         self, local_path: str | Path, remote_path: str, *, copy: bool = False
     ) -> Image:
         """Add a local file at an absolute path: attached at start, or baked in with copy=True."""
-        remote = _absolute_remote("add_local_file", str(remote_path))
+        remote = absolute_remote("add_local_file", str(remote_path))
         local = os.path.abspath(os.path.expanduser(local_path))
-        call = _describe("add_local_file", str(local_path), remote, copy=copy)
+        call = describe("add_local_file", str(local_path), remote, copy=copy)
         return self._add_local("add_local_file", call, CopyLocal(local, remote), copy)
 
     def add_local_dir(
@@ -432,9 +445,9 @@ class Image:
         ignore: Sequence[str] | Callable[[Path], bool] = [],  # noqa: B006 (Modal's signature)
     ) -> Image:
         """Add a local directory at an absolute path: attached at start, or baked in."""
-        remote = _absolute_remote("add_local_dir", str(remote_path))
-        op = CopyLocal(_abs_dir(local_path), remote, _ignore_spec(ignore), is_dir=True)
-        call = _describe("add_local_dir", str(local_path), remote, copy=copy)
+        remote = absolute_remote("add_local_dir", str(remote_path))
+        op = CopyLocal(abs_dir(local_path), remote, ignore_spec(ignore), is_dir=True)
+        call = describe("add_local_dir", str(local_path), remote, copy=copy)
         return self._add_local("add_local_dir", call, op, copy)
 
     def add_local_python_source(
@@ -452,8 +465,8 @@ class Image:
                 raise InvalidError("Local Python modules must be specified as strings.")
             local, remote = locate_module(module)
             is_dir = os.path.isdir(local)
-            op = CopyLocal(local, remote, _ignore_spec(ignore) if is_dir else (), is_dir)
-            call = _describe("add_local_python_source", module, copy=copy)
+            op = CopyLocal(local, remote, ignore_spec(ignore) if is_dir else (), is_dir)
+            call = describe("add_local_python_source", module, copy=copy)
             image = image._add_local("add_local_python_source", call, op, copy)
         return image
 
@@ -512,94 +525,3 @@ class Image:
                     f"Warning: caught a non-ImportError exception in an `imports()` block: {exc!r}",
                     stacklevel=3,
                 )
-
-
-# ---- argument helpers ---------------------------------------------------------------------
-
-
-def _flatten(method: str, arg: str, values: Sequence[object]) -> list[str]:
-    out: list[str] = []
-    for value in values:
-        items = value if isinstance(value, list) else [value]
-        if not all(isinstance(x, str) for x in items):
-            raise InvalidError(f"{method}: {arg} must only contain strings")
-        out.extend(items)  # type: ignore[arg-type]
-    return out
-
-
-def _uv_version(version: str | None) -> str:
-    if version is not None and (not isinstance(version, str) or not version[:1].isdigit()):
-        raise InvalidError(f"uv_version must be a version string such as '0.8.0', not {version!r}")
-    return version or ""
-
-
-def _refuse_flags(method: str, packages: list[str]) -> None:
-    if any(p.startswith("-") for p in packages):
-        raise InvalidError(
-            f"Package list for `Image.{method}` cannot contain other arguments;"
-            " try the `extra_options` parameter instead."
-        )
-
-
-def _pip_flags(
-    find_links: str | None,
-    index_url: str | None,
-    extra_index_url: str | None,
-    pre: bool,
-    extra_options: str,
-) -> str:
-    pairs = (
-        ("--find-links", find_links),
-        ("--index-url", index_url),
-        ("--extra-index-url", extra_index_url),
-    )
-    flags = [f"{flag} {shlex.quote(value)}" for flag, value in pairs if value is not None]
-    flags += ["--pre"] if pre else []
-    flags += [extra_options] if extra_options else []
-    return " ".join(flags)
-
-
-def _join(*parts: str) -> str:
-    return " ".join(p for p in parts if p)
-
-
-def _check_secrets(
-    secrets: Sequence[Secret] | None, env: Mapping[str, str | None] | None
-) -> tuple[Secret, ...]:
-    items = list(secrets or [])
-    if not all(isinstance(s, Secret) for s in items):
-        raise InvalidError("All secrets of an Image need to be imagewright.Secret instances.")
-    if env:
-        items.append(Secret.from_dict(env))
-    return tuple(items)
-
-
-def _check_str_list(value: object, message: str) -> None:
-    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise InvalidError(message)
-
-
-def _absolute_remote(method: str, remote: str) -> str:
-    if not PurePosixPath(remote).is_absolute():
-        raise InvalidError(f"image.{method}() currently only supports absolute remote_path values")
-    return remote
-
-
-def _abs_dir(local: str | Path) -> str:
-    return os.path.abspath(os.path.expanduser(local))
-
-
-def _ignore_spec(ignore: object) -> IgnoreSpec:
-    if isinstance(ignore, FilePatternMatcher) or callable(ignore):
-        return ignore  # type: ignore[return-value]
-    if isinstance(ignore, str) or not all(isinstance(p, str) for p in ignore):  # type: ignore[attr-defined]
-        raise InvalidError("ignore must be a list of patterns or a callable taking a Path")
-    return tuple(ignore)  # type: ignore[arg-type]
-
-
-def _describe(method: str, *args: object, **kwargs: object) -> str:
-    """The call as a user would have written it, shortened for display."""
-    shown = [repr(a) for a in args]
-    shown += [f"{k}={v!r}" for k, v in kwargs.items() if v not in (None, False, "", [], ())]
-    text = f"{method}({', '.join(shown)})"
-    return text if len(text) <= 160 else text[:157] + "...)"

@@ -3,8 +3,9 @@
 Run as `python -I -S copyin.py MERGED SPEC` by the sandbox's mount script: a plain script that
 needs only the standard library. It opens the host root first, then chroots into the image:
 every destination path, symlinks included, resolves inside the image and never on the host,
-while sources are opened relative to the saved host root with O_NOFOLLOW. Each file is hashed as it is copied; a file that no
-longer matches the digest the plan was keyed on fails the step (exit status 3).
+while sources are opened relative to the saved host root with O_NOFOLLOW. Each file is hashed
+as it is copied; a file that no longer matches the digest the plan was keyed on fails the step
+(exit status 3).
 """
 
 from __future__ import annotations
