@@ -94,14 +94,17 @@ def py311() -> Image:
 
 
 def cli(
-    *args: str, cwd: str | Path | None = None, timeout: float = 900
+    *args: str,
+    cwd: str | Path | None = None,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the imagewright CLI as a user would."""
+    """Run the imagewright CLI as a user would (`env` adds to the environment)."""
     return subprocess.run(
         [sys.executable, "-m", "imagewright", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "IMAGEWRIGHT_PROGRESS": "plain"},
+        env={**os.environ, "IMAGEWRIGHT_PROGRESS": "plain", **(env or {})},
     )

@@ -79,3 +79,26 @@ def test_every_command_has_help():
     for command in ("build", "shell", "images", "prune"):
         proc = cli(command, "--help")
         assert proc.returncode == 0 and "usage: imagewright" in proc.stdout
+
+
+def test_prune_all_frees_layers_and_exported_blobs(tmp_path):
+    home = tmp_path / "home"
+    (tmp_path / "hello.txt").write_text("hello\n")
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent("""
+        import imagewright as modal
+        image = modal.Image.from_scratch().add_local_file("hello.txt", "/hello.txt", copy=True)
+    """)
+    )
+    env = {"IMAGEWRIGHT_HOME": str(home)}
+    assert cli("build", "app.py", cwd=tmp_path, env=env).returncode == 0
+    exported = cli("export", "app.py", "-o", str(tmp_path / "out"), cwd=tmp_path, env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert list((home / "blobs" / "sha256").iterdir())
+    pruned = cli("prune", "--all", cwd=tmp_path, env=env)
+    assert (
+        pruned.returncode == 0 and "Removed 2 layer(s)" in pruned.stdout
+    )  # from_scratch + the copy
+    assert list((home / "layers").iterdir()) == []
+    assert list((home / "blobs" / "sha256").iterdir()) == []
+    assert cli("images", env=env).stdout.strip() == "No images built yet."

@@ -109,11 +109,13 @@ def images(args: argparse.Namespace) -> int:
 
 
 def prune(args: argparse.Namespace) -> int:
+    from ..export.blobs import LayerBlobs
     from ..store.gc import prune as prune_store
     from ..store.store import Store
 
     store = Store.default()
     freed, count = prune_store(store, everything=args.everything)
+    freed += LayerBlobs(store).prune()  # exported blobs of the removed layers
     if args.caches:
         for name in ("apt", "uv", "pip"):
             shutil.rmtree(store.root / "cache" / name, ignore_errors=True)

@@ -84,6 +84,29 @@ class LayerBlobs:
             write_atomic(entry_path, json.dumps({**entry, **digests._asdict()}).encode())
         return LayerBlob(*digests, compression, self.path_of(digests.digest))
 
+    def prune(self) -> int:
+        """Drop index entries of layers no longer in the store, then blobs no entry names.
+
+        Returns the bytes freed. Called by `imagewright prune` after layers were removed.
+        """
+        live_digests: set[str] = set()
+        for entry_path in self.index_dir.glob("*.json"):
+            key = entry_path.name.split(".", 1)[0]
+            try:
+                entry = json.loads(entry_path.read_text())
+            except (FileNotFoundError, ValueError):
+                continue
+            if self.store.lookup(key) is None:
+                entry_path.unlink(missing_ok=True)
+            else:
+                live_digests.add(str(entry.get("digest", "")).removeprefix("sha256:"))
+        freed = 0
+        for blob in self.blob_dir.glob("*"):
+            if blob.name not in live_digests and not blob.name.startswith("."):
+                freed += blob.stat().st_size
+                blob.unlink(missing_ok=True)
+        return freed
+
     def _entry_path(self, record: LayerRecord, compression: str, clamp_mtime: int | None) -> Path:
         suffix = f".sde{clamp_mtime}" if clamp_mtime is not None else ""
         return self.index_dir / f"{record.key}.{compression}{suffix}.json"

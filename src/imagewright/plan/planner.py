@@ -9,8 +9,10 @@ copied files (moving a checkout must not rebuild), the call site, and proxy/CA s
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
+import shlex
 from typing import NamedTuple
 
 from ..definition.config import ImageConfig
@@ -177,7 +179,7 @@ def _plan_layer(
             if op.field == "workdir":
                 actions.append(CopyFiles((FileEntry(config.workdir, "dir", 0o755),)))
             key_ops.append(["config", op.field, op.value])
-            history.append(f"{op.field.upper()} {op.value}")
+            history.append(_config_line(op))
     secret_names = sorted({k for s in layer.secrets for k in s.env})
     key = digest(
         {
@@ -191,6 +193,17 @@ def _plan_layer(
     return [
         PlannedStep(key, parent, layer.call, layer, tuple(actions), config, force, tuple(history))
     ]
+
+
+def _config_line(op: SetConfig) -> str:
+    """The Dockerfile line a config change stands for, for the image history."""
+    if op.field in ("env", "env_expand", "labels"):
+        keyword = "LABEL" if op.field == "labels" else "ENV"
+        pairs = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in op.value)  # type: ignore[misc, union-attr]
+        return f"{keyword} {pairs}"
+    if op.field in ("entrypoint", "cmd", "shell"):
+        return f"{op.field.upper()} {json.dumps(list(op.value or ()))}"  # type: ignore[arg-type]
+    return f"{op.field.upper()} {op.value}"
 
 
 def uv_key(uv: str | None) -> str | None:
