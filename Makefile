@@ -4,12 +4,14 @@
 VENV        := .venv
 BIN         := $(VENV)/bin
 PYTHON      ?= python3
-APT_PACKAGES := mmdebstrap bubblewrap util-linux python3-venv ca-certificates zstd git skopeo umoci podman runc
+APT_PACKAGES := mmdebstrap bubblewrap util-linux python3-venv ca-certificates zstd git skopeo umoci podman runc docker-registry apache2-utils
 export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: setup system-packages demo test lint format bench clean
 
 setup: system-packages $(BIN)/.installed
+	@# bytecode up front: containers import our runtime read-only and cannot write it
+	@$(BIN)/python -m compileall -q src > /dev/null
 
 system-packages:
 	@missing=""; for p in $(APT_PACKAGES); do \

@@ -11,6 +11,7 @@ import os
 import pytest
 
 import imagewright as modal
+from imagewright.exception import ImageBuildError
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("IMAGEWRIGHT_SLOW_TESTS") != "1", reason="opt in with IMAGEWRIGHT_SLOW_TESTS=1"
@@ -35,7 +36,11 @@ def test_opencv_and_audio_images_exact(builder):
         .apt_install("libsm6", "libxext6", "libxrender-dev")
         .uv_pip_install("opencv-python")
     )
-    out = builder.run(opencv_image, "python -c 'import cv2; print(cv2.__version__)'")
+    # The block builds. Importing cv2 also needs libGL, which the seed's list leaves out (on
+    # Modal too: its slim images have no libgl1); with it the import works.
+    assert "Name: opencv-python" in builder.run(opencv_image, "python -m pip show opencv-python")
+    with_gl = opencv_image.apt_install("libgl1")
+    out = builder.run(with_gl, "python -c 'import cv2; print(cv2.__version__)'")
     assert out.strip()[0].isdigit()
     audio_image = (
         modal.Image.debian_slim()
@@ -62,15 +67,25 @@ def test_layering_good_order_exact(builder, tmp_path, monkeypatch):
 
 
 def test_web_scraping_image_exact(builder):
+    packages = ("selenium==4.15.0", "beautifulsoup4==4.12.0", "requests==2.31.0", "lxml==4.9.0")
     scraping_image = (
         modal.Image.debian_slim()
         .apt_install("chromium", "chromium-driver")
-        .uv_pip_install(
-            "selenium==4.15.0", "beautifulsoup4==4.12.0", "requests==2.31.0", "lxml==4.9.0"
-        )
+        .uv_pip_install(*packages)
+    )
+    # lxml 4.9.0 has no wheel for Python 3.11, so the seed's block must compile it, and the
+    # headers it needs are not in the list: the build fails, clearly, as it would on Modal.
+    with pytest.raises(ImageBuildError) as failure:
+        builder.build(scraping_image)
+    assert "Failed to build `lxml==4.9.0`" in str(failure.value)
+    assert "libxml2 and libxslt development packages" in str(failure.value)
+    with_headers = (
+        modal.Image.debian_slim()
+        .apt_install("chromium", "chromium-driver", "libxml2-dev", "libxslt1-dev")
+        .uv_pip_install(*packages)
     )
     out = builder.run(
-        scraping_image,
+        with_headers,
         "chromium --version; chromedriver --version;"
         " python -c 'import selenium, bs4, requests, lxml; print(selenium.__version__)'",
     )

@@ -124,8 +124,9 @@ class Container:
             **self._env,
             "IMAGEWRIGHT_IN_CONTAINER": "1",
             "PYTHONUNBUFFERED": "1",
-            # bytecode of attached sources goes to the private /tmp, never into a layer
-            "PYTHONPYCACHEPREFIX": "/tmp/.imagewright/pycache",
+            # never write bytecode: it would land in a run_function layer. (A pycache prefix
+            # would also keep it out, but makes Python ignore every compiled file the image has.)
+            "PYTHONDONTWRITEBYTECODE": "1",
             "IMAGEWRIGHT_SOCKET": f"{_IPC_IN_CONTAINER}/sock",
             "IMAGEWRIGHT_FUNCTION": self.function_ref,
         }

@@ -1,0 +1,217 @@
+"""Docker's variable substitution and ARG/ENV scoping, for the words of a parsed Dockerfile.
+
+`expand` is Docker's shell-word processing, applied to the arguments of ENV, ARG, LABEL, COPY,
+ADD, WORKDIR, USER, EXPOSE, VOLUME, STOPSIGNAL, FROM and ONBUILD (never to RUN/CMD/ENTRYPOINT
+shell text, which the shell expands): `$VAR`, `${VAR}`, `${VAR:-word}`, `${VAR-word}`,
+`${VAR:+word}`, `${VAR+word}`, `${VAR:?msg}`, `${VAR?msg}`, quote removal, and the escape
+character. `resolve_args` works out which variables each instruction sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple, cast
+
+from ..exception import InvalidError
+from .parser import Dockerfile, DockerfileError, Instruction
+
+__all__ = ["ResolvedStage", "expand", "resolve_args"]
+
+# one-character shell parameters ($?, $#, …): never set in a build, so they expand to ""
+_SPECIAL = "*#@!?-$"
+
+
+def expand(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
+    """`word` with variables substituted from `env` and quotes removed; unset variables are ''.
+
+    Raises InvalidError for a malformed substitution or a `${VAR?msg}` whose VAR is unset.
+    """
+    return _Word(word, env, escape).until("")
+
+
+class _Word:
+    """A cursor over one word; each method consumes the construct under the cursor."""
+
+    def __init__(self, text: str, env: Mapping[str, str], escape: str):
+        self.text = text
+        self.env = env
+        self.escape = escape
+        self.at = 0
+
+    def peek(self) -> str:
+        return self.text[self.at] if self.at < len(self.text) else ""
+
+    def take(self) -> str:
+        ch = self.peek()
+        self.at += len(ch)
+        return ch
+
+    def until(self, stop: str) -> str:
+        """Process up to `stop` (consumed), or to the end of the word when `stop` is ''."""
+        out: list[str] = []
+        while ch := self.peek():
+            if stop and ch == stop:
+                self.at += 1
+                return "".join(out)
+            if ch == "'":
+                out.append(self.single_quoted())
+            elif ch == '"':
+                out.append(self.double_quoted())
+            elif ch == "$":
+                out.append(self.dollar())
+            else:
+                self.take()
+                # the escape character makes the next one literal; at the end it is dropped
+                out.append(self.take() if ch == self.escape else ch)
+        if stop:
+            raise InvalidError(f"syntax error: missing {stop!r} in {self.text!r}")
+        return "".join(out)
+
+    def single_quoted(self) -> str:
+        self.take()
+        end = self.text.find("'", self.at)
+        if end < 0:
+            raise InvalidError(f"unterminated single quote in {self.text!r}")
+        literal, self.at = self.text[self.at : end], end + 1
+        return literal
+
+    def double_quoted(self) -> str:
+        self.take()
+        out: list[str] = []
+        while (ch := self.peek()) != '"':
+            if not ch:
+                raise InvalidError(f"unterminated double quote in {self.text!r}")
+            if ch == "$":
+                out.append(self.dollar())
+                continue
+            self.take()
+            # inside double quotes only ", $ and the escape character itself can be escaped
+            if ch == self.escape and self.peek() in ('"', "$", self.escape):
+                ch = self.take()
+            out.append(ch)
+        self.take()
+        return "".join(out)
+
+    def dollar(self) -> str:
+        self.take()
+        if self.peek() != "{":
+            name = self.name()
+            return self.env.get(name, "") if name else "$"
+        self.take()
+        if self.peek() in ("", "{", "}", ":"):
+            raise InvalidError(f"syntax error: bad substitution in {self.text!r}")
+        name = self.name()
+        operator = self.take()
+        if not operator:
+            raise InvalidError(f"syntax error: missing '}}' in {self.text!r}")
+        if operator == "}":
+            return self.env.get(name, "")
+        colon = operator == ":"
+        if colon:
+            operator = self.take()
+        if operator not in ("-", "+", "?"):
+            raise InvalidError(f"unsupported modifier ({operator}) in substitution {self.text!r}")
+        word = self.until("}")
+        value = self.env.get(name)
+        # with a colon an empty value counts as unset, as in the POSIX shell
+        present = value is not None and (value != "" or not colon)
+        if operator == "-":
+            return value if present and value is not None else word
+        if operator == "+":
+            return word if present else ""
+        if not present:
+            default = "is not allowed to be empty" if colon else "is not allowed to be unset"
+            raise InvalidError(f"{name}: {word or default}")
+        return value or ""
+
+    def name(self) -> str:
+        start = self.at
+        first = self.peek()
+        if first.isdigit():  # positional: $1, $10
+            while self.peek().isdigit():
+                self.take()
+        elif first and first in _SPECIAL:
+            self.take()
+        else:
+            while (ch := self.peek()) and (ch.isalnum() or ch == "_"):
+                self.take()
+        return self.text[start : self.at]
+
+
+class ResolvedStage(NamedTuple):
+    """A stage after ARG scoping: FROM expanded with global ARGs, and each instruction's scope.
+
+    `scopes[i]` holds the variables that `stage.instructions[i]` sees: ARGs declared so far in
+    the stage overlaid by ENVs set so far (ENV wins). The base image's own ENV is not known here.
+    """
+
+    name: str | None
+    base: str
+    platform: str | None
+    scopes: tuple[dict[str, str], ...]
+
+
+def resolve_args(
+    dockerfile: Dockerfile, build_args: Mapping[str, str]
+) -> tuple[ResolvedStage, ...]:
+    """Apply Docker's ARG rules to every stage.
+
+    Build args override declared defaults (and are ignored where no ARG declares them); ARGs
+    before the first FROM are visible in FROM lines, and inside a stage only once re-declared
+    there (`ARG NAME` inherits their value); ENV wins over an ARG of the same name.
+    """
+    escape = dockerfile.escape
+    global_values: dict[str, str] = {}
+    for instruction in dockerfile.global_args:
+        _declare(instruction, global_values, global_values, {}, build_args, escape)
+    resolved = []
+    for stage in dockerfile.stages:
+        where = (dockerfile.filename, stage.line)
+        base = _expand_at(stage.base, global_values, escape, where)
+        platform = stage.platform and _expand_at(stage.platform, global_values, escape, where)
+        args: dict[str, str] = {}
+        env: dict[str, str] = {}
+        scopes = []
+        for instruction in stage.instructions:
+            scope = {**args, **env}
+            scopes.append(scope)
+            if instruction.keyword == "ARG":
+                _declare(instruction, args, scope, global_values, build_args, escape)
+            elif instruction.keyword == "ENV":
+                here = (instruction.filename, instruction.line)
+                pairs = cast(tuple[tuple[str, str], ...], instruction.args)
+                # every pair sees the scope from before the instruction, as in Docker
+                env.update(
+                    (_expand_at(key, scope, escape, here), _expand_at(value, scope, escape, here))
+                    for key, value in pairs
+                )
+        resolved.append(ResolvedStage(stage.name, base, platform, tuple(scopes)))
+    return tuple(resolved)
+
+
+def _declare(
+    instruction: Instruction,
+    values: dict[str, str],
+    scope: Mapping[str, str],
+    inherited: Mapping[str, str],
+    build_args: Mapping[str, str],
+    escape: str,
+) -> None:
+    # a build arg, else the declared default, else (inside a stage) the global ARG's value;
+    # an ARG with none of these stays unset
+    here = (instruction.filename, instruction.line)
+    for key, default in cast(tuple[tuple[str, "str | None"], ...], instruction.args):
+        name = _expand_at(key, scope, escape, here)
+        if name in build_args:
+            values[name] = build_args[name]
+        elif default is not None:
+            values[name] = _expand_at(default, scope, escape, here)
+        elif name in inherited:
+            values[name] = inherited[name]
+
+
+def _expand_at(word: str, scope: Mapping[str, str], escape: str, where: tuple[str, int]) -> str:
+    try:
+        return expand(word, scope, escape=escape)
+    except InvalidError as error:
+        raise DockerfileError(*where, str(error)) from None
