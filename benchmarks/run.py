@@ -8,9 +8,15 @@ Scenarios (see benchmarks/README.md for what each includes):
     copy-edit  the image plus a final copy of config.yaml, rebuilt after editing the file
     uv-warm    the uv layer rebuilt after adding one small package, package caches warm
     small      a fully cached rebuild of a 6-step image (imagewright's target: under 0.15 s)
+    remote     a warm `.remote()` round trip on the data image, for a trivial function and one
+               that imports numpy, against `docker run --rm` doing the same (target: 0.1 s)
+    map        the cost per input of `.map()` over 1,000 small inputs, against one `docker run`
+               looping over them and against one `docker run` per input (target: 5 ms)
 
 Every build is one timed subprocess (`imagewright build FILE::NAME --json` or `docker build`),
 and the two builders take turns repetition by repetition, so background load hits both alike.
+Function calls are timed inside one Python process on imagewright's side (workloads/calls.py)
+and one `docker run` subprocess per call on Docker's side.
 
 Docker runs in a private dockerd (own data root, exec root, socket and cgroup parent; no bridge,
 no iptables; builds use --network=host). The script starts it when nothing answers on its
@@ -45,6 +51,7 @@ from typing import NamedTuple, Protocol
 REPO = Path(__file__).resolve().parent.parent
 WORKLOADS = REPO / "benchmarks" / "workloads"
 WORKLOAD_FILE = "images.py"
+CALLS_FILE = "calls.py"  # imports images.py; times function calls from inside one process
 # Debian's 20.10 CLI: the static 28.x one that comes first in PATH here has no buildx.
 DOCKER = "/usr/bin/docker"
 DOCKERD = "/usr/sbin/dockerd"
@@ -53,6 +60,20 @@ PREFIX = "imagewright-bench"  # Docker image names and the dockerd cgroup parent
 # uv-warm adds one of these per rebuild: small, and outside the data image's dependency tree.
 EXTRA_PACKAGES = tuple(f"idna=={v}" for v in ("3.10", "3.9", "3.8", "3.7", "3.6", "3.5", "3.4"))
 SMALL_TARGET_SECONDS = 0.15
+REMOTE_TARGET_SECONDS = 0.1  # per .remote() of the trivial function
+MAP_INPUTS = 1000
+MAP_TARGET_SECONDS = 0.005  # per mapped input
+# What `docker run ... python -c` runs: calls.py's functions inline, called on input {x}.
+DOCKER_CODE = {
+    "ident": "def ident(x):\n    return x\nprint(ident({x}))",
+    "square": "def square(x):\n    import numpy as np\n    return int(np.square(x))\n"
+    "print(square({x}))",
+}
+EXPECTED = {"ident": lambda x: x, "square": lambda x: x * x}
+# The lower bound for Docker's map: one container calling ident on every input in a loop.
+DOCKER_MAP_CODE = (
+    "def ident(x):\n    return x\nresults = [ident(x) for x in range({n})]\nprint(sum(results))"
+)
 
 
 class BenchError(RuntimeError):
@@ -371,6 +392,102 @@ def prepare_docker_base(
     return ref
 
 
+# ---- function calls ----------------------------------------------------------------------------
+
+
+class Caller(Protocol):
+    """What a function-call scenario needs from each side. Every timing follows one warm-up."""
+
+    name: str
+
+    def prepare(self) -> None:
+        """Build the data image the functions run in (untimed; cached after the first time)."""
+
+    def remote(self, function: str, calls: int) -> list[float]:
+        """Wall seconds of each of `calls` calls of `function` (ident or square)."""
+
+    def map(self, inputs: int, calls: int) -> list[float]:
+        """Wall seconds of each of `calls` runs of ident over `inputs` inputs."""
+
+
+class ImagewrightCalls:
+    """`.remote()` and `.map()` timed inside one Python process (workloads/calls.py)."""
+
+    name = "imagewright"
+
+    def __init__(self, iw: Imagewright):
+        self.iw = iw
+
+    def prepare(self) -> None:
+        self.iw.build("data")
+
+    def remote(self, function: str, calls: int) -> list[float]:
+        return self._driver("remote", function, calls)
+
+    def map(self, inputs: int, calls: int) -> list[float]:
+        return self._driver("map", str(inputs), calls)
+
+    def _driver(self, mode: str, what: str, calls: int) -> list[float]:
+        """Run calls.py; its last line of stdout is the JSON list of seconds."""
+        log = log_file(self.iw.paths, "imagewright-calls")
+        argv = [sys.executable, CALLS_FILE, mode, what, str(calls)]
+        with open(log, "a") as err:
+            err.write(f"$ {shlex.join(argv)}\n")
+            err.flush()
+            proc = subprocess.run(
+                argv,
+                cwd=self.iw.paths.context,
+                env=self.iw._env(),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+            )
+        if proc.returncode != 0:
+            raise BenchError(f"{CALLS_FILE} {mode} {what} exited with {proc.returncode}; see {log}")
+        return [float(s) for s in json.loads(proc.stdout.splitlines()[-1])]
+
+
+class DockerRun:
+    """`docker run --rm IMAGE python -c CODE` per call, on the data image BuildKit built."""
+
+    name = "docker run"
+
+    def __init__(self, buildkit: BuildKit):
+        self.buildkit = buildkit
+        self.ref = f"{PREFIX}/data"
+
+    def prepare(self) -> None:
+        self.buildkit.build("data")
+
+    def remote(self, function: str, calls: int) -> list[float]:
+        code = DOCKER_CODE[function]
+        self._run(code.format(x=0), EXPECTED[function](0))
+        return [self._run(code.format(x=x), EXPECTED[function](x)) for x in range(1, calls + 1)]
+
+    def map(self, inputs: int, calls: int) -> list[float]:
+        code = DOCKER_MAP_CODE.format(n=inputs)
+        expected = sum(range(inputs))
+        self._run(code, expected)
+        return [self._run(code, expected) for _ in range(calls)]
+
+    def _run(self, code: str, expected: int) -> float:
+        """Time one container running `code`, which must print `expected`."""
+        argv = [DOCKER, "run", "--rm", "--network=host", self.ref, "python", "-c", code]
+        started = time.perf_counter()
+        proc = subprocess.run(
+            argv, env=self.buildkit.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0 or proc.stdout.strip() != str(expected):
+            log = log_file(self.buildkit.paths, "docker-run")
+            with open(log, "a") as out:
+                out.write(f"$ {shlex.join(argv)}\n{proc.stdout}")
+            raise BenchError(
+                f"docker run exited with {proc.returncode} without printing {expected}; see {log}"
+            )
+        return seconds
+
+
 # ---- the private Docker engine -----------------------------------------------------------------
 
 
@@ -547,6 +664,70 @@ SCENARIOS = {
 }
 
 
+class CallRow(NamedTuple):
+    """One row of the function-call table: wall seconds per call, or per input, on each side."""
+
+    key: str  # the scenario
+    title: str
+    imagewright: list[float]
+    docker: list[float]  # empty with --skip-docker
+    target: float | None = None  # imagewright's median should stay under this
+
+
+def timed(caller: Caller, what: str, run: Callable[[Caller], list[float]]) -> list[float]:
+    """`run(caller)`, reported on stderr as it finishes."""
+    seconds = run(caller)
+    print(f"  {caller.name:<11} {what}: {milliseconds_cell(seconds)} ms", file=sys.stderr)
+    return seconds
+
+
+def side_by_side(
+    iw: Caller, docker: Caller | None, what: str, run: Callable[[Caller], list[float]]
+) -> tuple[list[float], list[float]]:
+    """`run` imagewright, then Docker (unless --skip-docker)."""
+    ours = timed(iw, what, run)
+    return ours, [] if docker is None else timed(docker, what, run)
+
+
+def run_remote(iw: Caller, docker: Caller | None, calls: int) -> list[CallRow]:
+    def row(function: str, title: str, target: float | None) -> CallRow:
+        ours, theirs = side_by_side(
+            iw, docker, f"{function}, per call", lambda c: c.remote(function, calls)
+        )
+        return CallRow("remote", title, ours, theirs, target)
+
+    return [
+        row("ident", "warm `.remote()` round trip, trivial `ident`", REMOTE_TARGET_SECONDS),
+        row("square", "warm `.remote()` round trip, numpy `square`", None),
+    ]
+
+
+def run_map(iw: Caller, docker: Caller | None, calls: int) -> list[CallRow]:
+    def per_input(caller: Caller) -> list[float]:
+        return [seconds / MAP_INPUTS for seconds in caller.map(MAP_INPUTS, calls)]
+
+    ours, loop = side_by_side(iw, docker, f"ident, per input of {MAP_INPUTS:,}", per_input)
+    title = f"per input, `.map(ident)` over {MAP_INPUTS:,} inputs"
+    rows = [
+        CallRow("map", f"{title}; Docker: one `docker run` looping", ours, loop, MAP_TARGET_SECONDS)
+    ]
+    if docker is not None:  # a `docker run` per input costs what one `.remote()` round trip does
+        per_run = timed(docker, "ident, per run of one input", lambda c: c.remote("ident", calls))
+        rows.append(CallRow("map", f"{title}; Docker: one `docker run` per input", ours, per_run))
+    return rows
+
+
+class CallScenario(NamedTuple):
+    title: str
+    run: Callable[[Caller, Caller | None, int], list[CallRow]]  # (imagewright, Docker, calls)
+
+
+CALL_SCENARIOS = {
+    "remote": CallScenario("warm .remote() round trip: ident, numpy square", run_remote),
+    "map": CallScenario(f"cost per input of .map(ident) over {MAP_INPUTS:,} inputs", run_map),
+}
+
+
 # ---- report ------------------------------------------------------------------------------------
 
 
@@ -593,13 +774,23 @@ def seconds_cell(outcomes: list[Outcome]) -> str:
     return f"{statistics.median(times):.3f} (min {min(times):.3f})"
 
 
-def report(
-    results: dict[str, Samples], facts: list[tuple[str, str]], repeats: dict[str, int]
-) -> str:
+def milliseconds(seconds: float) -> str:
+    value = seconds * 1000
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def milliseconds_cell(seconds: list[float]) -> str:
+    if not seconds:
+        return "–"
+    return f"{milliseconds(statistics.median(seconds))} (min {milliseconds(min(seconds))})"
+
+
+def build_table(
+    results: dict[str, Samples], repeats: dict[str, int], warnings: list[str]
+) -> list[str]:
     lines = ["| scenario | runs | imagewright s, median (min) | BuildKit s, median (min) |"]
     lines[0] += " BuildKit / imagewright |"
     lines.append("|---|---|---|---|---|")
-    warnings = []
     for key, samples in results.items():
         scenario = SCENARIOS[key]
         ours, theirs = samples.get("imagewright", []), samples.get("BuildKit", [])
@@ -621,7 +812,44 @@ def report(
             median = statistics.median(o.seconds for o in ours)
             verdict = "met" if median < SMALL_TARGET_SECONDS else "NOT met"
             warnings.append(f"small: target < {SMALL_TARGET_SECONDS} s for imagewright {verdict}")
-    lines += ["", "Machine:", ""]
+    return lines
+
+
+def call_table(rows: list[CallRow], warnings: list[str]) -> list[str]:
+    lines = ["| function calls | runs | imagewright ms, median (min) |"]
+    lines[0] += " docker run ms, median (min) | docker run / imagewright |"
+    lines.append("|---|---|---|---|---|")
+    for row in rows:
+        ratio = "–"
+        if row.imagewright and row.docker:
+            ratio = f"{statistics.median(row.docker) / statistics.median(row.imagewright):.2f}"
+        lines.append(
+            f"| {row.key}: {row.title} | {len(row.imagewright)} "
+            f"| {milliseconds_cell(row.imagewright)} | {milliseconds_cell(row.docker)} | {ratio} |"
+        )
+        if row.target is not None:
+            median = statistics.median(row.imagewright)
+            verdict = "met" if median < row.target else "NOT met"
+            warnings.append(
+                f"{row.key}: target < {row.target * 1000:g} ms for imagewright {verdict} "
+                f"(median {milliseconds(median)} ms)"
+            )
+    return lines
+
+
+def report(
+    results: dict[str, Samples],
+    call_rows: list[CallRow],
+    facts: list[tuple[str, str]],
+    repeats: dict[str, int],
+) -> str:
+    warnings: list[str] = []
+    lines: list[str] = []
+    if results:
+        lines += [*build_table(results, repeats, warnings), ""]
+    if call_rows:
+        lines += [*call_table(call_rows, warnings), ""]
+    lines += ["Machine:", ""]
     lines += [f"- {label}: {value}" for label, value in facts]
     lines.append(f"- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if warnings:
@@ -634,20 +862,27 @@ def report(
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Measure imagewright against Docker BuildKit on the same builds and print "
-        "a markdown table (median and minimum wall seconds per build). Run as root.",
+        description="Measure imagewright against Docker on the same builds (BuildKit) and "
+        "function calls (docker run) and print markdown tables (median and minimum wall time "
+        "per build, call or mapped input). Run as root.",
         epilog="Scenarios: "
         + "; ".join(f"{k} = {s.title}" for k, s in SCENARIOS.items())
+        + "; "
+        + "; ".join(f"{k} = {s.title}" for k, s in CALL_SCENARIOS.items())
         + ". Logs go to WORKDIR/logs.",
     )
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=list(SCENARIOS),
+        choices=[*SCENARIOS, *CALL_SCENARIOS],
         help="run only this scenario (repeatable; default: all, in the order listed)",
     )
     parser.add_argument(
-        "--repeat", type=int, default=10, help="builds per fast scenario and builder (default 10)"
+        "--repeat",
+        type=int,
+        default=10,
+        help="builds per fast scenario and builder, and timed calls (or maps) per function and "
+        "side in remote and map (default 10)",
     )
     parser.add_argument(
         "--slow-repeat",
@@ -691,24 +926,37 @@ def imagewright_executable() -> str:
 def measure(args: argparse.Namespace, paths: Paths, env: dict[str, str] | None) -> str:
     """Set up both builders, run the chosen scenarios, and return the report."""
     paths.context.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(WORKLOADS / WORKLOAD_FILE, paths.context / WORKLOAD_FILE)
+    for name in (WORKLOAD_FILE, CALLS_FILE):
+        shutil.copy2(WORKLOADS / name, paths.context / name)
     (paths.context / "config.yaml").write_text("edit: 0\n")
     iw = Imagewright(paths, imagewright_executable())
     print("Preparing the base image ...", file=sys.stderr)
     base_config = iw.prepare_base()
     builders: list[Builder] = [iw]
+    iw_calls = ImagewrightCalls(iw)
+    docker_run: DockerRun | None = None
     if env is not None:
         base_ref = prepare_docker_base(paths, env, iw, base_config)
-        builders.append(BuildKit(paths, env, load_workload(paths.context), base_ref))
+        buildkit = BuildKit(paths, env, load_workload(paths.context), base_ref)
+        builders.append(buildkit)
+        docker_run = DockerRun(buildkit)
     facts = machine_facts(iw, env)
     results: dict[str, Samples] = {}
     repeats: dict[str, int] = {}
-    for key in args.scenario or list(SCENARIOS):
+    call_rows: list[CallRow] = []
+    for key in args.scenario or [*SCENARIOS, *CALL_SCENARIOS]:
+        if key in CALL_SCENARIOS:
+            print(f"Scenario {key}: {CALL_SCENARIOS[key].title}", file=sys.stderr)
+            iw_calls.prepare()
+            if docker_run is not None:
+                docker_run.prepare()
+            call_rows += CALL_SCENARIOS[key].run(iw_calls, docker_run, args.repeat)
+            continue
         scenario = SCENARIOS[key]
         repeats[key] = args.slow_repeat if scenario.slow else args.repeat
         print(f"Scenario {key}: {scenario.title}", file=sys.stderr)
         results[key] = scenario.run(builders, repeats[key], paths)
-    return report(results, facts, repeats)
+    return report(results, call_rows, facts, repeats)
 
 
 def main(argv: Sequence[str]) -> int:

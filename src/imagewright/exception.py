@@ -5,6 +5,7 @@ Error
 ├── NotFoundError         a named thing (file, module, image) does not exist
 ├── VersionError          an unsupported image builder version
 ├── ExecutionError        the local side failed while running (a file changed mid-build, …)
+├── RegistryError         a registry refused or dropped a push or pull, or sent a bad layer
 ├── RemoteError           something failed inside a container
 │   └── ImageBuildError   a build step exited non-zero or the build was stopped
 └── FunctionTimeoutError  a function ran past its timeout
@@ -19,6 +20,7 @@ __all__ = [
     "ImageBuildError",
     "InvalidError",
     "NotFoundError",
+    "RegistryError",
     "RemoteError",
     "VersionError",
 ]
@@ -42,6 +44,16 @@ class VersionError(Error):
 
 class ExecutionError(Error):
     """Raised when the local side fails during a build or call (not the user's code)."""
+
+
+class RegistryError(Error):
+    """Raised when talking to an image registry fails; the message names the registry, what
+    was being sent or fetched, the HTTP status and the registry's own error code."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 class RemoteError(Error):

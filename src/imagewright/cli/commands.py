@@ -7,7 +7,7 @@ import json
 import shutil
 from typing import Any
 
-__all__ = ["build", "export", "images", "prune", "run", "shell"]
+__all__ = ["build", "export", "images", "prune", "push", "run", "shell"]
 
 
 def _load_image(ref: str) -> Any:
@@ -86,6 +86,25 @@ def export(args: argparse.Namespace) -> int:
     print(
         f"Exported {result.reference} to {result.path} ({result.format}, {result.compression}, "
         f"{result.layers} layers): manifest {result.manifest_digest}"
+    )
+    return 0
+
+
+def push(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..registry.push import push_image
+
+    result = push_image(
+        _load_image(args.ref),
+        args.target,
+        insecure=args.insecure,
+        compression=args.compression,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    print(
+        f"Pushed {result.reference}: manifest {result.manifest_digest} ({len(result.uploaded)} "
+        f"blob(s) sent, {len(result.mounted)} mounted, {len(result.present)} already there)"
     )
     return 0
 

@@ -18,7 +18,7 @@ __all__ = ["ExitCode", "main"]
 
 class ExitCode(enum.IntEnum):
     SUCCESS = 0
-    FAILED = 1  # a build step, or the command run in a container, failed
+    FAILED = 1  # a build step, the command run in a container, or a registry failed
     INVALID = 2  # bad arguments, definitions or files: nothing was run
     INTERRUPTED = 130
 
@@ -95,6 +95,18 @@ def _parser() -> argparse.ArgumentParser:
         "--tag", default="imagewright:latest", metavar="NAME[:TAG]", help="the name recorded"
     )
 
+    push = sub.add_parser(
+        "push",
+        help="push an image to a registry",
+        description="Build the image if needed, then push it to REGISTRY/REPO:TAG. Blobs the "
+        "registry already has are not sent again. Credentials come from "
+        "$DOCKER_CONFIG/config.json (default ~/.docker/config.json).",
+    )
+    push.add_argument("ref", metavar="FILE[::NAME]")
+    push.add_argument("target", metavar="REGISTRY/REPO[:TAG]")
+    push.add_argument("--insecure", action="store_true", help="allow plain HTTP and unverified TLS")
+    push.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+
     images = sub.add_parser(
         "images",
         help="list the images in the local store",
@@ -125,13 +137,15 @@ def _fail(message: str, code: ExitCode) -> int:
 def run(argv: Sequence[str]) -> int:
     """Parse `argv`, run the command, and return the exit code."""
     args = _parser().parse_args(argv)
-    from ..exception import Error, RemoteError
+    from ..exception import Error, RegistryError, RemoteError
     from . import commands
 
     try:
         return getattr(commands, args.command)(args)
     except RemoteError as exc:
         return _fail(str(exc), ExitCode.FAILED)
+    except RegistryError as exc:  # the registry was reached and failed us: not bad input
+        return _fail(f"{type(exc).__name__}: {exc}", ExitCode.FAILED)
     except (
         Error,
         FileNotFoundError,

@@ -20,7 +20,7 @@ from .._callsite import user_callsite
 from ..exception import InvalidError
 from ..secret import Secret
 from .layer import Layer, LocalMount
-from .ops import Bootstrap, CopyLocal, Op, Run, RunFunction, SetConfig
+from .ops import Bootstrap, CopyLocal, FromRegistry, Op, Run, RunFunction, SetConfig
 from .patterns import NON_PYTHON_FILES
 from .validate import (
     abs_dir,
@@ -38,6 +38,7 @@ from .validate import (
 
 if TYPE_CHECKING:
     from ..export.exporter import ExportResult
+    from ..registry.push import PushResult
 
 __all__ = ["Image"]
 
@@ -117,6 +118,52 @@ class Image:
         """An empty image: no shell, no Python. Add files with copy=True."""
         layer = Layer("from_scratch", "Image.from_scratch()", user_callsite(), (), (), force_build)
         return Image._make(None, layer)
+
+    @staticmethod
+    def from_registry(
+        tag: str,
+        secret: Secret | None = None,
+        *,
+        setup_dockerfile_commands: list[str] = [],  # noqa: B006 - Modal's signature
+        add_python: str | None = None,
+        force_build: bool = False,
+    ) -> Image:
+        """An image pulled from an OCI registry (linux/amd64), its config as the base config.
+
+        `secret` may carry REGISTRY_USERNAME and REGISTRY_PASSWORD; without it credentials
+        come from $DOCKER_CONFIG/config.json. `add_python` adds a uv-managed standalone CPython
+        under /usr/local. `setup_dockerfile_commands` may hold RUN lines only.
+        """
+        from ..oci.reference import parse_reference
+
+        if not isinstance(tag, str):
+            raise InvalidError(f"from_registry() needs the image reference as a str, not {tag!r}")
+        parse_reference(tag)
+        secrets = check_secrets([secret] if secret is not None else None, None)
+        if secret is not None and not {"REGISTRY_USERNAME", "REGISTRY_PASSWORD"} <= set(secret.env):
+            raise InvalidError(
+                "from_registry(secret=...) needs a Secret with REGISTRY_USERNAME and "
+                "REGISTRY_PASSWORD (AWS ECR and GCP service-account secrets are not supported "
+                "locally); without a secret, credentials come from ~/.docker/config.json."
+            )
+        check_str_list(setup_dockerfile_commands, "setup_dockerfile_commands must be a list of str")
+        runs = []
+        for line in setup_dockerfile_commands:
+            instruction, _, rest = line.strip().partition(" ")
+            if instruction.upper() != "RUN" or not rest.strip():
+                raise InvalidError(
+                    f"from_registry(setup_dockerfile_commands=...) supports only RUN lines "
+                    f"here, not {line!r}."
+                )
+            runs.append(Run(rest.strip()))
+        call = describe("Image.from_registry", tag, add_python=add_python)
+        op = FromRegistry(tag, add_python)
+        layer = Layer("from_registry", call, user_callsite(), (op,), secrets, force_build)
+        image = Image._make(None, layer, (), force_build)
+        if runs:
+            setup = describe("from_registry setup", *(r.command for r in runs))
+            image = image._step("from_registry", setup, runs, force_build=force_build)
+        return image
 
     # ---- build steps ------------------------------------------------------------------------
 
@@ -507,6 +554,17 @@ class Image:
         from ..export import export_image
 
         return export_image(self, path, format=format, compression=compression, tag=tag)
+
+    def push(self, ref: str, *, insecure: bool = False, compression: str = "gzip") -> PushResult:
+        """Build if needed, then push the image to `ref` (REGISTRY/REPO[:TAG]).
+
+        Blobs the registry already holds are not sent again. Credentials come from
+        $DOCKER_CONFIG/config.json; `insecure` allows plain HTTP (loopback registries always
+        use it). Raises RegistryError when the registry refuses or drops the push.
+        """
+        from ..registry.push import push_image
+
+        return push_image(self, ref, insecure=insecure, compression=compression)
 
     @contextlib.contextmanager
     def imports(self) -> Iterator[None]:

@@ -13,6 +13,7 @@ from typing import NamedTuple, Union
 __all__ = [
     "Bootstrap",
     "CopyLocal",
+    "FromRegistry",
     "IgnoreSpec",
     "Op",
     "Run",
@@ -29,6 +30,13 @@ class Bootstrap(NamedTuple):
 
     distro: str  # "debian" or "ubuntu"
     python_version: str | None  # None: the host's major.minor, validated at plan time
+
+
+class FromRegistry(NamedTuple):
+    """Start from an image in an OCI registry (credentials come from the layer's secret)."""
+
+    tag: str
+    add_python: str | None = None  # a series to add as a standalone CPython in /usr/local
 
 
 class Run(NamedTuple):
@@ -70,4 +78,4 @@ class RunFunction(NamedTuple):
     include_source: bool
 
 
-Op = Union[Bootstrap, Run, CopyLocal, SetConfig, RunFunction]  # noqa: UP007
+Op = Union[Bootstrap, FromRegistry, Run, CopyLocal, SetConfig, RunFunction]  # noqa: UP007

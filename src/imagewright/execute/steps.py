@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..definition.config import ImageConfig
+from ..definition.pythons import BaseRelease
 from ..exception import ImageBuildError
 from ..plan.files import FileEntry
 from ..plan.planner import (
@@ -23,6 +24,7 @@ from ..plan.planner import (
     RootfsFromArchive,
     RunCommand,
 )
+from ..plan.pulled import AddPython, PullLayer
 from ..store.store import LayerRecord, Scratch, Store, dir_size
 from .builder import lowers_for
 from .environment import step_binds, step_env
@@ -92,12 +94,24 @@ def _run_action(
         return status, "mmdebstrap"
     if isinstance(action, CopyFiles):
         return copy_into(overlay, action.entries, on_line), "copying files"
+    if isinstance(action, PullLayer):
+        from ..registry.auth import Credentials
+        from ..registry.pull import pull_layer
+
+        creds = Credentials(*action.credentials) if action.credentials else None
+        count = pull_layer(action.layer, creds, area.root, area.upper)  # type: ignore[arg-type]
+        on_line(f"unpacked {count} entries")
+        return 0, ""
+    if isinstance(action, AddPython):
+        return _copy_standalone(action.release, overlay, store, "/usr/local", on_line), "add_python"
     if isinstance(action, CallFunction):
         return _call_function(action, overlay, area, store, secrets, on_line)
     commands: list[tuple[str, ImageConfig, str | None]]
     if isinstance(action, BaseSetup):
         if action.release.standalone_error:
-            status = _copy_standalone(action, overlay, store, on_line)
+            from ..definition.pythons import STANDALONE_ROOT
+
+            status = _copy_standalone(action.release, overlay, store, STANDALONE_ROOT, on_line)
             if status != 0:
                 return status, "copying the standalone CPython"
         commands = [(c, BASE_CONFIG, "") for c in action.commands]
@@ -119,16 +133,14 @@ def _run_action(
 
 
 def _copy_standalone(
-    action: BaseSetup, overlay: Overlay, store: Store, on_line: Callable[[str], None]
+    release: BaseRelease, overlay: Overlay, store: Store, dest: str, on_line: Callable[[str], None]
 ) -> int:
-    from ..definition.pythons import STANDALONE_ROOT
     from ..plan.files import collect_dir
     from .standalone import fetch_standalone
 
-    release = action.release
     tree = fetch_standalone(store, release.series, release.standalone_error)
-    on_line(f"$ copy {tree.name} to {STANDALONE_ROOT}")
-    return copy_into(overlay, tuple(collect_dir(str(tree), STANDALONE_ROOT, ())), on_line)
+    on_line(f"$ copy {tree.name} to {dest}")
+    return copy_into(overlay, tuple(collect_dir(str(tree), dest, ())), on_line)
 
 
 def _call_function(

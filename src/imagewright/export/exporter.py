@@ -40,7 +40,15 @@ from ..store.store import Store
 from .blobs import LayerBlob, LayerBlobs
 from .layout import ImageFiles, blob_name, write_archive, write_oci_dir
 
-__all__ = ["FORMATS", "ExportResult", "export_image"]
+__all__ = [
+    "FORMATS",
+    "ExportResult",
+    "check_format",
+    "export_image",
+    "image_files",
+    "image_layers",
+    "source_date_epoch",
+]
 
 FORMATS = ("oci", "docker")
 DEFAULT_TAG = "imagewright:latest"
@@ -83,9 +91,9 @@ def export_image(
     Raises:
         InvalidError: for a bad format, compression, tag or SOURCE_DATE_EPOCH.
     """
-    compression = _check(format, compression)
+    compression = check_format(format, compression)
     ref = parse_reference(tag)
-    epoch = _source_date_epoch()
+    epoch = source_date_epoch()
     store = store or Store.default()
     build_image(image, store=store, reporter=reporter)
     plan = plan_image(image)
@@ -95,8 +103,8 @@ def export_image(
             "part of the exported image; use copy=True to include them.",
             stacklevel=2,
         )
-    layers, history, reused = _layers(plan, store, compression, epoch, progress)
-    files = _image_files(plan.config, layers, history, compression, epoch, ref, format)
+    layers, history, reused = image_layers(plan, store, compression, epoch, progress)
+    files = image_files(plan.config, layers, history, compression, epoch, ref, format)
     out = Path(path)
     if format == "docker" or out.name.endswith(".tar"):
         write_archive(out, files, mtime=epoch or 0)
@@ -114,7 +122,7 @@ def export_image(
     )
 
 
-def _layers(
+def image_layers(
     plan: Plan,
     store: Store,
     compression: str,
@@ -147,7 +155,7 @@ def _layers(
     return layers, history, reused
 
 
-def _image_files(
+def image_files(
     settings: ImageConfig,
     layers: list[LayerBlob],
     history: list[HistoryEntry],
@@ -181,7 +189,7 @@ def _image_files(
     return ImageFiles(manifest_desc, config_desc, contents, docker)
 
 
-def _check(format: str, compression: str | None) -> str:
+def check_format(format: str, compression: str | None) -> str:
     if format not in FORMATS:
         raise InvalidError(f"Unknown export format {format!r}; use one of {', '.join(FORMATS)}.")
     compression = compression or _DEFAULT_COMPRESSION[format]
@@ -197,7 +205,7 @@ def _check(format: str, compression: str | None) -> str:
     return compression
 
 
-def _source_date_epoch() -> int | None:
+def source_date_epoch() -> int | None:
     value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not value:
         return None

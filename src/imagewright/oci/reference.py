@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from ..exception import InvalidError
 
-__all__ = ["Reference", "parse_reference"]
+__all__ = ["Reference", "parse_reference", "split_registry"]
 
 # Docker's grammar (distribution/reference), without digests: a registry host is recognised by
 # a dot, a port or the name "localhost" in the first component.
@@ -45,3 +45,11 @@ def parse_reference(ref: str) -> Reference:
             "such as 'imagewright/app:v1'."
         )
     return Reference(name, tag)
+
+
+def split_registry(name: str) -> tuple[str, str]:
+    """(registry host[:port], repository) of a name; Docker Hub when no host is given."""
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return "registry-1.docker.io", name if rest else f"library/{name}"

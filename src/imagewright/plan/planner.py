@@ -18,7 +18,7 @@ from typing import NamedTuple
 from ..definition.config import ImageConfig
 from ..definition.image import Image
 from ..definition.layer import Layer, LocalMount
-from ..definition.ops import Bootstrap, CopyLocal, Run, RunFunction, SetConfig
+from ..definition.ops import Bootstrap, CopyLocal, FromRegistry, Run, RunFunction, SetConfig
 from ..definition.pythons import BaseRelease, release_for
 from ..exception import InvalidError
 from ..version import BUILDER_VERSION
@@ -156,6 +156,10 @@ def _plan_layer(
 ) -> list[PlannedStep]:
     if layer.ops and isinstance(layer.ops[0], Bootstrap):
         return _plan_base(layer, layer.ops[0], force)
+    if layer.ops and isinstance(layer.ops[0], FromRegistry):
+        from .pulled import plan_pulled  # it imports this module
+
+        return plan_pulled(layer, layer.ops[0], force)
     actions: list[Action] = []
     key_ops: list[object] = []
     history: list[str] = []

@@ -1,0 +1,344 @@
+"""HTTP for the OCI distribution protocol: one repository of one registry, errors translated.
+
+This is the only module that touches httpx. Every transport failure and every unexpected status
+becomes a RegistryError naming the registry and repository, what was being done (which blob,
+which manifest), the HTTP status and the registry's own error code and message.
+
+Scheme: registries on loopback are spoken to over plain HTTP, as Docker does; others over HTTPS,
+and with `insecure` also over HTTPS without verification, then plain HTTP.
+Auth: a 401 is answered once per request, Basic with stored credentials or Bearer with a token
+fetched from the challenge's realm (anonymously when there are no credentials).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode, urljoin
+
+from ..exception import RegistryError
+from .auth import Challenge, Credentials, credentials_for, parse_challenge
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["RegistryClient", "is_loopback"]
+
+CHUNK_THRESHOLD = 8 << 20  # blobs above this go up in PATCH chunks of this size
+_PIECE = 1 << 20  # bytes read and reported at a time
+Body = Callable[[], bytes | Iterable[bytes]]  # called again when a request is retried
+
+
+def is_loopback(registry: str) -> bool:
+    """Whether host[:port] is this machine: localhost, 127.0.0.0/8 or ::1."""
+    host = registry[1 : registry.find("]")] if registry.startswith("[") else registry
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class RegistryClient:
+    """Talks to `registry` about `repository`; use as a context manager."""
+
+    def __init__(
+        self,
+        registry: str,
+        repository: str,
+        *,
+        insecure: bool = False,
+        credentials: Credentials | None = None,
+        chunk_size: int = CHUNK_THRESHOLD,
+        push: bool = True,
+    ):
+        import httpx
+
+        self.registry, self.repository = registry, repository
+        self.insecure, self.chunk_size = insecure, chunk_size
+        self.credentials = credentials or credentials_for(registry)
+        self.scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
+        self._http = httpx.Client(timeout=httpx.Timeout(120, connect=15), verify=not insecure)
+        self._base: str | None = None
+        self._auth: str | None = None
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    # ---- requests ---------------------------------------------------------------------------
+
+    def _error(self, what: str, detail: str, status: int | None = None, code: str | None = None):
+        where = f"{self.registry}/{self.repository}"
+        return RegistryError(f"registry {where}: {what} failed: {detail}", status, code)
+
+    def base(self) -> str:
+        """The registry's URL, found by probing `/v2/` (and authenticating if it asks)."""
+        if self._base is not None:
+            return self._base
+        import httpx
+
+        schemes = ["http"] if is_loopback(self.registry) else ["https"]
+        if self.insecure and not is_loopback(self.registry):
+            schemes.append("http")
+        for scheme in schemes:
+            base = f"{scheme}://{self.registry}"
+            try:
+                response = self._http.get(f"{base}/v2/")
+            except httpx.TransportError as exc:
+                if scheme != schemes[-1]:
+                    continue
+                hint = "" if self.insecure else " (use --insecure for a plain-HTTP registry)"
+                raise self._error("connecting", f"{_describe(exc)}{hint}") from None
+            self._base = base
+            if response.status_code == 401:
+                self._authenticate(response, "connecting")
+            break
+        assert self._base is not None
+        return self._base
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        expect: tuple[int, ...],
+        headers: dict[str, str] | None = None,
+        body: Body | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send one request (URL absolute, or relative to the registry); retry once on 401."""
+        import httpx
+
+        url = urljoin(self.base() + "/", url)
+        for attempt in (1, 2):
+            sent = dict(headers or {})
+            if self._auth:
+                sent["Authorization"] = self._auth
+            try:
+                request = self._http.build_request(
+                    method, url, headers=sent, content=body() if body else None
+                )
+                response = self._http.send(request, stream=stream)
+            except httpx.HTTPError as exc:
+                raise self._error(what, _describe(exc)) from None
+            if response.status_code == 401 and attempt == 1:
+                response.close()
+                self._authenticate(response, what)
+                continue
+            if response.status_code not in expect:
+                raise self._status_error(response, what)
+            return response
+        raise AssertionError("unreachable")
+
+    def _status_error(self, response: httpx.Response, what: str) -> RegistryError:
+        import httpx
+
+        with contextlib.suppress(httpx.HTTPError):  # a closed stream: the status must do
+            response.read()
+        code, message = "", response.text.strip()[:300]
+        try:
+            errors = response.json().get("errors") or []
+            code = errors[0].get("code", "")
+            message = errors[0].get("message", "")
+        except (ValueError, AttributeError, IndexError):
+            pass
+        detail = f"HTTP {response.status_code}" + (f" {code}" if code else "")
+        detail += f": {message}" if message else ""
+        if response.status_code == 401:
+            detail += (
+                f" (credentials for {self.registry} come from $DOCKER_CONFIG/config.json or "
+                "~/.docker/config.json; none were found)"
+                if self.credentials is None
+                else f" (the credentials stored for {self.registry} were refused)"
+            )
+        return self._error(what, detail, response.status_code, code or None)
+
+    def _authenticate(self, response: httpx.Response, what: str) -> None:
+        challenge = parse_challenge(response.headers.get("www-authenticate", ""))
+        if challenge.scheme == "basic":
+            if self.credentials is None:
+                raise self._status_error(response, what)
+            self._auth = self.credentials.basic()
+        elif challenge.scheme == "bearer":
+            self._auth = f"Bearer {self._token(challenge, what)}"
+        else:
+            raise self._status_error(response, what)
+
+    def _token(self, challenge: Challenge, what: str) -> str:
+        import httpx
+
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise self._error(what, "the registry asked for a Bearer token but named no realm")
+        scopes = {self.scope, *challenge.params.get("scope", "").split()} - {""}
+        query = [("scope", s) for s in sorted(scopes)]
+        if "service" in challenge.params:
+            query.insert(0, ("service", challenge.params["service"]))
+        headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
+        try:
+            response = self._http.get(f"{realm}?{urlencode(query)}", headers=headers)
+        except httpx.HTTPError as exc:
+            raise self._error(f"{what} (token from {realm})", _describe(exc)) from None
+        if response.status_code != 200:
+            raise self._status_error(response, f"{what} (token from {realm})")
+        try:
+            data = response.json()
+            return str(data.get("token") or data["access_token"])
+        except (ValueError, KeyError):
+            raise self._error(what, f"the token service {realm} sent no token") from None
+
+    # ---- blobs and manifests ------------------------------------------------------------------
+
+    def _path(self, kind: str, ref: str = "") -> str:
+        return f"/v2/{self.repository}/{kind}/{ref}"
+
+    def blob_exists(self, digest: str) -> bool:
+        what = f"checking blob {digest}"
+        response = self.request("HEAD", self._path("blobs", digest), what=what, expect=(200, 404))
+        return response.status_code == 200
+
+    def mount_blob(self, digest: str, source: str) -> str | None:
+        """Mount `digest` from repository `source`: None when done, else an upload URL to use."""
+        query = urlencode({"mount": digest, "from": source})
+        response = self.request(
+            "POST",
+            f"{self._path('blobs', 'uploads/')}?{query}",
+            what=f"mounting blob {digest} from {source}",
+            expect=(201, 202),
+            headers={"Content-Length": "0"},
+        )
+        return None if response.status_code == 201 else response.headers["location"]
+
+    def upload_blob(
+        self,
+        digest: str,
+        source: Path | bytes,
+        *,
+        location: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Upload a blob whole (POST then PUT) or, above the chunk size, in PATCH chunks."""
+        what = f"uploading blob {digest}"
+        size = source.stat().st_size if isinstance(source, Path) else len(source)
+        if location is None:
+            location = self.request(
+                "POST",
+                self._path("blobs", "uploads/"),
+                what=what,
+                expect=(202,),
+                headers={"Content-Length": "0"},
+            ).headers["location"]
+        octets = {"Content-Type": "application/octet-stream"}
+        if size > self.chunk_size:
+            start = 0
+            while start < size:
+                end = min(start + self.chunk_size, size)
+                headers = {**octets, "Content-Range": f"{start}-{end - 1}"}
+                headers["Content-Length"] = str(end - start)
+                response = self.request(
+                    "PATCH",
+                    location,
+                    what=f"{what} (bytes {start}-{end - 1})",
+                    expect=(202,),
+                    headers=headers,
+                    body=lambda s=start, e=end: _pieces(source, s, e, progress),  # type: ignore[misc]
+                )
+                location, start = response.headers["location"], end
+            body: Body = lambda: b""  # noqa: E731
+            headers = {**octets, "Content-Length": "0"}
+        else:
+            body = lambda: _pieces(source, 0, size, progress)  # noqa: E731
+            headers = {**octets, "Content-Length": str(size)}
+        sep = "&" if "?" in location else "?"
+        self.request(
+            "PUT", f"{location}{sep}digest={digest}", what=what, expect=(201,), headers=headers,
+            body=body,
+        )  # fmt: skip
+
+    def put_manifest(self, tag: str, data: bytes, media_type: str, digest: str) -> None:
+        what = f"putting manifest {digest} as {tag}"
+        response = self.request(
+            "PUT",
+            self._path("manifests", tag),
+            what=what,
+            expect=(201,),
+            headers={"Content-Type": media_type},
+            body=lambda: data,
+        )
+        returned = response.headers.get("docker-content-digest")
+        if returned and returned != digest:
+            raise self._error(what, f"the registry stored it as {returned}")
+
+    def get_manifest(self, reference: str, accept: Iterable[str]) -> tuple[bytes, str]:
+        """The manifest bytes and media type for a tag or digest."""
+        response = self.request(
+            "GET",
+            self._path("manifests", reference),
+            what=f"fetching manifest {reference}",
+            expect=(200,),
+            headers={"Accept": ", ".join(accept)},
+        )
+        return response.content, response.headers.get("content-type", "").split(";")[0]
+
+    def get_blob(self, digest: str) -> Iterator[bytes]:
+        """The blob's bytes as they arrive (the caller verifies the digest)."""
+        import httpx
+
+        what = f"fetching blob {digest}"
+        response = self.request(
+            "GET", self._path("blobs", digest), what=what, expect=(200,), stream=True
+        )
+        try:
+            yield from response.iter_bytes(_PIECE)
+        except httpx.HTTPError as exc:
+            raise self._error(what, _describe(exc)) from None
+        finally:
+            response.close()
+
+
+def _pieces(
+    source: Path | bytes, start: int, end: int, progress: Callable[[int], None] | None
+) -> Iterator[bytes]:
+    """Bytes start..end of `source`, a piece at a time, reported as they are handed over."""
+    if isinstance(source, bytes):
+        stops = range(start, end, _PIECE)
+        pieces: Iterable[bytes] = (source[i : min(i + _PIECE, end)] for i in stops)
+    else:
+        pieces = _file_pieces(source, start, end)
+    for piece in pieces:
+        yield piece
+        if progress is not None:
+            progress(len(piece))
+
+
+def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        while start < end:
+            piece = f.read(min(_PIECE, end - start))
+            if not piece:
+                raise OSError(f"{path} is shorter than expected")
+            start += len(piece)
+            yield piece
+
+
+def _describe(exc: Exception) -> str:
+    """An httpx error as a short sentence: what kind of failure, and its reason."""
+    kind = {
+        "ConnectError": "could not connect",
+        "ConnectTimeout": "timed out connecting",
+        "ReadTimeout": "timed out waiting for an answer",
+        "RemoteProtocolError": "the connection was closed",
+        "ReadError": "the connection broke while reading",
+        "WriteError": "the connection broke while sending",
+    }.get(type(exc).__name__, type(exc).__name__)
+    return f"{kind} ({exc or type(exc).__name__})"

@@ -1,0 +1,162 @@
+"""Pull side of from_registry: resolve a reference to one linux/amd64 image, then fetch and
+unpack its layers, verifying every digest.
+
+`resolve` runs at plan time and fetches only the manifest and config (small), so steps on top
+of a pulled image get the right cache keys and base config; `pull_layer` runs when a layer's
+step is not in the store. Layers are streamed to a file in the step's scratch area while being
+hashed, checked against the manifest's digest, and only then decompressed and unpacked.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+from typing import IO, NamedTuple
+
+from ..definition.config import DEFAULT_PATH, ImageConfig
+from ..exception import RegistryError
+from ..oci.reference import parse_reference, split_registry
+from .auth import Credentials
+from .client import RegistryClient
+from .unpack import unpack_layer
+
+__all__ = ["LayerRef", "PulledImage", "pull_layer", "resolve"]
+
+_INDEX_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+_MANIFEST_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+_PLATFORM = {"os": "linux", "architecture": "amd64"}
+
+
+class LayerRef(NamedTuple):
+    """Where one layer blob lives and what it is: enough to fetch and check it."""
+
+    registry: str
+    repository: str
+    digest: str
+    size: int
+    media_type: str
+
+
+class PulledImage(NamedTuple):
+    reference: str  # as the user wrote it
+    manifest_digest: str
+    config: ImageConfig
+    layers: tuple[LayerRef, ...]
+
+
+def _digest(data: bytes) -> str:
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+def resolve(tag: str, credentials: Credentials | None) -> PulledImage:
+    """The linux/amd64 image `tag` names: manifest digest, config and layers."""
+    ref = parse_reference(tag)
+    registry, repository = split_registry(ref.name)
+    with RegistryClient(registry, repository, credentials=credentials, push=False) as client:
+        data, media_type = client.get_manifest(ref.tag, (*_INDEX_TYPES, *_MANIFEST_TYPES))
+        document = _load(data, f"manifest of {tag}")
+        media_type = document.get("mediaType") or media_type
+        if media_type in _INDEX_TYPES:
+            chosen = _pick_platform(document, tag)
+            data, media_type = client.get_manifest(chosen["digest"], _MANIFEST_TYPES)
+            if _digest(data) != chosen["digest"]:
+                raise RegistryError(f"{tag}: manifest {chosen['digest']} arrived corrupted")
+            document = _load(data, f"manifest {chosen['digest']} of {tag}")
+            media_type = document.get("mediaType") or media_type
+        if media_type not in _MANIFEST_TYPES:
+            raise RegistryError(f"{tag}: unsupported manifest type {media_type!r}")
+        config_digest = document["config"]["digest"]
+        config_bytes = b"".join(client.get_blob(config_digest))
+        if _digest(config_bytes) != config_digest:
+            raise RegistryError(f"{tag}: config blob {config_digest} failed its digest check")
+    config = _load(config_bytes, f"config of {tag}")
+    layers = tuple(
+        LayerRef(registry, repository, d["digest"], int(d["size"]), d.get("mediaType", ""))
+        for d in document.get("layers") or []
+    )
+    return PulledImage(tag, _digest(data), _image_config(config.get("config") or {}), layers)
+
+
+def _load(data: bytes, what: str) -> dict:  # type: ignore[type-arg]
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise RegistryError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise RegistryError(f"{what} is not a JSON object")
+    return document
+
+
+def _pick_platform(index: dict, tag: str) -> dict:  # type: ignore[type-arg]
+    offered = []
+    for entry in index.get("manifests") or []:
+        platform = entry.get("platform") or {}
+        if all(platform.get(k) == v for k, v in _PLATFORM.items()):
+            return entry  # type: ignore[no-any-return]
+        offered.append(f"{platform.get('os')}/{platform.get('architecture')}")
+    raise RegistryError(f"{tag} has no linux/amd64 image; it offers {', '.join(offered) or 'none'}")
+
+
+def _image_config(config: dict) -> ImageConfig:  # type: ignore[type-arg]
+    """The pulled image's runtime settings, as the base config of what is built on it."""
+    env = tuple(tuple(e.split("=", 1)) for e in config.get("Env") or [] if "=" in e)
+    if not any(k == "PATH" for k, _ in env):
+        env = (("PATH", DEFAULT_PATH), *env)  # Docker's default when an image sets none
+    entrypoint, cmd = config.get("Entrypoint"), config.get("Cmd")
+    return ImageConfig(
+        env=env,  # type: ignore[arg-type]
+        workdir=config.get("WorkingDir") or "/",
+        user=config.get("User") or "",
+        entrypoint=tuple(entrypoint) if entrypoint else None,
+        cmd=tuple(cmd) if cmd else None,
+        shell=tuple(config.get("Shell") or ("/bin/sh", "-c")),
+        labels=tuple(sorted((config.get("Labels") or {}).items())),
+    )
+
+
+def pull_layer(layer: LayerRef, credentials: Credentials | None, scratch: Path, upper: Path) -> int:
+    """Fetch `layer` into `scratch`, check its digest, unpack it into `upper`; returns entries."""
+    what = f"layer {layer.digest} of {layer.registry}/{layer.repository}"
+    blob = scratch / "blob"
+    sha = hashlib.sha256()
+    with (
+        RegistryClient(
+            layer.registry, layer.repository, credentials=credentials, push=False
+        ) as client,
+        open(blob, "wb") as out,
+    ):
+        for piece in client.get_blob(layer.digest):
+            sha.update(piece)
+            out.write(piece)
+    if f"sha256:{sha.hexdigest()}" != layer.digest:
+        raise RegistryError(
+            f"{what}: the blob failed its digest check (got sha256:{sha.hexdigest()})"
+        )
+    try:
+        with open(blob, "rb") as raw, _decompressed(raw, layer.media_type, what) as stream:
+            return unpack_layer(stream, upper, what)
+    finally:
+        blob.unlink()
+
+
+def _decompressed(raw: IO[bytes], media_type: str, what: str) -> IO[bytes]:
+    """The layer's tar stream, by media type (checked against the blob's first bytes)."""
+    magic = raw.read(4)
+    raw.seek(0)
+    if media_type.endswith("gzip") or (not media_type and magic[:2] == b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    if media_type.endswith("zstd") or (not media_type and magic == b"\x28\xb5\x2f\xfd"):
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[no-any-return]
+    if media_type.endswith(".tar") or media_type.endswith("diff.tar") or not media_type:
+        return raw
+    raise RegistryError(f"{what}: unsupported layer media type {media_type!r}")
