@@ -7,8 +7,10 @@ to `examples/complete.py::ml_image`.
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
+from uv import find_uv_bin
 
 import imagewright as modal
 from imagewright.exception import ImageBuildError
@@ -68,13 +70,17 @@ def test_layering_good_order_exact(builder, tmp_path, monkeypatch):
 
 def test_web_scraping_image_exact(builder):
     packages = ("selenium==4.15.0", "beautifulsoup4==4.12.0", "requests==2.31.0", "lxml==4.9.0")
+    # force_build: an earlier run may have cached this very step (see with_headers below)
     scraping_image = (
         modal.Image.debian_slim()
         .apt_install("chromium", "chromium-driver")
-        .uv_pip_install(*packages)
+        .uv_pip_install(*packages, force_build=True)
     )
     # lxml 4.9.0 has no wheel for Python 3.11, so the seed's block must compile it, and the
     # headers it needs are not in the list: the build fails, clearly, as it would on Modal.
+    # (Once built, uv keeps the wheel in the shared cache, so forget it first.)
+    uv_cache = builder.store.cache_dir("uv")
+    subprocess.run([find_uv_bin(), "cache", "clean", "lxml", "--cache-dir", uv_cache], check=True)
     with pytest.raises(ImageBuildError) as failure:
         builder.build(scraping_image)
     assert "Failed to build `lxml==4.9.0`" in str(failure.value)
