@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from imagewright import Image
+from imagewright import Image, Secret
 from imagewright.exception import InvalidError, RegistryError
 from imagewright.export.blobs import LayerBlobs
 from imagewright.plan.planner import plan_image
@@ -44,9 +44,15 @@ def reg(tmp_path_factory) -> str:
         yield address
 
 
+# GCP's documented basic-auth user for a service-account key, and ECR's user for its token.
+SA_JSON = json.dumps({"type": "service_account", "private_key_id": "k1", "project_id": "iw"})
+ECR_TOKEN = "ecr-login-token"
+
+
 @pytest.fixture(scope="module")
 def auth_reg(tmp_path_factory) -> str:
-    entry = _run("htpasswd", "-Bbn", USER, PASSWORD)
+    users = [(USER, PASSWORD), ("_json_key", SA_JSON), ("AWS", ECR_TOKEN)]
+    entry = "".join(_run("htpasswd", "-Bbn", u, p).strip() + "\n" for u, p in users)
     with registry(tmp_path_factory.mktemp("auth-registry"), htpasswd=entry) as address:
         yield address
 
@@ -321,3 +327,74 @@ def test_bearer_token_challenge(tmp_path, monkeypatch):
         and "service=iw-test" in seen[0]
         and "scope=repository%3Aiw%2Fapp%3Apull%2Cpush" in seen[0]
     )
+
+
+def test_ecr_and_gcp_argument_checks():
+    secret = Secret.from_dict({"SERVICE_ACCOUNT_JSON": SA_JSON})
+    for method in (Image.from_aws_ecr, Image.from_gcp_artifact_registry):
+        with pytest.raises(TypeError, match="use the singular 'secret' argument"):
+            method("127.0.0.1:5000/a:1", secrets=[secret])
+    with pytest.raises(InvalidError, match="AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REG"):
+        Image.from_aws_ecr("127.0.0.1:5000/a:1", Secret.from_dict({"AWS_ACCESS_KEY_ID": "x"}))
+    with pytest.raises(InvalidError, match=r"SERVICE_ACCOUNT_JSON.*no secret"):
+        Image.from_gcp_artifact_registry("127.0.0.1:5000/a:1")
+    both = Secret.from_dict(
+        {"SERVICE_ACCOUNT_JSON": "{}", "REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": "p"}
+    )
+    with pytest.raises(InvalidError, match="matches several auth types"):
+        Image.from_registry("127.0.0.1:5000/a:1", both)
+    role = Secret.from_dict({"AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_REGION": "eu-west-1"})
+    image = Image.from_aws_ecr("127.0.0.1:5000/a:1", role)  # valid in Modal; not usable here
+    with pytest.raises(InvalidError, match="AWS_ROLE_ARN is not supported locally"):
+        plan_image(image)
+
+
+def test_gcp_and_ecr_credentials(auth_reg, builder, store, tmp_path, monkeypatch):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (creds / "config.json").write_text(json.dumps({"auths": {auth_reg: {"auth": token}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(creds))
+    layer = _tar(("etc", "dir", ""), ("etc/cloud", "file", b"cloud"))
+    push_raw(auth_reg, "iw/cloud", "1", [layer], {**CONFIG, "config": {}})
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))  # no stored credentials from here on
+    tag = f"{auth_reg}/iw/cloud:1"
+
+    image = Image.from_gcp_artifact_registry(
+        tag, Secret.from_dict({"SERVICE_ACCOUNT_JSON": SA_JSON}), force_build=True
+    )
+    result, _ = builder.build(image)
+    layer_step = plan_image(image).steps[0]
+    assert not result.steps[0].cached
+    assert (store.layer_dir(layer_step.key) / "diff" / "etc" / "cloud").read_bytes() == b"cloud"
+    wrong = Secret.from_dict({"SERVICE_ACCOUNT_JSON": SA_JSON.replace("k1", "k2")})
+    with pytest.raises(RegistryError, match="401"):
+        plan_image(Image.from_gcp_artifact_registry(tag, wrong))
+
+    # ECR: a stand-in aws CLI prints the token, and shows it got the secret's keys and no more.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(
+        f'#!/bin/sh\nenv > {tmp_path / "aws-env"}\necho "$@" > {tmp_path / "aws-args"}\n'
+        f"echo {ECR_TOKEN}\n"
+    )
+    (bin_dir / "aws").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("AWS_PROFILE", "host-profile")
+    keys = {
+        "AWS_ACCESS_KEY_ID": "AKIATEST",
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "AWS_REGION": "eu-west-1",
+    }
+    plan = plan_image(Image.from_aws_ecr(tag, Secret.from_dict(keys)))
+    assert plan.steps[0].key == layer_step.key
+    assert (tmp_path / "aws-args").read_text().split() == [
+        "ecr", "get-login-password", "--region", "eu-west-1"
+    ]  # fmt: skip
+    seen = (tmp_path / "aws-env").read_text()
+    assert "AWS_ACCESS_KEY_ID=AKIATEST" in seen and "AWS_PROFILE" not in seen
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no aws CLI at all
+    other = Secret.from_dict({**keys, "AWS_ACCESS_KEY_ID": "AKIAOTHER"})
+    with pytest.raises(InvalidError, match="needs the aws CLI"):
+        plan_image(Image.from_aws_ecr(tag, other))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import os
 import sys
 from collections.abc import Sequence
 
@@ -106,6 +107,13 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("target", metavar="REGISTRY/REPO[:TAG]")
     push.add_argument("--insecure", action="store_true", help="allow plain HTTP and unverified TLS")
     push.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    for command in (build, shell, run, export, push):
+        command.add_argument(
+            "--cache-registry",
+            metavar="REGISTRY/REPO",
+            help="share built layers through this registry repository: pull missing steps "
+            "from it, push new ones to it (default: $IMAGEWRIGHT_CACHE_REGISTRY)",
+        )
 
     images = sub.add_parser(
         "images",
@@ -137,6 +145,9 @@ def _fail(message: str, code: ExitCode) -> int:
 def run(argv: Sequence[str]) -> int:
     """Parse `argv`, run the command, and return the exit code."""
     args = _parser().parse_args(argv)
+    if getattr(args, "cache_registry", None):
+        # Every build a command starts (functions' images too) reads the cache from here.
+        os.environ["IMAGEWRIGHT_CACHE_REGISTRY"] = args.cache_registry
     from ..exception import Error, RegistryError, RemoteError
     from . import commands
 

@@ -130,22 +130,74 @@ class Image:
     ) -> Image:
         """An image pulled from an OCI registry (linux/amd64), its config as the base config.
 
-        `secret` may carry REGISTRY_USERNAME and REGISTRY_PASSWORD; without it credentials
+        `secret`'s keys choose the auth: REGISTRY_USERNAME and REGISTRY_PASSWORD, a GCP
+        SERVICE_ACCOUNT_JSON or AWS ECR keys (see `from_aws_ecr`); without it credentials
         come from $DOCKER_CONFIG/config.json. `add_python` adds a uv-managed standalone CPython
         under /usr/local. `setup_dockerfile_commands` may hold RUN lines only.
         """
+        return Image._from_registry(
+            tag, secret, setup_dockerfile_commands, add_python, force_build, None
+        )
+
+    @staticmethod
+    def from_aws_ecr(
+        tag: str,
+        secret: Secret | None = None,
+        *,
+        setup_dockerfile_commands: list[str] = [],  # noqa: B006 - Modal's signature
+        force_build: bool = False,
+        add_python: str | None = None,
+        **kwargs: object,
+    ) -> Image:
+        """`from_registry` from AWS ECR: `secret` needs AWS_ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY and AWS_REGION (or AWS_ROLE_ARN and AWS_REGION).
+
+        Locally, the registry password is what `aws ecr get-login-password` prints, run with
+        the secret's keys when the image is planned; that needs the aws CLI and AWS's API.
+        Role-ARN secrets pass these checks but cannot be used locally (Modal assumes the role
+        with its own identity): planning such an image raises InvalidError.
+        """
+        _refuse_secrets("from_aws_ecr", kwargs)
+        return Image._from_registry(
+            tag, secret, setup_dockerfile_commands, add_python, force_build, "aws"
+        )
+
+    @staticmethod
+    def from_gcp_artifact_registry(
+        tag: str,
+        secret: Secret | None = None,
+        *,
+        setup_dockerfile_commands: list[str] = [],  # noqa: B006 - Modal's signature
+        force_build: bool = False,
+        add_python: str | None = None,
+        **kwargs: object,
+    ) -> Image:
+        """`from_registry` from GCP Artifact Registry: `secret` needs SERVICE_ACCOUNT_JSON,
+        sent as basic auth with the username `_json_key`, as Google documents."""
+        _refuse_secrets("from_gcp_artifact_registry", kwargs)
+        return Image._from_registry(
+            tag, secret, setup_dockerfile_commands, add_python, force_build, "gcp"
+        )
+
+    @staticmethod
+    def _from_registry(
+        tag: str,
+        secret: Secret | None,
+        setup_dockerfile_commands: list[str],
+        add_python: str | None,
+        force_build: bool,
+        forced_auth: str | None,
+    ) -> Image:
         from ..oci.reference import parse_reference
+        from .registryauth import registry_auth
 
         if not isinstance(tag, str):
             raise InvalidError(f"from_registry() needs the image reference as a str, not {tag!r}")
         parse_reference(tag)
         secrets = check_secrets([secret] if secret is not None else None, None)
-        if secret is not None and not {"REGISTRY_USERNAME", "REGISTRY_PASSWORD"} <= set(secret.env):
-            raise InvalidError(
-                "from_registry(secret=...) needs a Secret with REGISTRY_USERNAME and "
-                "REGISTRY_PASSWORD (AWS ECR and GCP service-account secrets are not supported "
-                "locally); without a secret, credentials come from ~/.docker/config.json."
-            )
+        names = {"aws": "from_aws_ecr", "gcp": "from_gcp_artifact_registry"}
+        name = names.get(forced_auth or "", "from_registry")
+        auth = registry_auth(secret, forced_auth, name)
         check_str_list(setup_dockerfile_commands, "setup_dockerfile_commands must be a list of str")
         runs = []
         for line in setup_dockerfile_commands:
@@ -156,8 +208,8 @@ class Image:
                     f"here, not {line!r}."
                 )
             runs.append(Run(rest.strip()))
-        call = describe("Image.from_registry", tag, add_python=add_python)
-        op = FromRegistry(tag, add_python)
+        call = describe(f"Image.{name}", tag, add_python=add_python)
+        op = FromRegistry(tag, add_python, auth)
         layer = Layer("from_registry", call, user_callsite(), (op,), secrets, force_build)
         image = Image._make(None, layer, (), force_build)
         if runs:
@@ -583,3 +635,13 @@ class Image:
                     f"Warning: caught a non-ImportError exception in an `imports()` block: {exc!r}",
                     stacklevel=3,
                 )
+
+
+def _refuse_secrets(method: str, kwargs: dict[str, object]) -> None:
+    """Modal's from_aws_ecr / from_gcp_artifact_registry take one `secret`, never `secrets`."""
+    if "secrets" in kwargs:
+        raise TypeError(
+            "Passing a list of 'secrets' is not supported; use the singular 'secret' argument."
+        )
+    if kwargs:
+        raise TypeError(f"{method}() got an unexpected keyword argument {next(iter(kwargs))!r}")

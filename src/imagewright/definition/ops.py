@@ -37,6 +37,7 @@ class FromRegistry(NamedTuple):
 
     tag: str
     add_python: str | None = None  # a series to add as a standalone CPython in /usr/local
+    auth: str = ""  # "aws", "gcp" or "basic" (definition/registryauth.py); "" for none
 
 
 class Run(NamedTuple):

@@ -1,19 +1,36 @@
 """Walk a Plan: reuse cached layers, run the missing steps, commit each atomically.
 
 The fully cached path imports nothing that runs processes; `steps` is loaded on the first miss.
+An optional LayerCache (a shared cache in a registry, IMAGEWRIGHT_CACHE_REGISTRY) is asked for
+a step before it runs and told about every layer afterwards; the builder never imports it.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Protocol
 
 from ..definition.image import Image
 from ..plan.planner import Plan, plan_image
 from ..store.store import LayerRecord, Store
 from .events import BuildResult, Reporter, StepResult
 
-__all__ = ["build_image", "execute_plan", "lowers_for"]
+__all__ = ["LayerCache", "build_image", "execute_plan", "lowers_for"]
+
+CACHE_ENV = "IMAGEWRIGHT_CACHE_REGISTRY"
+
+
+class LayerCache(Protocol):
+    """A second-level cache of layers, consulted when the local store misses."""
+
+    def lookup(self, plan: Plan, index: int, store: Store) -> LayerRecord | None:
+        """Fetch step `index` into `store` (committed under its key) if the cache has it."""
+        ...
+
+    def publish(self, plan: Plan, index: int, store: Store, record: LayerRecord) -> None:
+        """Make the committed layer of step `index` available to others (never raises)."""
+        ...
 
 
 def build_image(
@@ -22,24 +39,34 @@ def build_image(
     force: bool = False,
     store: Store | None = None,
     reporter: Reporter | None = None,
+    cache: LayerCache | None = None,
 ) -> BuildResult:
-    """Plan and build `image`, showing progress on stderr unless a reporter is given."""
+    """Plan and build `image`, showing progress on stderr unless a reporter is given.
+
+    `cache` defaults to the registry named by $IMAGEWRIGHT_CACHE_REGISTRY, if set.
+    """
     plan = plan_image(image, force=force)
     if reporter is None:
         from .progress import default_reporter
 
         reporter = default_reporter()
-    return execute_plan(plan, store or Store.default(), reporter)
+    if cache is None and os.environ.get(CACHE_ENV):
+        from ..registry.layercache import RegistryLayerCache
+
+        cache = RegistryLayerCache(os.environ[CACHE_ENV])
+    return execute_plan(plan, store or Store.default(), reporter, cache)
 
 
-def execute_plan(plan: Plan, store: Store, reporter: Reporter) -> BuildResult:
+def execute_plan(
+    plan: Plan, store: Store, reporter: Reporter, cache: LayerCache | None = None
+) -> BuildResult:
     """Build every step of `plan` that is not cached. Raises ImageBuildError on failure."""
     started = time.monotonic()
     store.clean_stale()
     _fetch_tools(plan, store)
     reporter.build_started(plan)
     try:
-        results = _execute_steps(plan, store, reporter)
+        results = _execute_steps(plan, store, reporter, cache)
     except BaseException:
         reporter.build_finished(None)
         raise
@@ -50,7 +77,9 @@ def execute_plan(plan: Plan, store: Store, reporter: Reporter) -> BuildResult:
     return build
 
 
-def _execute_steps(plan: Plan, store: Store, reporter: Reporter) -> list[StepResult]:
+def _execute_steps(
+    plan: Plan, store: Store, reporter: Reporter, cache: LayerCache | None
+) -> list[StepResult]:
     results: list[StepResult] = []
     for index, step in enumerate(plan.steps):
         t0 = time.monotonic()
@@ -61,12 +90,19 @@ def _execute_steps(plan: Plan, store: Store, reporter: Reporter) -> list[StepRes
             with store.lock(step.key):
                 record = None if step.force else store.lookup(step.key)
                 cached = record is not None  # another process built it while we waited
+                if record is None and cache is not None and not step.force:
+                    record = cache.lookup(plan, index, store)
+                    cached = record is not None
+                    if cached:
+                        reporter.step_output(index, "pulled from cache")
                 if record is None:
                     from .steps import run_step
 
                     record = run_step(plan, index, step, store, reporter)
         elif not os.path.islink(store.root / store.lower_name(step.key)):
             store.ensure_link(step.key)
+        if cache is not None:
+            cache.publish(plan, index, store, record)
         result = StepResult(step.description, cached, time.monotonic() - t0, step.key)
         results.append(result)
         reporter.step_finished(index, step, result)

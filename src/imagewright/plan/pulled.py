@@ -37,19 +37,21 @@ class AddPython(NamedTuple):
     release: BaseRelease  # series and the error to raise if it cannot be downloaded
 
 
-def registry_credentials(layer: Layer) -> tuple[str, str] | None:
-    """REGISTRY_USERNAME / REGISTRY_PASSWORD from the from_registry secret, if one was given."""
+def registry_credentials(layer: Layer, auth: str) -> tuple[str, str] | None:
+    """(username, password) from the from_registry secret, by its auth kind, if one was given."""
+    if not auth:
+        return None
+    from ..registry.auth import secret_credentials
+
     env = {k: v for s in layer.secrets for k, v in s.env.items()}
-    if "REGISTRY_USERNAME" in env and "REGISTRY_PASSWORD" in env:
-        return env["REGISTRY_USERNAME"], env["REGISTRY_PASSWORD"]
-    return None
+    return tuple(secret_credentials(auth, env))  # type: ignore[return-value]
 
 
 def plan_pulled(layer: Layer, op: FromRegistry, force: bool) -> list[PlannedStep]:
     from ..registry.auth import Credentials
     from ..registry.pull import PulledImage, resolve
 
-    credentials = registry_credentials(layer)
+    credentials = registry_credentials(layer, op.auth)
     memo = (op.tag, credentials)
     if memo not in _resolved or force:
         _resolved[memo] = resolve(op.tag, Credentials(*credentials) if credentials else None)
