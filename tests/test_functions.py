@@ -285,7 +285,6 @@ def test_ctrl_c_stops_every_container(mod, store):
     import subprocess
     import sys
 
-    marker = "sleepy"
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -301,25 +300,39 @@ def test_ctrl_c_stops_every_container(mod, store):
         text=True,
     )
     deadline = time.monotonic() + 60
-    while not _containers_running(marker):
+    while not (containers := _containers_of(proc.pid)):
         assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGINT)
     proc.wait(timeout=30)
     assert proc.returncode == 130
     time.sleep(0.3)
-    assert not _containers_running(marker)
+    assert [pid for pid in containers if Path(f"/proc/{pid}").exists()] == []
 
 
-def _containers_running(marker: str) -> bool:
+def _containers_of(ancestor: int) -> list[int]:
+    """Function containers (their Python processes) started by process `ancestor`."""
     import os
 
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            if f"IMAGEWRIGHT_FUNCTION=t_app:{marker}".encode() in environ:
-                return True
-    return False
+    def parent(pid: int) -> int:
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if b"IMAGEWRIGHT_FUNCTION=" not in environ:
+            continue
+        pid = int(name)
+        while pid > 1 and pid != ancestor:
+            pid = parent(pid)
+        if pid == ancestor:
+            found.append(int(name))
+    return found

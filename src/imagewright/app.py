@@ -144,6 +144,8 @@ class App:
             raise
         finally:
             self._running = False
+            for function in self.registered_functions.values():
+                function.stop_spare()
 
     @property
     def _store(self) -> Store:

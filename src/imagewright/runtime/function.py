@@ -70,6 +70,9 @@ class Function:
         self.max_containers = max_containers
         self.include_source = include_source
         self.gpu = gpu
+        # One container started ahead for the next .remote(); each is still used for one call.
+        self._spare: concurrent.futures.Future[Container] | None = None
+        self._spare_lock = threading.Lock()
         self.__name__ = raw_f.__name__
         self.__qualname__ = raw_f.__qualname__
         self.__doc__ = raw_f.__doc__
@@ -103,8 +106,55 @@ class Function:
         lowers = container_lowers(plan, store, mounts)
         return Container(store, plan.config, lowers, function_ref(self.raw_f), env=env).start()
 
+    def _fresh_container(self) -> Container:
+        """A container for one call: the one started ahead if there is one, else a new one.
+
+        Either way the next one starts in the background, so a warm `.remote()` does not wait
+        for a container to boot. Each container still serves exactly one call, and at most
+        one is ever being started ahead.
+        """
+        with self._spare_lock:
+            pending, self._spare = self._spare, None
+        container = None
+        if pending is not None:
+            try:
+                container = pending.result()  # waits if it is still starting
+            except Exception:
+                container = None  # a fresh start below reports what is wrong
+            if container is not None and not container.alive():
+                container.stop()
+                container = None
+        if container is None:
+            container = self._container()
+        self._start_spare()
+        return container
+
+    def _start_spare(self) -> None:
+        import concurrent.futures
+
+        future: concurrent.futures.Future[Container] = concurrent.futures.Future()
+
+        def start() -> None:
+            try:
+                future.set_result(self._container())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        with self._spare_lock:
+            self._spare = future
+        threading.Thread(target=start, daemon=True).start()
+
+    def stop_spare(self) -> None:
+        """Stop the container started ahead (when the app stops running)."""
+        with self._spare_lock:
+            pending, self._spare = self._spare, None
+        if pending is not None:
+            pending.add_done_callback(
+                lambda done: done.exception() is None and done.result().stop()
+            )
+
     def _call_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        container = self._container()
+        container = self._fresh_container()
         try:
             return container.call(args, kwargs, self.timeout)
         finally:

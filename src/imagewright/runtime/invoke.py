@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import pickle
+import queue
 import signal
 import socket
 import subprocess
@@ -72,6 +73,42 @@ def _writer(target: IO[str]) -> Callable[[str], None]:
 def _relay(pipe: IO[bytes], sink: Callable[[str], None]) -> None:
     for raw in iter(pipe.readline, b""):
         sink(raw.decode("utf-8", "replace").rstrip("\n"))
+
+
+_spawn_requests: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]]] = queue.Queue()
+_spawner_started = threading.Lock()
+_spawner: threading.Thread | None = None
+
+
+def _spawner_loop() -> None:
+    while True:
+        start, reply = _spawn_requests.get()
+        try:
+            reply.put((True, start()))
+        except BaseException as exc:
+            reply.put((False, exc))
+
+
+def _from_spawner_thread(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Run `start` on one thread that lives as long as the process.
+
+    bwrap's --die-with-parent fires when the *thread* that forked it exits, so a container
+    started from a short-lived thread (a spare started ahead, a map worker) would be killed
+    with it. Forking every container from one long-lived thread ties them to the process.
+    """
+    global _spawner
+    with _spawner_started:
+        if _spawner is None:
+            _spawner = threading.Thread(
+                target=_spawner_loop, name="imagewright-spawner", daemon=True
+            )
+            _spawner.start()
+    reply: queue.Queue[Any] = queue.Queue(maxsize=1)
+    _spawn_requests.put((start, reply))
+    ok, value = reply.get()
+    if not ok:
+        raise value
+    return value
 
 
 class Container:
@@ -140,13 +177,15 @@ class Container:
         ]
         cmd = SandboxCommand(argv, container_env(self.config, env), workdir, binds)
         overlay = Overlay(self.store.root, self.lowers, area.upper, area.work, area.merged)
-        self._proc = spawn(
-            overlay,
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
+        self._proc = _from_spawner_thread(
+            lambda: spawn(
+                overlay,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
         )
         with _live_lock:
             _live.add(self)
@@ -195,6 +234,9 @@ class Container:
         with _live_lock:
             _live.discard(self)
         self._stack.close()
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
 
     def kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
