@@ -12,11 +12,18 @@ Scenarios (see benchmarks/README.md for what each includes):
                that imports numpy, against `docker run --rm` doing the same (target: 0.1 s)
     map        the cost per input of `.map()` over 1,000 small inputs, against one `docker run`
                looping over them and against one `docker run` per input (target: 5 ms)
+    export     `imagewright export` of the data image as a docker-archive (gzip, then
+               uncompressed) and as an OCI layout tar (zstd), each with an empty blob store and
+               again with the blobs stored, against `docker save` of BuildKit's build of it
+    push       `imagewright push` of the data image (gzip) to an empty docker-registry on
+               127.0.0.1, then again with every blob there, against `skopeo copy` of the same
+               blobs from an OCI layout to another empty docker-registry
 
 Every build is one timed subprocess (`imagewright build FILE::NAME --json` or `docker build`),
 and the two builders take turns repetition by repetition, so background load hits both alike.
 Function calls are timed inside one Python process on imagewright's side (workloads/calls.py)
-and one `docker run` subprocess per call on Docker's side.
+and one `docker run` subprocess per call on Docker's side. Exports and pushes are one timed
+subprocess each, on both sides; each push goes to a registry started for it and removed after.
 
 Docker runs in a private dockerd (own data root, exec root, socket and cgroup parent; no bridge,
 no iptables; builds use --network=host). The script starts it when nothing answers on its
@@ -37,11 +44,13 @@ import platform
 import re
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tarfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +64,8 @@ CALLS_FILE = "calls.py"  # imports images.py; times function calls from inside o
 # Debian's 20.10 CLI: the static 28.x one that comes first in PATH here has no buildx.
 DOCKER = "/usr/bin/docker"
 DOCKERD = "/usr/sbin/dockerd"
+DOCKER_REGISTRY = "/usr/bin/docker-registry"
+SKOPEO = "/usr/bin/skopeo"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PREFIX = "imagewright-bench"  # Docker image names and the dockerd cgroup parent
 # uv-warm adds one of these per rebuild: small, and outside the data image's dependency tree.
@@ -74,6 +85,12 @@ EXPECTED = {"ident": lambda x: x, "square": lambda x: x * x}
 DOCKER_MAP_CODE = (
     "def ident(x):\n    return x\nresults = [ident(x) for x in range({n})]\nprint(sum(results))"
 )
+# export and push: the data image, exported as (format, compression) twice each, first with an
+# empty blob store and then with its blobs stored; pushed (gzip) under this tag.
+TRANSFER_IMAGE = "data"
+EXPORT_VARIANTS = (("docker", "gzip"), ("docker", "none"), ("oci", "zstd"))
+PUSH_TAG = "bench"
+ATTEMPTS = ("first", "second")
 
 
 class BenchError(RuntimeError):
@@ -128,6 +145,11 @@ class Paths(NamedTuple):
     def docker_socket(self) -> Path:
         return self.docker / "docker.sock"
 
+    @property
+    def transfers(self) -> Path:
+        """Exported files, the OCI layout skopeo pushes, and each registry's storage."""
+        return self.root / "transfers"
+
 
 def log_file(paths: Paths, name: str) -> Path:
     paths.logs.mkdir(parents=True, exist_ok=True)
@@ -142,6 +164,34 @@ def check_call(argv: Sequence[str], log: Path, env: dict[str, str] | None = None
         status = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
     if status != 0:
         raise BenchError(f"{shlex.join(argv)} exited with {status}; see {log}")
+
+
+def timed_run(
+    argv: Sequence[str], log: Path, env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, str]:
+    """Time `argv` as one process; return its wall seconds and its output (stdout and stderr,
+    also appended to `log`). Raise BenchError on failure."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    seconds = time.perf_counter() - started
+    with open(log, "a") as out:
+        out.write(f"$ {shlex.join(argv)}\n{proc.stdout}")
+    if proc.returncode != 0:
+        raise BenchError(f"{shlex.join(argv)} exited with {proc.returncode}; see {log}")
+    return seconds, proc.stdout
+
+
+def apt_get_install(paths: Paths, package: str, *programs: str) -> None:
+    """Install `package` with apt-get unless every one of `programs` is there already."""
+    if all(os.path.exists(program) for program in programs):
+        return
+    print(f"Installing {package} with apt-get ...", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    log = log_file(paths, "apt-get")
+    check_call(["apt-get", "update", "-q"], log, env=env)
+    check_call(["apt-get", "install", "-y", "-q", package], log, env=env)
 
 
 # ---- imagewright -------------------------------------------------------------------------------
@@ -184,6 +234,11 @@ class Imagewright:
             )
         steps = json.loads(proc.stdout)["steps"]
         return Outcome(seconds, sum(not s["cached"] for s in steps))
+
+    def timed(self, *args: str) -> tuple[float, str]:
+        """Time one imagewright command (export, push) run in the context directory."""
+        log = log_file(self.paths, f"imagewright-{args[0]}")
+        return timed_run([self.executable, *args], log, self._env(), cwd=self.paths.context)
 
     def reset(self) -> None:
         """Forget every image but the base, prune unused layers and empty the package caches."""
@@ -505,16 +560,6 @@ def engine_answers(env: dict[str, str]) -> bool:
     return probe.returncode == 0
 
 
-def install_docker(paths: Paths) -> None:
-    if os.path.exists(DOCKERD) and os.path.exists(DOCKER):
-        return
-    print("Installing docker.io with apt-get ...", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    log = log_file(paths, "apt-get")
-    check_call(["apt-get", "update", "-q"], log, env=env)
-    check_call(["apt-get", "install", "-y", "-q", "docker.io"], log, env=env)
-
-
 @contextlib.contextmanager
 def docker_engine(paths: Paths) -> Iterator[dict[str, str]]:
     """A dockerd answering on our socket: the running one, or one started here and stopped after."""
@@ -522,7 +567,7 @@ def docker_engine(paths: Paths) -> Iterator[dict[str, str]]:
     if os.path.exists(DOCKER) and engine_answers(env):
         yield env
         return
-    install_docker(paths)
+    apt_get_install(paths, "docker.io", DOCKERD, DOCKER)
     data, exec_root = paths.docker / "data", paths.docker / "exec"
     data.mkdir(parents=True, exist_ok=True)
     exec_root.mkdir(parents=True, exist_ok=True)
@@ -582,6 +627,65 @@ def cgroup_dirs(name: str) -> list[Path]:
                 if path.is_dir():
                     found.append(path)
     return found
+
+
+# ---- private registries ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def registry(root: Path, log: Path) -> Iterator[tuple[str, Path]]:
+    """A docker-registry on 127.0.0.1 with empty storage under `root`; yields (host:port, its
+    storage). At the end, also after a failure, it is stopped and `root` removed."""
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog: {level: info}\n"
+        f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+    )
+    with open(log, "a") as out:
+        server = subprocess.Popen(
+            [DOCKER_REGISTRY, "serve", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_for_registry(port, server, log)
+        yield f"127.0.0.1:{port}", root / "data"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def wait_for_registry(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError), opener.open(f"http://127.0.0.1:{port}/v2/", timeout=2):
+            return  # 200: urllib raises HTTPError, an OSError, for anything else
+        if server.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"docker-registry did not come up; see {log}")
+        time.sleep(0.1)
+
+
+def stored_bytes(storage: Path) -> int:
+    """Bytes of all blobs (layers, config and manifest) in a docker-registry's storage."""
+    blobs = storage.glob("docker/registry/v2/blobs/sha256/*/*/data")
+    return sum(blob.stat().st_size for blob in blobs)
 
 
 # ---- scenarios ---------------------------------------------------------------------------------
@@ -728,6 +832,220 @@ CALL_SCENARIOS = {
 }
 
 
+class TransferRow(NamedTuple):
+    """One row of the export and push table: wall seconds per run on each side, and sizes."""
+
+    key: str  # the scenario
+    title: str
+    imagewright: list[float]
+    peer: str  # the command imagewright is measured against
+    theirs: list[float]  # empty when the peer was skipped
+    sizes: str  # MB written (export) or stored (push): imagewright's / the peer's
+
+
+def show(name: str, what: str, i: int, repeat: int, seconds: float) -> None:
+    print(f"  {name:<11} {what} {i + 1}/{repeat}: {seconds:7.3f} s", file=sys.stderr)
+
+
+def megabytes(size: int | None) -> str:
+    return "–" if size is None else f"{size / 1e6:.0f}"
+
+
+def export_summary(output: str) -> tuple[int, str]:
+    """The number of layers and the manifest digest `imagewright export` reports."""
+    found = re.search(r"(\d+) layers\): manifest (sha256:[0-9a-f]{64})", output)
+    if found is None:
+        raise BenchError(f"imagewright export printed no summary: {output[-300:]!r}")
+    return int(found.group(1)), found.group(2)
+
+
+EXPORT_FORMATS = {"docker": "docker-archive", "oci": "OCI layout tar"}
+EXPORT_ATTEMPTS = {
+    "first": "blob store empty (every layer blob made)",
+    "second": "layer blobs stored (copied into the tar)",
+}
+
+
+def imagewright_export(
+    iw: Imagewright, dest: Path, fmt: str, compression: str, first: bool
+) -> float:
+    """Time one `imagewright export` to `dest`; it must make every layer blob when `first` and
+    none otherwise (a failed check raises BenchError)."""
+    dest.unlink(missing_ok=True)
+    seconds, output = iw.timed(
+        "export", f"{WORKLOAD_FILE}::{TRANSFER_IMAGE}", "-o", str(dest), "--format", fmt,
+        "--compression", compression,
+    )  # fmt: skip
+    layers, _ = export_summary(output)
+    made = output.count("Compressing layer")  # printed before each layer blob is made
+    expected = layers if first else 0
+    if made != expected:
+        log = log_file(iw.paths, "imagewright-export")
+        raise BenchError(
+            f"export {fmt} {compression}: {made} layer blobs made, expected {expected}; see {log}"
+        )
+    return seconds
+
+
+def run_export(iw: Imagewright, buildkit: BuildKit | None, repeat: int) -> list[TransferRow]:
+    work = iw.paths.transfers / "export"
+    work.mkdir(parents=True, exist_ok=True)
+    iw.build(TRANSFER_IMAGE)  # untimed, usually cached, as is BuildKit's build below
+    if buildkit is not None:
+        buildkit.build(TRANSFER_IMAGE)
+    keys = [(f, c, a) for f, c in EXPORT_VARIANTS for a in ATTEMPTS]
+    ours: dict[tuple[str, str, str], list[float]] = {k: [] for k in keys}
+    sizes: dict[tuple[str, str], int] = {}
+    saves: list[float] = []
+    save_size = None
+    try:
+        for i in range(repeat):
+            shutil.rmtree(iw.paths.home / "blobs", ignore_errors=True)  # no layer blob stored
+            for fmt, compression, attempt in keys:
+                dest = work / f"imagewright-{fmt}-{compression}.tar"
+                seconds = imagewright_export(iw, dest, fmt, compression, attempt == "first")
+                ours[fmt, compression, attempt].append(seconds)
+                sizes[fmt, compression] = dest.stat().st_size
+                show(iw.name, f"{fmt} {compression} {attempt}", i, repeat, seconds)
+            if buildkit is not None:
+                dest = work / "docker-save.tar"
+                dest.unlink(missing_ok=True)
+                argv = [DOCKER, "save", "-o", str(dest), f"{PREFIX}/{TRANSFER_IMAGE}"]
+                seconds, _ = timed_run(argv, log_file(iw.paths, "docker-save"), buildkit.env)
+                saves.append(seconds)
+                save_size = dest.stat().st_size
+                show("docker save", "uncompressed", i, repeat, seconds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return [
+        TransferRow(
+            "export",
+            f"{EXPORT_FORMATS[fmt]}, {compression}: {EXPORT_ATTEMPTS[attempt]}",
+            ours[fmt, compression, attempt],
+            "docker save",
+            saves,
+            f"{megabytes(sizes[fmt, compression])} / {megabytes(save_size)}",
+        )
+        for fmt, compression, attempt in keys
+    ]
+
+
+class PushCheck(NamedTuple):
+    """What every push of the scenario must do: send the image's layers and config."""
+
+    layers: int
+    manifest: str  # the digest the export reported, which both pushes must give
+
+    def blobs_there(self, attempt: str) -> int:
+        return 0 if attempt == "first" else self.layers + 1  # + the config
+
+
+def imagewright_push(iw: Imagewright, address: str, check: PushCheck, attempt: str) -> float:
+    """Time one `imagewright push`; a failed check raises BenchError."""
+    source = f"{WORKLOAD_FILE}::{TRANSFER_IMAGE}"
+    seconds, output = iw.timed("push", source, f"{address}/bench:{PUSH_TAG}")
+    there = check.blobs_there(attempt)
+    sent = check.layers + 1 - there
+    expected = f"{check.manifest} ({sent} blob(s) sent, 0 mounted, {there} already there)"
+    if expected not in output:
+        raise BenchError(f"imagewright push {attempt}: expected `{expected}` in {output!r}")
+    return seconds
+
+
+def skopeo_push(paths: Paths, layout: Path, address: str, check: PushCheck, attempt: str) -> float:
+    """Time one `skopeo copy` of the OCI layout; a failed check raises BenchError."""
+    digest_file = layout.with_name("skopeo-digest")
+    argv = [SKOPEO, "copy", "--dest-tls-verify=false", "--digestfile", str(digest_file)]
+    argv += [f"oci:{layout}:{PUSH_TAG}", f"docker://{address}/bench2:{PUSH_TAG}"]
+    seconds, _ = timed_run(argv, log_file(paths, "skopeo"), dict(os.environ))
+    pushed = digest_file.read_text().strip()
+    if pushed != check.manifest:
+        raise BenchError(f"skopeo copy {attempt}: manifest {pushed}, expected {check.manifest}")
+    return seconds
+
+
+def uploads_started(registry_log: Path, since: int) -> int:
+    """Blob uploads (POST .../blobs/uploads/) the registry logged after byte `since` of its log."""
+    with open(registry_log) as f:
+        f.seek(since)
+        return len(re.findall(r'"POST /v2/[^ ]*/blobs/uploads/', f.read()))
+
+
+def run_push(iw: Imagewright, _buildkit: BuildKit | None, repeat: int) -> list[TransferRow]:
+    apt_get_install(iw.paths, "docker-registry", DOCKER_REGISTRY)
+    apt_get_install(iw.paths, "skopeo", SKOPEO)
+    work = iw.paths.transfers / "push"
+    shutil.rmtree(work, ignore_errors=True)
+    layout = work / "layout"
+    # Untimed: stores the gzip blobs `imagewright push` sends and writes the layout skopeo
+    # sends (links to those blobs), so both push the same bytes under the same manifest.
+    exported = iw._cli_output(
+        "export", f"{WORKLOAD_FILE}::{TRANSFER_IMAGE}", "-o", str(layout), "--format", "oci",
+        "--compression", "gzip", "--tag", f"{PREFIX}/{TRANSFER_IMAGE}:{PUSH_TAG}",
+    )  # fmt: skip
+    check = PushCheck(*export_summary(exported))
+    pushes: dict[str, Callable[[str, str], float]] = {
+        "imagewright": lambda address, attempt: imagewright_push(iw, address, check, attempt),
+        "skopeo": lambda address, attempt: skopeo_push(iw.paths, layout, address, check, attempt),
+    }
+    times: dict[tuple[str, str], list[float]] = {(s, a): [] for s in pushes for a in ATTEMPTS}
+    stored: dict[str, int] = {}
+    try:
+        for i in range(repeat):
+            for side, push in pushes.items():  # each into its own empty registry
+                log = log_file(iw.paths, f"registry-{side}")
+                with registry(work / f"registry-{side}", log) as (address, storage):
+                    for attempt in ATTEMPTS:
+                        since = log.stat().st_size
+                        times[side, attempt].append(push(address, attempt))
+                        show(side, f"push {attempt}", i, repeat, times[side, attempt][-1])
+                        expected = check.layers + 1 - check.blobs_there(attempt)
+                        if uploads_started(log, since) != expected:
+                            raise BenchError(
+                                f"{side} push {attempt}: {uploads_started(log, since)} blob "
+                                f"uploads, expected {expected}; see {log}"
+                            )
+                    stored[side] = stored_bytes(storage)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if stored["imagewright"] != stored["skopeo"]:
+        raise BenchError(f"push: the two registries hold different numbers of bytes: {stored}")
+    sizes = f"{megabytes(stored['imagewright'])} / {megabytes(stored['skopeo'])}"
+    titles = {
+        "first": "empty registry (every blob uploaded)",
+        "second": "again (every blob there: HEAD checks, manifest)",
+    }
+    return [
+        TransferRow(
+            "push",
+            titles[a],
+            times["imagewright", a],
+            "skopeo copy",
+            times["skopeo", a],
+            sizes,
+        )
+        for a in ATTEMPTS
+    ]
+
+
+class TransferScenario(NamedTuple):
+    title: str
+    run: Callable[[Imagewright, BuildKit | None, int], list[TransferRow]]  # (.., .., repeat)
+
+
+TRANSFER_SCENARIOS = {
+    "export": TransferScenario(
+        "export of the data image (docker gzip and none, OCI zstd; empty and full blob store) "
+        "against docker save",
+        run_export,
+    ),
+    "push": TransferScenario(
+        "push of the data image to an empty docker-registry, then again, against skopeo copy",
+        run_push,
+    ),
+}
+
+
 # ---- report ------------------------------------------------------------------------------------
 
 
@@ -767,10 +1085,9 @@ def machine_facts(iw: Imagewright, env: dict[str, str] | None) -> list[tuple[str
     ]
 
 
-def seconds_cell(outcomes: list[Outcome]) -> str:
-    if not outcomes:
+def seconds_cell(times: list[float]) -> str:
+    if not times:
         return "–"
-    times = [o.seconds for o in outcomes]
     return f"{statistics.median(times):.3f} (min {min(times):.3f})"
 
 
@@ -793,11 +1110,11 @@ def build_table(
     lines.append("|---|---|---|---|---|")
     for key, samples in results.items():
         scenario = SCENARIOS[key]
-        ours, theirs = samples.get("imagewright", []), samples.get("BuildKit", [])
+        ours = [o.seconds for o in samples.get("imagewright", [])]
+        theirs = [o.seconds for o in samples.get("BuildKit", [])]
         ratio = "–"
         if ours and theirs:
-            median_ours = statistics.median(o.seconds for o in ours)
-            ratio = f"{statistics.median(o.seconds for o in theirs) / median_ours:.2f}"
+            ratio = f"{statistics.median(theirs) / statistics.median(ours):.2f}"
         lines.append(
             f"| {key}: {scenario.title} | {repeats[key]} | {seconds_cell(ours)} "
             f"| {seconds_cell(theirs)} | {ratio} |"
@@ -809,7 +1126,7 @@ def build_table(
                     f"{key}/{name}: expected {scenario.steps_run} step(s) to run, saw {odd}"
                 )
         if key == "small" and ours:
-            median = statistics.median(o.seconds for o in ours)
+            median = statistics.median(ours)
             verdict = "met" if median < SMALL_TARGET_SECONDS else "NOT met"
             warnings.append(f"small: target < {SMALL_TARGET_SECONDS} s for imagewright {verdict}")
     return lines
@@ -837,9 +1154,26 @@ def call_table(rows: list[CallRow], warnings: list[str]) -> list[str]:
     return lines
 
 
+def transfer_table(rows: list[TransferRow]) -> list[str]:
+    lines = ["| export and push | runs | imagewright s, median (min) | against |"]
+    lines[0] += " their s, median (min) | they / imagewright | MB, imagewright / they |"
+    lines.append("|---|---|---|---|---|---|---|")
+    for row in rows:
+        ratio = "–"
+        if row.imagewright and row.theirs:
+            ratio = f"{statistics.median(row.theirs) / statistics.median(row.imagewright):.2f}"
+        lines.append(
+            f"| {row.key}: {row.title} | {len(row.imagewright)} "
+            f"| {seconds_cell(row.imagewright)} | {row.peer} | {seconds_cell(row.theirs)} "
+            f"| {ratio} | {row.sizes} |"
+        )
+    return lines
+
+
 def report(
     results: dict[str, Samples],
     call_rows: list[CallRow],
+    transfer_rows: list[TransferRow],
     facts: list[tuple[str, str]],
     repeats: dict[str, int],
 ) -> str:
@@ -849,6 +1183,8 @@ def report(
         lines += [*build_table(results, repeats, warnings), ""]
     if call_rows:
         lines += [*call_table(call_rows, warnings), ""]
+    if transfer_rows:
+        lines += [*transfer_table(transfer_rows), ""]
     lines += ["Machine:", ""]
     lines += [f"- {label}: {value}" for label, value in facts]
     lines.append(f"- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -863,18 +1199,20 @@ def report(
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Measure imagewright against Docker on the same builds (BuildKit) and "
-        "function calls (docker run) and print markdown tables (median and minimum wall time "
-        "per build, call or mapped input). Run as root.",
+        "function calls (docker run), and its export and push against docker save and skopeo "
+        "copy, and print markdown tables (median and minimum wall time per build, call, mapped "
+        "input, export or push). Run as root.",
         epilog="Scenarios: "
-        + "; ".join(f"{k} = {s.title}" for k, s in SCENARIOS.items())
-        + "; "
-        + "; ".join(f"{k} = {s.title}" for k, s in CALL_SCENARIOS.items())
+        + "; ".join(
+            f"{k} = {s.title}"
+            for k, s in [*SCENARIOS.items(), *CALL_SCENARIOS.items(), *TRANSFER_SCENARIOS.items()]
+        )
         + ". Logs go to WORKDIR/logs.",
     )
     parser.add_argument(
         "--scenario",
         action="append",
-        choices=[*SCENARIOS, *CALL_SCENARIOS],
+        choices=[*SCENARIOS, *CALL_SCENARIOS, *TRANSFER_SCENARIOS],
         help="run only this scenario (repeatable; default: all, in the order listed)",
     )
     parser.add_argument(
@@ -888,10 +1226,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--slow-repeat",
         type=int,
         default=2,
-        help="builds per slow scenario (cold, uv-warm) and builder (default 2)",
+        help="builds per slow scenario (cold, uv-warm) and builder, and rounds of export and "
+        "push (default 2)",
     )
     parser.add_argument(
-        "--skip-docker", action="store_true", help="measure imagewright only; no dockerd"
+        "--skip-docker",
+        action="store_true",
+        help="no dockerd: measure imagewright only (push still runs skopeo)",
     )
     parser.add_argument(
         "--workdir",
@@ -934,6 +1275,7 @@ def measure(args: argparse.Namespace, paths: Paths, env: dict[str, str] | None) 
     base_config = iw.prepare_base()
     builders: list[Builder] = [iw]
     iw_calls = ImagewrightCalls(iw)
+    buildkit: BuildKit | None = None
     docker_run: DockerRun | None = None
     if env is not None:
         base_ref = prepare_docker_base(paths, env, iw, base_config)
@@ -944,7 +1286,12 @@ def measure(args: argparse.Namespace, paths: Paths, env: dict[str, str] | None) 
     results: dict[str, Samples] = {}
     repeats: dict[str, int] = {}
     call_rows: list[CallRow] = []
-    for key in args.scenario or [*SCENARIOS, *CALL_SCENARIOS]:
+    transfer_rows: list[TransferRow] = []
+    for key in args.scenario or [*SCENARIOS, *CALL_SCENARIOS, *TRANSFER_SCENARIOS]:
+        if key in TRANSFER_SCENARIOS:
+            print(f"Scenario {key}: {TRANSFER_SCENARIOS[key].title}", file=sys.stderr)
+            transfer_rows += TRANSFER_SCENARIOS[key].run(iw, buildkit, args.slow_repeat)
+            continue
         if key in CALL_SCENARIOS:
             print(f"Scenario {key}: {CALL_SCENARIOS[key].title}", file=sys.stderr)
             iw_calls.prepare()
@@ -956,7 +1303,7 @@ def measure(args: argparse.Namespace, paths: Paths, env: dict[str, str] | None) 
         repeats[key] = args.slow_repeat if scenario.slow else args.repeat
         print(f"Scenario {key}: {scenario.title}", file=sys.stderr)
         results[key] = scenario.run(builders, repeats[key], paths)
-    return report(results, call_rows, facts, repeats)
+    return report(results, call_rows, transfer_rows, facts, repeats)
 
 
 def main(argv: Sequence[str]) -> int:
