@@ -10,6 +10,7 @@ from .app import App, enable_output
 from .definition.image import Image
 from .definition.patterns import FilePatternMatcher
 from .exception import Error
+from .mount import Mount
 from .runtime.function import Function, FunctionCall
 from .secret import Secret
 from .version import __version__
@@ -21,11 +22,21 @@ __all__ = [
     "Function",
     "FunctionCall",
     "Image",
+    "Mount",
     "Secret",
     "__version__",
     "enable_output",
     "exception",
 ]
 
-for _name in ("App", "Image", "Secret", "FilePatternMatcher", "Error", "Function", "FunctionCall"):
+for _name in (
+    "App",
+    "Image",
+    "Secret",
+    "FilePatternMatcher",
+    "Error",
+    "Function",
+    "FunctionCall",
+    "Mount",
+):
     globals()[_name].__module__ = "imagewright"

@@ -7,7 +7,7 @@ import json
 import shutil
 from typing import Any
 
-__all__ = ["build", "export", "images", "prune", "push", "run", "shell"]
+__all__ = ["build", "dockerfile", "export", "images", "prune", "push", "run", "shell"]
 
 
 def _load_image(ref: str) -> Any:
@@ -87,6 +87,20 @@ def export(args: argparse.Namespace) -> int:
         f"Exported {result.reference} to {result.path} ({result.format}, {result.compression}, "
         f"{result.layers} layers): manifest {result.manifest_digest}"
     )
+    return 0
+
+
+def dockerfile(args: argparse.Namespace) -> int:
+    from ..export.dockerfile import write_dockerfile
+
+    path = write_dockerfile(
+        _load_image(args.ref),
+        args.output,
+        uv_from_context=args.uv_from_context,
+        ca_bundle=args.ca_bundle,
+        bare_base=args.bare_base,
+    )
+    print(f"Wrote {path}; build it with: DOCKER_BUILDKIT=1 docker build {path.parent}")
     return 0
 
 

@@ -96,6 +96,36 @@ def _parser() -> argparse.ArgumentParser:
         "--tag", default="imagewright:latest", metavar="NAME[:TAG]", help="the name recorded"
     )
 
+    dockerfile = sub.add_parser(
+        "dockerfile",
+        help="write an image definition as a Dockerfile and its build context",
+        description="Write DIR/Dockerfile and the files it copies, so that `docker build "
+        "DIR` (BuildKit) makes the same image. Nothing is built. Bases become public images "
+        "(debian_slim 3.11: python:3.11-slim-bookworm plus Modal's setup lines); run_function "
+        "and steps with secrets cannot be written and are refused.",
+    )
+    dockerfile.add_argument("ref", metavar="FILE[::NAME]")
+    dockerfile.add_argument(
+        "-o", "--output", required=True, metavar="DIR", help="a new or empty directory"
+    )
+    dockerfile.add_argument(
+        "--uv-from-context",
+        action="store_true",
+        help="put uv in the context instead of copying it from ghcr.io/astral-sh/uv",
+    )
+    dockerfile.add_argument(
+        "--ca-bundle",
+        metavar="PATH",
+        help="bind this CA bundle into every RUN (for TLS-intercepting proxies); it is not "
+        "kept in the image",
+    )
+    dockerfile.add_argument(
+        "--bare-base",
+        action="store_true",
+        help="write only the FROM line for the base: when that name is imagewright's own base "
+        "(loaded with `imagewright export --format docker --tag NAME`)",
+    )
+
     push = sub.add_parser(
         "push",
         help="push an image to a registry",

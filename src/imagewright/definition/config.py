@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 __all__ = ["DEFAULT_PATH", "ImageConfig"]
@@ -19,6 +20,12 @@ class ImageConfig(NamedTuple):
     cmd: tuple[str, ...] | None = None
     shell: tuple[str, ...] = ("/bin/sh", "-c")
     labels: tuple[tuple[str, str], ...] = ()
+    # Recorded from Dockerfiles (EXPOSE, VOLUME, STOPSIGNAL, HEALTHCHECK); nothing here acts on
+    # them. `healthcheck` is the OCI Healthcheck object as JSON, so the config stays hashable.
+    exposed_ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    stop_signal: str = ""
+    healthcheck: str = ""
 
     def with_env(self, updates: tuple[tuple[str, str], ...]) -> ImageConfig:
         """Set variables, replacing earlier values and keeping first-set order."""
@@ -37,6 +44,9 @@ class ImageConfig(NamedTuple):
             return self.with_env(value)  # type: ignore[arg-type]
         if field == "labels":
             return self.with_labels(value)  # type: ignore[arg-type]
+        if field in ("exposed_ports", "volumes"):  # these accumulate, as in Docker
+            merged = dict.fromkeys((*getattr(self, field), *value))  # type: ignore[misc]
+            return self._replace(**{field: tuple(merged)})
         return self._replace(**{field: value})
 
     def env_dict(self) -> dict[str, str]:
@@ -55,4 +65,12 @@ class ImageConfig(NamedTuple):
             out["Cmd"] = list(self.cmd)
         if self.labels:
             out["Labels"] = dict(self.labels)
+        if self.exposed_ports:
+            out["ExposedPorts"] = {port: {} for port in self.exposed_ports}
+        if self.volumes:
+            out["Volumes"] = {path: {} for path in self.volumes}
+        if self.stop_signal:
+            out["StopSignal"] = self.stop_signal
+        if self.healthcheck:
+            out["Healthcheck"] = json.loads(self.healthcheck)
         return out

@@ -17,7 +17,9 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from .._callsite import user_callsite
+from ..dockerfile.context import AUTO_DOCKERIGNORE, make_context
 from ..exception import InvalidError
+from ..mount import Mount
 from ..secret import Secret
 from .layer import Layer, LocalMount
 from .ops import Bootstrap, CopyLocal, FromRegistry, Op, Run, RunFunction, SetConfig
@@ -216,6 +218,76 @@ class Image:
             setup = describe("from_registry setup", *(r.command for r in runs))
             image = image._step("from_registry", setup, runs, force_build=force_build)
         return image
+
+    @staticmethod
+    def from_dockerfile(
+        path: str | Path,
+        *,
+        context_dir: str | Path | None = None,
+        context_mount: Mount | None = None,
+        build_args: dict[str, str] = {},  # noqa: B006 - Modal's signature
+        ignore: object = AUTO_DOCKERIGNORE,
+        force_build: bool = False,
+        secrets: Sequence[Secret] | None = None,
+        env: Mapping[str, str | None] | None = None,
+        add_python: str | None = None,
+        **_ignored: Any,
+    ) -> Image:
+        """An image built from a single-stage Dockerfile, one cached step per instruction.
+
+        The build context is `context_dir` (or `context_mount`'s local dir), default the
+        current directory; `ignore` defaults to the Dockerfile's .dockerignore (see §7 of
+        Modal's docs). Steps that fail name their Dockerfile line.
+        """
+        from ..dockerfile.frontend import translate
+        from ..dockerfile.parser import parse
+
+        local = os.path.expanduser(str(path))
+        try:
+            with open(local, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise InvalidError(f"from_dockerfile: cannot read {path}: {exc}") from None
+        if context_mount is not None:
+            context_dir = context_mount.local_dir
+        root = os.path.abspath(os.path.expanduser(str(context_dir or ".")))
+        dockerfile = parse(text, filename=_display(local))
+        context = make_context(root, os.path.abspath(local), ignore, {})
+        all_secrets = check_secrets(secrets, env)
+        return translate(
+            dockerfile, None, context, dict(build_args), all_secrets, force_build, add_python,
+            "from_dockerfile",
+        )  # fmt: skip
+
+    def dockerfile_commands(
+        self,
+        *dockerfile_commands: str | list[str],
+        context_files: dict[str, str] = {},  # noqa: B006 - Modal's signature
+        context_dir: str | Path | None = None,
+        ignore: object = AUTO_DOCKERIGNORE,
+        build_args: dict[str, str] = {},  # noqa: B006 - Modal's signature
+        secrets: Sequence[Secret] | None = None,
+        env: Mapping[str, str | None] | None = None,
+        force_build: bool = False,
+        **_ignored: Any,
+    ) -> Image:
+        """Dockerfile instructions (no FROM) on top of this image, one step per instruction."""
+        from ..dockerfile.frontend import translate
+        from ..dockerfile.parser import parse
+
+        lines = flatten("dockerfile_commands", "dockerfile_commands", dockerfile_commands)
+        if not lines:
+            return self
+        # the parser needs a FROM; the stand-in line is subtracted from reported line numbers
+        dockerfile = parse("FROM scratch\n" + "\n".join(lines), filename="dockerfile_commands")
+        root = os.path.abspath(os.path.expanduser(str(context_dir or ".")))
+        files = {k.strip("/"): os.path.abspath(v) for k, v in context_files.items()}
+        context = make_context(root, None, ignore, files)
+        all_secrets = check_secrets(secrets, env)
+        return translate(
+            dockerfile, self, context, dict(build_args), all_secrets, force_build or self._force,
+            None, "dockerfile_commands", line_offset=1,
+        )  # fmt: skip
 
     # ---- build steps ------------------------------------------------------------------------
 
@@ -607,6 +679,13 @@ class Image:
 
         return export_image(self, path, format=format, compression=compression, tag=tag)
 
+    def to_dockerfile(self, directory: str | os.PathLike[str], **options: bool | str) -> Path:
+        """Write DIRECTORY/Dockerfile and its build context (see imagewright.export.dockerfile
+        for `uv_from_context`, `ca_bundle` and `bare_base`); nothing is built."""
+        from ..export.dockerfile import write_dockerfile
+
+        return write_dockerfile(self, directory, **options)  # type: ignore[arg-type]
+
     def push(self, ref: str, *, insecure: bool = False, compression: str = "gzip") -> PushResult:
         """Build if needed, then push the image to `ref` (REGISTRY/REPO[:TAG]).
 
@@ -635,6 +714,12 @@ class Image:
                     f"Warning: caught a non-ImportError exception in an `imports()` block: {exc!r}",
                     stacklevel=3,
                 )
+
+
+def _display(path: str) -> str:
+    """How errors name a Dockerfile: relative to the current directory when under it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _refuse_secrets(method: str, kwargs: dict[str, object]) -> None:

@@ -47,6 +47,8 @@ class Run(NamedTuple):
     # uv to bind at /.uv/uv while the command runs: None for none, "" for the uv that ships
     # with imagewright, or a version to fetch from PyPI (uv_version=)
     uv: str | None = None
+    argv: tuple[str, ...] | None = None  # Dockerfile exec form: run this argv, not the SHELL
+    cache_targets: tuple[str, ...] = ()  # RUN --mount=type=cache targets, bound from the store
 
 
 class CopyLocal(NamedTuple):
@@ -60,6 +62,8 @@ class CopyLocal(NamedTuple):
     remote: str
     ignore: IgnoreSpec = ()
     is_dir: bool = False
+    chmod: int | None = None  # COPY --chmod: the mode of every copied file and directory
+    extract: bool = False  # ADD of a local tar archive: unpack it into `remote`
 
 
 class SetConfig(NamedTuple):

@@ -18,7 +18,7 @@ from ..exception import ExecutionError
 from ..store.store import Store
 from .sandbox import Bind
 
-__all__ = ["container_env", "host_ca_bundle", "step_binds", "step_env", "uv_binary"]
+__all__ = ["cache_binds", "container_env", "host_ca_bundle", "step_binds", "step_env", "uv_binary"]
 
 _CA_IN_SANDBOX = "/tmp/.imagewright/ca-certificates.crt"
 _CACHE_IN_SANDBOX = "/tmp/.imagewright/cache"
@@ -95,6 +95,21 @@ def step_binds(store: Store, uv: str | None) -> tuple[Bind, ...]:
         binds.append(Bind(ca, _CA_IN_SANDBOX))
     if uv is not None:
         binds.append(Bind(uv_binary(store, uv), "/.uv/uv"))
+    return tuple(binds)
+
+
+def cache_binds(store: Store, targets: tuple[str, ...]) -> tuple[Bind, ...]:
+    """RUN --mount=type=cache: one host dir per target path, kept in the store across builds.
+
+    The bind's mount point is removed from the layer after the step, so nothing written under
+    the target lands in the image.
+    """
+    import hashlib
+
+    binds = []
+    for target in targets:
+        name = hashlib.sha256(target.encode()).hexdigest()[:16]
+        binds.append(Bind(str(store.cache_dir(f"dockerfile-{name}")), target, readonly=False))
     return tuple(binds)
 
 

@@ -19,6 +19,7 @@ from ..plan.planner import (
     BaseSetup,
     CallFunction,
     CopyFiles,
+    ExtractArchive,
     Plan,
     PlannedStep,
     RootfsFromArchive,
@@ -27,7 +28,7 @@ from ..plan.planner import (
 from ..plan.pulled import AddPython, PullLayer
 from ..store.store import LayerRecord, Scratch, Store, dir_size
 from .builder import lowers_for
-from .environment import step_binds, step_env
+from .environment import cache_binds, step_binds, step_env
 from .events import Reporter
 from .sandbox import Overlay, SandboxCommand, run_sandboxed, spawn_in_namespace, stream
 
@@ -106,6 +107,10 @@ def _run_action(
         return _copy_standalone(action.release, overlay, store, "/usr/local", on_line), "add_python"
     if isinstance(action, CallFunction):
         return _call_function(action, overlay, area, store, secrets, on_line)
+    if isinstance(action, ExtractArchive):
+        from .archive import extract_archive
+
+        return extract_archive(action, overlay, area, on_line), f"extracting {action.source}"
     commands: list[tuple[str, ImageConfig, str | None]]
     if isinstance(action, BaseSetup):
         if action.release.standalone_error:
@@ -114,17 +119,17 @@ def _run_action(
             status = _copy_standalone(action.release, overlay, store, STANDALONE_ROOT, on_line)
             if status != 0:
                 return status, "copying the standalone CPython"
-        commands = [(c, BASE_CONFIG, "") for c in action.commands]
+        commands = [RunCommand(c, BASE_CONFIG, "") for c in action.commands]
     else:
         assert isinstance(action, RunCommand)
-        commands = [(action.command, action.config, action.uv)]
-    for command, config, uv in commands:
+        commands = [action]
+    for command, config, uv, argv, cache_targets in commands:
         on_line(f"$ {command}")
         cmd = SandboxCommand(
-            argv=[*config.shell, command],
+            argv=list(argv) if argv is not None else [*config.shell, command],
             env=step_env(config, secrets),
             workdir=config.workdir,
-            binds=step_binds(store, uv),
+            binds=step_binds(store, uv) + cache_binds(store, cache_targets),
         )
         status = run_sandboxed(overlay, cmd, on_line)
         if status != 0:

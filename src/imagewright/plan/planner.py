@@ -29,6 +29,7 @@ __all__ = [
     "BaseSetup",
     "CallFunction",
     "CopyFiles",
+    "ExtractArchive",
     "Plan",
     "PlannedStep",
     "RootfsFromArchive",
@@ -66,6 +67,15 @@ class RunCommand(NamedTuple):
     command: str
     config: ImageConfig
     uv: str | None = None  # as in Run
+    argv: tuple[str, ...] | None = None  # as in Run
+    cache_targets: tuple[str, ...] = ()  # as in Run
+
+
+class ExtractArchive(NamedTuple):
+    """Unpack a local tar archive (ADD) into `dest` in the layer."""
+
+    source: str
+    dest: str
 
 
 class CopyFiles(NamedTuple):
@@ -84,7 +94,7 @@ class CallFunction(NamedTuple):
     sources: tuple[FileEntry, ...]  # the function's module, attached below the layer
 
 
-Action = RootfsFromArchive | BaseSetup | RunCommand | CopyFiles | CallFunction
+Action = RootfsFromArchive | BaseSetup | RunCommand | CopyFiles | CallFunction | ExtractArchive
 
 
 class PlannedStep(NamedTuple):
@@ -165,9 +175,17 @@ def _plan_layer(
     history: list[str] = []
     for op in layer.ops:
         if isinstance(op, Run):
-            actions.append(RunCommand(op.command, config, op.uv))
-            key_ops.append(["run", op.command, uv_key(op.uv)])
+            actions.append(RunCommand(op.command, config, op.uv, op.argv, op.cache_targets))
+            run_key: list[object] = ["run", op.command, uv_key(op.uv)]
+            if op.argv is not None or op.cache_targets:  # so older keys stay as they were
+                run_key += [list(op.argv or ()), list(op.cache_targets)]
+            key_ops.append(run_key)
             history.append(f"RUN {op.command}")
+        elif isinstance(op, CopyLocal) and op.extract:
+            dest = posixpath.normpath(posixpath.join(config.workdir, op.remote))
+            actions.append(ExtractArchive(op.local, dest))
+            key_ops.append(["extract", _collect(op, "/", layer.where)[0].digest, dest])
+            history.append(f"ADD {op.local} {op.remote}")
         elif isinstance(op, CopyLocal):
             entries = _collect(op, config.workdir, layer.where)
             actions.append(CopyFiles(tuple(entries)))
@@ -322,10 +340,14 @@ def _collect(op: CopyLocal, workdir: str, where: str) -> list[FileEntry]:
     remote = posixpath.join(workdir, op.remote)
     try:
         if op.is_dir:
-            return collect_dir(op.local, posixpath.normpath(remote), op.ignore)
-        if op.remote.endswith("/") or op.remote in (".", "./"):
-            remote = posixpath.join(remote, os.path.basename(op.local))
-        return collect_file(op.local, posixpath.normpath(remote))
+            entries = collect_dir(op.local, posixpath.normpath(remote), op.ignore)
+        else:
+            if op.remote.endswith("/") or op.remote in (".", "./"):
+                remote = posixpath.join(remote, os.path.basename(op.local))
+            entries = collect_file(op.local, posixpath.normpath(remote))
+        if op.chmod is not None:
+            entries = [e._replace(mode=op.chmod) if e.kind != "symlink" else e for e in entries]
+        return entries
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"{where}: local path not found: {op.local}") from exc
     except (NotADirectoryError, IsADirectoryError, ValueError) as exc:

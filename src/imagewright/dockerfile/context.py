@@ -1,0 +1,145 @@
+"""COPY/ADD from the build context: source globs, .dockerignore, destinations, --chmod.
+
+Sources are matched on the host when the image is defined (each match becomes one CopyLocal
+op), so a missing or escaping source is reported with its Dockerfile line before any step runs;
+file contents are read and hashed later, by the planner, as for every other copy.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+from ..definition.ops import CopyLocal
+from ..definition.patterns import FilePatternMatcher
+
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "AUTO_DOCKERIGNORE",
+    "Context",
+    "context_ops",
+    "is_archive",
+    "make_context",
+]
+
+
+class _AutoDockerignore:
+    def __repr__(self) -> str:
+        return "AUTO_DOCKERIGNORE"
+
+
+AUTO_DOCKERIGNORE = _AutoDockerignore()
+"""Use the .dockerignore next to the Dockerfile, else the one in the context dir (Modal's rule)."""
+
+_MAGIC = "*?["
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
+
+
+def is_archive(path: str) -> bool:
+    """Whether ADD unpacks `path` (judged by its name; Docker sniffs the content)."""
+    return path.endswith(ARCHIVE_SUFFIXES)
+
+
+class Context(NamedTuple):
+    """The build context: its root, what .dockerignore drops, and explicit extra files."""
+
+    root: str
+    ignored: Callable[[str], bool]  # a context-relative POSIX path
+    files: Mapping[str, str]  # context path -> local path (dockerfile_commands' context_files)
+
+
+def make_context(
+    root: str, dockerfile: str | None, ignore: object, files: Mapping[str, str]
+) -> Context:
+    """The context at `root`; `ignore` is AUTO_DOCKERIGNORE, a pattern list or a predicate."""
+    if ignore is AUTO_DOCKERIGNORE:
+        candidates = [os.path.join(root, ".dockerignore")]
+        if dockerfile:
+            beside = os.path.join(os.path.dirname(dockerfile), ".dockerignore")
+            candidates[:0] = [f"{dockerfile}.dockerignore", beside]
+        found = next((c for c in candidates if _inside(root, c) and os.path.isfile(c)), None)
+        matcher = FilePatternMatcher.from_file(found) if found else FilePatternMatcher()
+        return Context(root, lambda rel: bool(rel) and matcher(Path(rel)), files)
+    if callable(ignore):
+        predicate = ignore
+        return Context(root, lambda rel: bool(rel) and bool(predicate(Path(rel))), files)
+    if not isinstance(ignore, (list, tuple)) or not all(isinstance(p, str) for p in ignore):
+        raise TypeError("ignore must be AUTO_DOCKERIGNORE, a list of patterns or a callable")
+    patterns = FilePatternMatcher(*ignore)
+    return Context(root, lambda rel: bool(rel) and patterns(Path(rel)), files)
+
+
+def context_ops(
+    keyword: str, sources: list[str], dest: str, context: Context, chmod: int | None
+) -> list[CopyLocal]:
+    """The copy ops for one COPY/ADD; raises ValueError with Docker-like messages."""
+    matches: list[tuple[str, str]] = []  # (context-relative path, local path)
+    for source in sources:
+        if keyword == "ADD" and "://" in source:
+            raise ValueError(f"ADD from a URL ({source}) is not supported yet")
+        rel = posixpath.normpath(source.lstrip("/"))
+        if rel == ".." or rel.startswith("../"):
+            raise ValueError(f"{keyword} source {source!r} is outside the build context")
+        rel = "" if rel == "." else rel
+        if rel in context.files:
+            matches.append((rel, context.files[rel]))
+            continue
+        found = _glob(context.root, rel)
+        kept = [m for m in found if not context.ignored(m)]
+        if not kept:
+            why = "excluded by .dockerignore" if found else "not found in the build context"
+            raise ValueError(f"{keyword} source {source!r}: {why} ({context.root})")
+        for match in kept:
+            local = os.path.join(context.root, match)
+            if not _inside(context.root, os.path.realpath(local)):
+                raise ValueError(f"{keyword} source {match!r} links outside the build context")
+            matches.append((match, local))
+    into_dir = dest.endswith("/") or dest in (".", "..")
+    if len(matches) > 1 and not into_dir:
+        raise ValueError(
+            f"When using {keyword} with more than one source file, the destination must be a "
+            "directory and end with a /"
+        )
+    ops = []
+    for rel, local in matches:
+        if os.path.isdir(local):
+            ignore = _below(context.ignored, rel)
+            ops.append(CopyLocal(local, dest, ignore, is_dir=True, chmod=chmod))
+        elif keyword == "ADD" and is_archive(local):
+            ops.append(CopyLocal(local, dest, chmod=chmod, extract=True))
+        else:
+            target = dest.rstrip("/") + "/" if into_dir else dest
+            ops.append(CopyLocal(local, target, chmod=chmod))
+    return ops
+
+
+def _below(ignored: Callable[[str], bool], rel: str) -> Callable[[Path], bool]:
+    # collect_dir asks about paths relative to the copied directory; the rules are the context's
+    return lambda path: ignored(posixpath.join(rel, path.as_posix()))
+
+
+def _glob(root: str, pattern: str) -> list[str]:
+    """Context-relative paths matching `pattern` part by part (`*` never crosses `/` and
+    matches dot files too, as Docker's filepath.Match does)."""
+    paths = [""]
+    for part in pattern.split("/") if pattern else []:
+        found = []
+        for path in paths:
+            base = os.path.join(root, path)
+            if not any(ch in part for ch in _MAGIC):
+                if os.path.lexists(os.path.join(base, part)):
+                    found.append(posixpath.join(path, part))
+            elif os.path.isdir(base):
+                names = sorted(n for n in os.listdir(base) if fnmatch.fnmatchcase(n, part))
+                found += [posixpath.join(path, n) for n in names]
+        paths = found
+    return paths
+
+
+def _inside(root: str, path: str) -> bool:
+    root = os.path.realpath(root)
+    return os.path.commonpath([root, os.path.realpath(path)]) == root

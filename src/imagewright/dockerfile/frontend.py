@@ -1,0 +1,245 @@
+"""Dockerfile → Image: translate a single-stage Dockerfile into imagewright build steps.
+
+Each instruction becomes its own cached step whose call site is the Dockerfile's `file:line`,
+so build errors name the line. Variables are expanded here, with Docker's ARG/ENV scoping
+(`substitute.resolve_args`) over the base's known ENV; RUN/CMD/ENTRYPOINT shell text is left
+to the shell, as in Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+from ..definition.config import ImageConfig
+from ..definition.image import Image
+from ..definition.layer import Layer
+from ..definition.ops import Op, Run, SetConfig
+from ..definition.pythons import DEBIAN
+from ..exception import InvalidError
+from ..secret import Secret
+from .context import Context, context_ops
+from .instructions import Command, CopyArgs
+from .parser import Dockerfile, DockerfileError, Instruction
+from .substitute import expand, resolve_args
+
+__all__ = ["translate"]
+
+_PYTHON_SLIM = re.compile(r"(?:docker\.io/)?(?:library/)?python:(3\.\d+)-slim(?:-(\w+))?")
+_DEBIAN_SLIM = re.compile(r"(?:docker\.io/)?(?:library/)?debian:(\w+)-slim")
+_DURATIONS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9}
+_HEALTH_FLAGS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
+                 "start-interval": "StartInterval"}  # fmt: skip
+
+
+def translate(
+    dockerfile: Dockerfile,
+    base: Image | None,
+    context: Context,
+    build_args: Mapping[str, str],
+    secrets: tuple[Secret, ...],
+    force: bool,
+    add_python: str | None,
+    method: str,
+    line_offset: int = 0,
+) -> Image:
+    """The image `dockerfile` describes; `base` replaces its FROM (for dockerfile_commands)."""
+    if len(dockerfile.stages) > 1:
+        line = dockerfile.stages[1].line - line_offset
+        problem = "multi-stage Dockerfiles are not supported yet"
+        raise DockerfileError(dockerfile.filename, line, problem)
+    stage = dockerfile.stages[0]
+    resolved = resolve_args(dockerfile, build_args)[0]
+    if base is None:
+        base = _from(resolved.base, dockerfile.filename, stage.line, force, add_python)
+        env = dict((ImageConfig() if resolved.base == "scratch" else _BASE).env)
+    else:
+        env = dict(_BASE.env)
+    step = _Steps(base, dockerfile.filename, line_offset, secrets, force, method)
+    shell: tuple[str, ...] = ("/bin/sh", "-c")
+    stage_env: dict[str, str] = {}
+    cmd_set = False
+    for instruction, scope in zip(stage.instructions, resolved.scopes, strict=True):
+        args_only = {k: v for k, v in scope.items() if k not in stage_env}
+        values = {**args_only, **env, **stage_env}
+        kw = instruction.keyword
+        try:
+            ops: list[Op] = []
+            if kw == "RUN":
+                ops = [_run(instruction, shell, args_only)]
+            elif kw in ("COPY", "ADD"):
+                ops = list(_copy(instruction, values, context, dockerfile.escape))
+            elif kw == "ENV":
+                pairs = [(_x(k, values), _x(v, values)) for k, v in _pairs(instruction)]
+                stage_env.update(pairs)
+                ops = [SetConfig("env", tuple(pairs))]
+            elif kw == "LABEL":
+                pairs = [(_x(k, values), _x(v, values)) for k, v in _pairs(instruction)]
+                ops = [SetConfig("labels", tuple(pairs))]
+            elif kw in ("WORKDIR", "USER", "STOPSIGNAL"):
+                field = {"WORKDIR": "workdir", "USER": "user", "STOPSIGNAL": "stop_signal"}[kw]
+                ops = [SetConfig(field, _x(cast(str, instruction.args), values))]
+            elif kw == "SHELL":
+                shell = cast(tuple[str, ...], cast(Command, instruction.args).argv)
+                ops = [SetConfig("shell", shell)]
+            elif kw in ("CMD", "ENTRYPOINT"):
+                command = cast(Command, instruction.args)
+                argv = command.argv if command.argv is not None else (*shell, command.shell)
+                ops = [SetConfig(kw.lower(), cast(tuple[str, ...], argv))]
+                cmd_set = cmd_set or kw == "CMD"
+                if kw == "ENTRYPOINT" and not cmd_set:  # Docker drops the base's CMD here
+                    ops.append(SetConfig("cmd", None))
+            elif kw in ("EXPOSE", "VOLUME"):
+                words = [_x(w, values) for w in cast(tuple[str, ...], instruction.args)]
+                if kw == "EXPOSE":
+                    words = [w if "/" in w else f"{w}/tcp" for w in words]
+                ops = [SetConfig("exposed_ports" if kw == "EXPOSE" else "volumes", tuple(words))]
+            elif kw == "HEALTHCHECK":
+                ops = [SetConfig("healthcheck", _healthcheck(instruction, values))]
+            elif kw == "ONBUILD":
+                raise ValueError("ONBUILD is not supported")
+            # ARG is applied through the scopes; MAINTAINER is deprecated and only sets Author
+        except DockerfileError:
+            raise
+        except (ValueError, InvalidError) as error:
+            line = instruction.line - line_offset
+            raise DockerfileError(instruction.filename, line, str(error)) from None
+        if ops:
+            step.add(instruction, ops)
+    return step.image
+
+
+# The ENV our bases start with, for expanding `$PATH` and the like (a registry base's own ENV
+# is known only when the image is planned).
+_BASE = ImageConfig(env=(("PATH", ImageConfig().env[0][1]), ("LANG", "C.UTF-8")))
+
+
+class _Steps:
+    """Appends one layer per instruction, each with its Dockerfile line as call site."""
+
+    def __init__(
+        self,
+        image: Image,
+        filename: str,
+        offset: int,
+        secrets: tuple[Secret, ...],
+        force: bool,
+        method: str,
+    ):
+        self.image, self.filename, self.offset = image, filename, offset
+        self.secrets, self.force, self.method = secrets, force, method
+
+    def add(self, instruction: Instruction, ops: Sequence[Op]) -> None:
+        text = " ".join(instruction.original.split())
+        call = text if len(text) <= 80 else text[:77] + "..."
+        where = f"{self.filename}:{instruction.line - self.offset}"
+        layer = Layer(self.method, call, where, tuple(ops), self.secrets, self.force)
+        self.image = Image._make(self.image, layer, (), self.force)
+
+
+def _from(name: str, filename: str, line: int, force: bool, add_python: str | None) -> Image:
+    match = _PYTHON_SLIM.fullmatch(name)
+    debian = _DEBIAN_SLIM.fullmatch(name)
+    series = None
+    if match:
+        release = DEBIAN.get(match[1])
+        if match[2] is None or (release is not None and release.suite == match[2]):
+            series = match[1]
+    elif debian:
+        series = next((s for s, r in DEBIAN.items() if r.suite == debian[1]), None)
+    if name == "scratch" or series is not None:
+        if add_python is not None:
+            raise DockerfileError(filename, line, f"add_python= needs a registry base, not {name}")
+        image = Image.from_scratch(force) if name == "scratch" else Image.debian_slim(series, force)
+    else:
+        try:
+            image = Image.from_registry(name, add_python=add_python, force_build=force)
+        except InvalidError as error:
+            raise DockerfileError(filename, line, str(error)) from None
+    assert image._layer is not None
+    return Image._make(None, image._layer._replace(callsite=f"{filename}:{line}"), (), force)
+
+
+def _run(instruction: Instruction, shell: tuple[str, ...], args: Mapping[str, str]) -> Run:
+    command = cast(Command, instruction.args)
+    targets: list[str] = []
+    for mount in cast(tuple[str, ...], instruction.flags.get("mount", ())):
+        fields = dict(f.partition("=")[::2] for f in mount.split(","))
+        target = fields.get("target") or fields.get("dst") or fields.get("destination")
+        if fields.get("type") != "cache" or not target:
+            raise ValueError(f"RUN --mount={mount}: only type=cache,target=DIR is supported yet")
+        targets.append(target)
+    for flag in ("network", "security", "device"):
+        if instruction.flags.get(flag) not in (None, "default", "sandbox", ()):
+            raise ValueError(f"RUN --{flag} is not supported yet")
+    # build args reach RUN as environment variables, not kept in the image
+    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in sorted(args.items()))
+    if command.argv is not None:
+        return Run(shlex.join(command.argv), argv=command.argv, cache_targets=tuple(targets))
+    text = cast(str, command.shell)
+    docs = command.heredocs
+    if len(docs) == 1 and re.fullmatch(r"\s*<<-?['\"]?\w+['\"]?\s*", text):
+        script = docs[0].content
+        if script.startswith("#!"):  # Docker runs such a script with its own interpreter
+            first, _, body = script.partition("\n")
+            return Run(script, argv=(*shlex.split(first[2:]), "-c", body))
+        return Run(exports + script, cache_targets=tuple(targets))
+    # other heredocs feed a command's input: the shell reads them as it would in a script
+    text += "".join(f"\n{doc.content}{doc.name}" for doc in docs)
+    return Run(exports + text, cache_targets=tuple(targets))
+
+
+def _copy(
+    instruction: Instruction, values: dict[str, str], context: Context, escape: str
+) -> list[Op]:
+    copy = cast(CopyArgs, instruction.args)
+    flags = instruction.flags
+    if flags.get("from"):
+        raise ValueError("COPY --from: multi-stage Dockerfiles are not supported yet")
+    for unsupported in ("chown", "parents", "exclude", "checksum"):
+        if flags.get(unsupported) not in (None, "false", ()):
+            raise ValueError(f"{instruction.keyword} --{unsupported} is not supported yet")
+    if copy.heredocs:
+        raise ValueError(f"{instruction.keyword} with a heredoc source is not supported yet")
+    chmod = None
+    if flags.get("chmod"):
+        try:
+            chmod = int(cast(str, flags["chmod"]), 8)
+        except ValueError:
+            raise ValueError(f"invalid --chmod={flags['chmod']}: expected an octal mode") from None
+    sources = [expand(s, values, escape=escape) for s in copy.sources]
+    dest = expand(copy.dest, values, escape=escape)
+    return list(context_ops(instruction.keyword, sources, dest, context, chmod))
+
+
+def _pairs(instruction: Instruction) -> tuple[tuple[str, str], ...]:
+    return cast(tuple[tuple[str, str], ...], instruction.args)
+
+
+def _x(word: str, values: Mapping[str, str]) -> str:
+    return expand(word, values)
+
+
+def _healthcheck(instruction: Instruction, values: Mapping[str, str]) -> str:
+    command = cast("Command | None", instruction.args)
+    if command is None:
+        return json.dumps({"Test": ["NONE"]})
+    test = ["CMD", *command.argv] if command.argv is not None else ["CMD-SHELL", command.shell]
+    out: dict[str, object] = {"Test": test}
+    for flag, key in _HEALTH_FLAGS.items():
+        if flag in instruction.flags:
+            out[key] = _nanoseconds(cast(str, instruction.flags[flag]))
+    if "retries" in instruction.flags:
+        out["Retries"] = int(cast(str, instruction.flags["retries"]))
+    return json.dumps(out)
+
+
+def _nanoseconds(duration: str) -> int:
+    total = 0.0
+    for number, unit in re.findall(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)", duration):
+        scale = 3600 * 10**9 if unit == "h" else _DURATIONS.get(unit, 10**3)
+        total += float(number) * scale
+    return int(total)

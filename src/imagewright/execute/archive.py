@@ -1,0 +1,49 @@
+"""ADD of a local tar archive: unpack it safely on the host, then copy the tree into the layer.
+
+Unpacking reuses the untrusted-layer unpacker (no absolute paths, no `..`, no links out of the
+tree), so an archive from the build context cannot write outside its destination.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+from collections.abc import Callable
+from typing import IO
+
+from ..exception import RegistryError
+from ..plan.files import collect_dir
+from ..plan.planner import ExtractArchive
+from ..registry.unpack import unpack_layer
+from ..store.store import Scratch
+from .sandbox import Overlay
+
+__all__ = ["extract_archive"]
+
+
+def _decompressed(path: str, raw: IO[bytes]) -> IO[bytes]:
+    if path.endswith((".gz", ".tgz")):
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if path.endswith((".xz", ".txz")):
+        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+    if path.endswith(".bz2"):
+        return bz2.BZ2File(raw)  # type: ignore[return-value]
+    return raw
+
+
+def extract_archive(
+    action: ExtractArchive, overlay: Overlay, area: Scratch, on_line: Callable[[str], None]
+) -> int:
+    from .steps import copy_into  # it imports this module
+
+    tree = area.root / "archive"
+    tree.mkdir()
+    try:
+        with open(action.source, "rb") as raw, _decompressed(action.source, raw) as stream:
+            count = unpack_layer(stream, tree, f"ADD {action.source}")
+    except (RegistryError, OSError, EOFError, lzma.LZMAError) as exc:
+        on_line(f"cannot unpack {action.source}: {exc}")
+        return 1
+    on_line(f"unpacked {count} entries from {action.source} into {action.dest}")
+    return copy_into(overlay, tuple(collect_dir(str(tree), action.dest, ())), on_line)

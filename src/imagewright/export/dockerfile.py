@@ -1,0 +1,313 @@
+"""Dockerfiles out: an Image definition as a Dockerfile plus the build context it needs.
+
+`docker build` (BuildKit) of the result gives the image `imagewright build` gives, step for
+step. The definition is walked directly, not through `plan_image`: planning a `from_registry`
+image contacts the registry, and a Dockerfile needs only the tag.
+
+Bases map to public images: `debian_slim(python_version="3.11")` to
+`python:3.11-slim-bookworm` plus the setup RUN lines Modal's base adds (build tools, pip, wheel,
+uv, debconf), `Image.ubuntu()` to `ubuntu:<suite>` plus our Python setup, `from_scratch` to
+`FROM scratch` and `from_registry(tag)` to `FROM tag`. With `bare_base=True` only the FROM line
+is written: for when that name refers to imagewright's own base, loaded into the engine with
+`imagewright export --format docker --tag python:3.11-slim-bookworm`.
+
+Known differences: uv steps leave /.uv/uv in the image (imagewright binds it in while a step
+runs; Modal's Dockerfiles COPY it too), and the public bases carry their own config (CMD
+`python3`, GPG_KEY, …) where imagewright's carry `sleep 172800`. Files added with copy=False
+are attached when a container starts, so they are not part of the image here either.
+Not expressible, and refused with InvalidError: `run_function`, steps with secrets (or env=),
+`from_registry(add_python=...)`, and Ubuntu bases that need a standalone CPython.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shutil
+from pathlib import Path
+from typing import NamedTuple
+
+from ..definition.config import ImageConfig
+from ..definition.image import Image
+from ..definition.layer import Layer, LocalMount
+from ..definition.ops import Bootstrap, CopyLocal, FromRegistry, Run, RunFunction, SetConfig
+from ..definition.pythons import release_for
+from ..exception import InvalidError
+from ..plan.files import FileEntry
+from ..plan.planner import BASE_CONFIG, resolve_mounts
+
+__all__ = ["Dockerfile", "render_dockerfile", "write_dockerfile"]
+
+UV_IMAGE = "ghcr.io/astral-sh/uv"
+CA_TARGET = "/etc/ssl/certs/ca-certificates.crt"
+# What uv, pip (requests) and curl read; set with ARG so the value reaches RUN steps without
+# becoming part of the image's Env, as imagewright's sandbox does with the host bundle.
+_CA_VARS = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+_DEBCONF = "echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections"
+# Modal's debian_slim Dockerfile, after its FROM python:X.Y-slim-SUITE line.
+_DEBIAN_SETUP = (
+    "apt-get update",
+    "apt-get install -y gcc gfortran build-essential",
+    "pip install --upgrade pip wheel uv",
+    _DEBCONF,
+)
+
+
+class Dockerfile(NamedTuple):
+    """Dockerfile lines and what the context must hold: context path → host path or entry."""
+
+    lines: tuple[str, ...]
+    files: tuple[tuple[str, FileEntry], ...]  # entries to recreate under the context path
+    binaries: tuple[tuple[str, str], ...]  # (context path, host file) copied as they are
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def render_dockerfile(
+    image: Image,
+    *,
+    uv_from_context: bool = False,
+    ca_bundle: str | None = None,
+    bare_base: bool = False,
+) -> Dockerfile:
+    """The Dockerfile for `image`. Reads (hashes) the local files that copy steps name.
+
+    `uv_from_context` puts uv binaries in the context instead of copying them from ghcr.io;
+    `ca_bundle` (a host file) is bind-mounted over the image's CA bundle in every RUN.
+    """
+    return _Renderer(uv_from_context, ca_bundle, bare_base).render(image)
+
+
+def write_dockerfile(
+    image: Image,
+    directory: str | os.PathLike[str],
+    *,
+    uv_from_context: bool = False,
+    ca_bundle: str | None = None,
+    bare_base: bool = False,
+) -> Path:
+    """Write DIRECTORY/Dockerfile and its context; DIRECTORY must be new or empty."""
+    out = Path(directory)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidError(f"{out} exists and is not an empty directory")
+    rendered = render_dockerfile(
+        image, uv_from_context=uv_from_context, ca_bundle=ca_bundle, bare_base=bare_base
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    for rel, host in rendered.binaries:
+        shutil.copy2(host, out / rel)
+    for rel, entry in rendered.files:
+        _materialize(out / rel, entry)
+    (out / "Dockerfile").write_text(rendered.text)
+    return out / "Dockerfile"
+
+
+def _materialize(path: Path, entry: FileEntry) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if entry.kind == "dir":
+        path.mkdir(exist_ok=True)
+    elif entry.kind == "symlink":
+        os.symlink(entry.target, path)
+        return
+    else:
+        shutil.copyfile(entry.source, path)
+    # COPY keeps the context's permission bits, so they must be the ones the step records.
+    os.chmod(path, entry.mode)
+
+
+class _Renderer:
+    def __init__(self, uv_from_context: bool, ca_bundle: str | None, bare_base: bool) -> None:
+        self.uv_from_context = uv_from_context
+        self.ca_bundle = ca_bundle
+        self.bare_base = bare_base
+        self.lines: list[str] = []
+        self.files: list[tuple[str, FileEntry]] = []
+        self.binaries: list[tuple[str, str]] = []
+        self.uv_present: str | None = None  # the uv version now at /.uv/uv
+        self.config = ImageConfig()
+
+    def render(self, image: Image) -> Dockerfile:
+        layers = image._layers()
+        if ca_bundle := self.ca_bundle:
+            if not os.path.isfile(ca_bundle):
+                raise FileNotFoundError(f"CA bundle not found: {ca_bundle}")
+            self.binaries.append(("ca-certificates.crt", ca_bundle))
+        for index, layer in enumerate(layers):
+            # A comment ends at a newline, and a call may hold one (a multi-line command).
+            self.lines.append("# " + layer.where.replace("\n", " "))
+            first = layer.ops[0] if layer.ops else None
+            if index == 0:
+                self._base(layer, first)
+                continue
+            if layer.secrets:
+                raise InvalidError(
+                    f"{layer.where}: steps with secrets (or env=) cannot be written as a "
+                    "Dockerfile here; RUN --mount=type=secret is not supported yet"
+                )
+            for number, op in enumerate(layer.ops):
+                self._op(layer, op, f"s{index:02d}_{number}")
+        return Dockerfile(tuple(self.lines), tuple(self.files), tuple(self.binaries))
+
+    def _base(self, layer: Layer, op: object) -> None:
+        if isinstance(op, Bootstrap):
+            release = release_for(op.distro, op.python_version, layer.call)
+            self.config = BASE_CONFIG
+            if op.distro == "debian":
+                suite = "" if release.standalone_error else f"-{release.suite}"
+                self.lines.append(f"FROM python:{release.series}-slim{suite}")
+                setup: tuple[str, ...] = _DEBIAN_SETUP
+            else:
+                if release.standalone_error:
+                    raise InvalidError(
+                        f"{layer.where}: Ubuntu {release.suite} does not package Python "
+                        f"{release.series}; a Dockerfile cannot reproduce the standalone CPython"
+                    )
+                self.lines.append(f"FROM ubuntu:{release.suite}")
+                packages = " ".join((*release.packages, "ca-certificates", "build-essential"))
+                setup = (
+                    f"apt-get update && apt-get install -y {packages} gcc gfortran",
+                    "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED",
+                    "/.uv/uv pip install --python $(command -v python) --compile-bytecode "
+                    "pip wheel uv",
+                    _DEBCONF,
+                )
+            self._ca_args()
+            if not self.bare_base:
+                for command in setup:
+                    self._run(command, "" if command.startswith("/.uv/uv") else None)
+        elif isinstance(op, FromRegistry):
+            if op.add_python is not None:
+                raise InvalidError(
+                    f"{layer.where}: add_python cannot be written as a Dockerfile; "
+                    "use an image that has Python already"
+                )
+            self.lines.append(f"FROM {op.tag}")
+            self._ca_args()
+        else:  # from_scratch: its layer has no ops
+            self.config = ImageConfig(env=())
+            self.lines.append("FROM scratch")
+
+    def _ca_args(self) -> None:
+        if self.ca_bundle:
+            self.lines.extend(f"ARG {name}={CA_TARGET}" for name in _CA_VARS)
+
+    def _op(self, layer: Layer, op: object, slot: str) -> None:
+        if isinstance(op, Run):
+            self._run(op.command, op.uv, op.argv, op.cache_targets)
+        elif isinstance(op, CopyLocal):
+            self._copy(layer, op, slot)
+        elif isinstance(op, SetConfig):
+            self._config(op)
+        elif isinstance(op, RunFunction):
+            raise InvalidError(
+                f"{layer.where}: run_function runs Python at build time in imagewright's "
+                "sandbox and cannot be expressed as a Dockerfile"
+            )
+
+    def _run(
+        self,
+        command: str,
+        uv: str | None,
+        argv: tuple[str, ...] | None = None,
+        cache_targets: tuple[str, ...] = (),
+    ) -> None:
+        mounts = [f"--mount=type=cache,target={target}" for target in cache_targets]
+        if uv is not None:
+            self._provide_uv(uv)
+            # uv's cache stays out of the image, as imagewright keeps it in the store.
+            mounts.append("--mount=type=cache,target=/root/.cache/uv")
+        if self.ca_bundle:
+            mounts.append(f"--mount=type=bind,source=ca-certificates.crt,target={CA_TARGET}")
+        if argv is not None:  # a Dockerfile's exec-form RUN, read by from_dockerfile
+            body = json.dumps(list(argv))
+        elif "\n" in command or command.endswith("\\"):
+            # A shell-form RUN ends at a newline; the exec form with SHELL keeps the command.
+            body = json.dumps([*self.config.shell, command])
+        else:
+            body = command
+        self.lines.append(" ".join(["RUN", *mounts, body]))
+
+    def _provide_uv(self, uv: str) -> None:
+        from ..version import BUNDLED_UV
+
+        version = uv or BUNDLED_UV
+        if self.uv_present == version:
+            return
+        self.uv_present = version
+        if not self.uv_from_context:
+            self.lines.append(f"COPY --from={UV_IMAGE}:{version} /uv /.uv/uv")
+            return
+        from ..execute.environment import uv_binary
+        from ..store.store import Store
+
+        name = f"uv-{version}"
+        if all(rel != name for rel, _ in self.binaries):
+            self.binaries.append((name, uv_binary(Store.default(), uv)))
+        self.lines.append(f"COPY {name} /.uv/uv")
+
+    def _copy(self, layer: Layer, op: CopyLocal, slot: str) -> None:
+        remote = op.remote
+        if remote in (".", "./"):
+            remote = "./"  # "into the workdir", which joining with "." would lose
+        absolute = posixpath.join(self.config.workdir, remote)
+        mount = LocalMount(op.local, absolute, op.ignore, op.is_dir, layer.callsite)
+        entries = resolve_mounts((mount,))
+        if op.chmod is not None:  # COPY --chmod, applied to the context copies instead
+            entries = tuple(
+                e if e.kind == "symlink" else e._replace(mode=op.chmod) for e in entries
+            )
+        if op.extract:  # ADD unpacks a local tar archive into the directory it names
+            (entry,) = entries
+            source = f"{slot}/{posixpath.basename(op.local)}"
+            self.files.append((source, entry._replace(mode=0o644)))
+            dest = posixpath.normpath(absolute) + "/"
+            self.lines.append(f"ADD {json.dumps([source, dest])}")
+        elif op.is_dir:
+            root = posixpath.normpath(absolute)
+            for entry in entries:
+                self.files.append((f"{slot}/{posixpath.relpath(entry.dest, root)}", entry))
+            self.lines.append(f"COPY {json.dumps([f'{slot}/', root + '/'])}")
+        else:
+            (entry,) = entries
+            source = f"{slot}/{posixpath.basename(entry.dest)}"
+            self.files.append((source, entry))
+            self.lines.append(f"COPY {json.dumps([source, entry.dest])}")
+
+    def _config(self, op: SetConfig) -> None:
+        field, value = op.field, op.value
+        if field == "workdir":
+            self.config = self.config._replace(
+                workdir=posixpath.normpath(posixpath.join(self.config.workdir, str(value)))
+            )
+            self.lines.append(f"WORKDIR {self.config.workdir}")
+        elif field in ("env", "env_expand", "labels"):
+            # Docker expands $VAR in ENV and LABEL values: plain values escape it, while
+            # env_expand (uv_sync's PATH) relies on it.
+            expand = field == "env_expand"
+            pairs = " ".join(f"{k}={_quote(str(v), expand)}" for k, v in value)  # type: ignore[misc, union-attr]
+            self.lines.append(f"{'LABEL' if field == 'labels' else 'ENV'} {pairs}")
+        elif field in ("cmd", "entrypoint", "shell"):
+            self.config = self.config.with_field(field, value)
+            self.lines.append(f"{field.upper()} {json.dumps(list(value or ()))}")  # type: ignore[arg-type]
+            if field == "entrypoint" and self.config.cmd is not None:
+                # Docker clears CMD when ENTRYPOINT is set; imagewright keeps it.
+                self.lines.append(f"CMD {json.dumps(list(self.config.cmd))}")
+        elif field in ("user", "stop_signal"):
+            self.lines.append(f"{'USER' if field == 'user' else 'STOPSIGNAL'} {value}")
+        elif field in ("exposed_ports", "volumes"):
+            words = " ".join(value) if field == "exposed_ports" else json.dumps(list(value))  # type: ignore[arg-type]
+            self.lines.append(f"{'EXPOSE' if field == 'exposed_ports' else 'VOLUME'} {words}")
+        else:
+            raise InvalidError(f"config field {field!r} has no Dockerfile instruction")
+
+
+def _quote(value: str, expand: bool) -> str:
+    if "\n" in value:
+        raise InvalidError(f"a value with a newline cannot be written in a Dockerfile: {value!r}")
+    value = value.replace("\\", "\\\\").replace('"', '\\"')
+    if not expand:
+        value = value.replace("$", "\\$")
+    return f'"{value}"'

@@ -1,0 +1,193 @@
+"""Image.from_dockerfile / dockerfile_commands: real builds of translated Dockerfiles."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from imagewright import Image, Mount
+from imagewright.exception import ImageBuildError, InvalidError
+from imagewright.plan.planner import plan_image
+
+
+def _dockerfile(tmp_path: Path, text: str, **files: str) -> Path:
+    for name, content in files.items():
+        path = tmp_path / name.replace("__", "/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    (tmp_path / "Dockerfile").write_text(text)
+    return tmp_path / "Dockerfile"
+
+
+def test_config_instructions(tmp_path: Path) -> None:
+    path = _dockerfile(
+        tmp_path,
+        "ARG BASE=3.11\n"
+        "FROM python:${BASE}-slim-bookworm\n"
+        "ARG VERSION=1.0\n"
+        "ENV APP_HOME=/srv/app PATH=/opt/bin:$PATH\n"
+        'ENV GREETING="hello ${VERSION}" OTHER=${UNSET:-fallback}\n'
+        "WORKDIR $APP_HOME\n"
+        "LABEL org.example.version=$VERSION maintainer=me\n"
+        "USER 1000:1000\n"
+        "EXPOSE 8080 53/udp\n"
+        "VOLUME /data\n"
+        "STOPSIGNAL SIGTERM\n"
+        "HEALTHCHECK --interval=30s --retries=3 CMD curl -f http://localhost/\n"
+        'ENTRYPOINT ["python", "-m", "app"]\n'
+        "CMD serve --port 8080\n",
+    )
+    image = Image.from_dockerfile(path, context_dir=tmp_path, build_args={"VERSION": "2.5"})
+    config = plan_image(image).config.to_json()
+    env = dict(e.split("=", 1) for e in config["Env"])  # type: ignore[attr-defined]
+    assert env["APP_HOME"] == "/srv/app" and env["GREETING"] == "hello 2.5"
+    assert env["PATH"].startswith("/opt/bin:/usr/local/sbin:") and env["OTHER"] == "fallback"
+    assert config["WorkingDir"] == "/srv/app" and config["User"] == "1000:1000"
+    assert config["Labels"] == {"org.example.version": "2.5", "maintainer": "me"}
+    assert config["ExposedPorts"] == {"8080/tcp": {}, "53/udp": {}}
+    assert config["Volumes"] == {"/data": {}} and config["StopSignal"] == "SIGTERM"
+    health = config["Healthcheck"]
+    assert health == {
+        "Test": ["CMD-SHELL", "curl -f http://localhost/"],
+        "Interval": 30 * 10**9,
+        "Retries": 3,
+    }
+    assert config["Entrypoint"] == ["python", "-m", "app"]
+    assert config["Cmd"] == ["/bin/sh", "-c", "serve --port 8080"]
+    assert plan_image(image).steps[-1].layer.callsite.endswith("Dockerfile:14")
+
+
+def test_entrypoint_drops_base_cmd(tmp_path: Path) -> None:
+    path = _dockerfile(tmp_path, "FROM debian:bookworm-slim\nENTRYPOINT echo hi\n")
+    config = plan_image(Image.from_dockerfile(path, context_dir=tmp_path)).config.to_json()
+    assert config["Entrypoint"] == ["/bin/sh", "-c", "echo hi"] and "Cmd" not in config
+
+
+def test_run_copy_add(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        data = b"from the tar\n"
+        info = tarfile.TarInfo("pkg/inner.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "bundle.tar.gz").write_bytes(archive.getvalue())
+    path = _dockerfile(
+        tmp_path,
+        "FROM python:3.11-slim-bookworm\n"
+        "ARG WHO=world\n"
+        "WORKDIR /app\n"
+        "COPY src/*.py ./\n"
+        "COPY conf /etc/myconf\n"
+        'COPY ["top.txt", "rel/"]\n'
+        "COPY --chmod=0700 run.sh /usr/local/bin/run\n"
+        "COPY . /ctx/\n"
+        "ADD bundle.tar.gz /opt/\n"
+        'RUN ["sh", "-c", "echo exec-form > /exec.txt"]\n'
+        'RUN echo "hi $WHO" > /arg.txt\n'
+        "RUN <<EOF\n"
+        "set -e\n"
+        "echo heredoc > /heredoc.txt\n"
+        "EOF\n"
+        "RUN cat > /fed.txt <<EOT\n"
+        "fed line\n"
+        "EOT\n",
+        **{
+            "src__a.py": "A",
+            "src__b.py": "B",
+            "src__c.txt": "C",
+            "conf__x.ini": "X",
+            "conf__sub__y.ini": "Y",
+            "conf__secret.key": "KEY",
+            "top.txt": "TOP",
+            "run.sh": "#!/bin/sh\necho run\n",
+            ".dockerignore": "**/*.key\nsrc/c.txt\n",
+        },
+    )
+    image = Image.from_dockerfile(
+        path, context_mount=Mount.from_local_dir(tmp_path, remote_path="/context")
+    )
+    out = builder.run(
+        image,
+        "ls /app; cat /etc/myconf/x.ini /etc/myconf/sub/y.ini; ls /etc/myconf; cat /app/rel/top.txt;"
+        " stat -c %a /usr/local/bin/run; run; ls -a /ctx; cat /opt/pkg/inner.txt /exec.txt"
+        " /arg.txt /heredoc.txt /fed.txt",
+    )
+    lines = out.split()
+    assert lines[:3] == ["a.py", "b.py", "rel"]
+    assert "XY" in out and "secret.key" not in out and "TOP" in out
+    assert "TOP700\nrun\n" in out  # --chmod applied
+    assert "Dockerfile" in lines and "c.txt" not in out
+    for expected in ("from the tar", "exec-form", "hi world", "heredoc", "fed line"):
+        assert expected in out
+
+
+def test_cache_mount_persists_but_not_in_layer(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    stamp = str(time.time_ns())
+    text = (
+        "FROM python:3.11-slim-bookworm\n"
+        "RUN --mount=type=cache,target=/var/cache/iwtest "
+        "echo {} >> /var/cache/iwtest/log && cat /var/cache/iwtest/log > /seen.txt\n"
+    )
+    first = Image.from_dockerfile(
+        _dockerfile(tmp_path, text.replace("{}", f"one-{stamp}")), context_dir=tmp_path
+    )
+    builder.build(first)
+    second = Image.from_dockerfile(
+        _dockerfile(tmp_path, text.replace("{}", f"two-{stamp}")), context_dir=tmp_path
+    )
+    out = builder.run(second, "cat /seen.txt; ls /var/cache/iwtest 2>&1 || true")
+    assert f"one-{stamp}" in out and f"two-{stamp}" in out
+    assert "No such file" in out
+
+
+def test_dockerfile_commands(builder, py311: Image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "f.txt").write_text("ctx file")
+    image = py311.dockerfile_commands(
+        ["ENV X=1", "COPY f.txt /f.txt", "RUN echo $X$Y > /x.txt"],
+        context_dir=tmp_path,
+        build_args={"Y": "unused"},
+    )
+    assert builder.run(image, "cat /f.txt /x.txt").split() == ["ctx", "file1"]
+    with pytest.raises(InvalidError, match=r"^dockerfile_commands:2: .*not found"):
+        py311.dockerfile_commands("ENV A=1", "COPY nope /x", context_dir=tmp_path)
+
+
+def test_build_error_names_line(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = _dockerfile(tmp_path, "FROM python:3.11-slim-bookworm\n\nRUN exit 3\n")
+    with pytest.raises(ImageBuildError, match="Dockerfile:3"):
+        builder.build(Image.from_dockerfile(path, context_dir=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("FROM scratch AS a\nFROM scratch\n", 2, "multi-stage"),
+        ("FROM scratch\nCOPY --from=a /x /y\n", 2, "multi-stage"),
+        ("FROM scratch\nONBUILD RUN x\n", 2, "ONBUILD"),
+        ("FROM scratch\nCOPY ../outside /x\n", 2, "outside the build context"),
+        ("FROM scratch\n\nCOPY missing.txt /x\n", 3, "not found"),
+        ("FROM scratch\nCOPY secret.key /x\n", 2, "excluded by .dockerignore"),
+        ("FROM scratch\nADD https://example.com/x /x\n", 2, "URL"),
+        ("FROM scratch\nCOPY a.txt b.txt /dir\n", 2, "must be a directory"),
+        ("FROM scratch\nRUN --mount=type=bind,target=/x true\n", 2, "type=cache"),
+        ("FROM scratch\nCOPY --chmod=abc a.txt /x\n", 2, "octal"),
+        ("FROM scratch\nBOGUS x\n", 2, "unknown instruction"),
+    ],
+)
+def test_errors_name_the_line(tmp_path: Path, text: str, line: int, message: str) -> None:
+    path = _dockerfile(
+        tmp_path, text, **{"a.txt": "a", "b.txt": "b", "secret.key": "k", ".dockerignore": "*.key"}
+    )
+    with pytest.raises(InvalidError, match=rf"Dockerfile:{line}: .*{message}"):
+        Image.from_dockerfile(path, context_dir=tmp_path)
+
+
+def test_unreachable_registry_base(tmp_path: Path) -> None:
+    path = _dockerfile(tmp_path, "FROM alpine:3.20\nRUN true\n")
+    image = Image.from_dockerfile(path, context_dir=tmp_path)
+    base = image._layers()[0]  # other bases are pulled; building needs the registry reachable
+    assert base.method == "from_registry" and base.callsite.endswith("Dockerfile:1")
