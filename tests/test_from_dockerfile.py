@@ -165,8 +165,10 @@ def test_build_error_names_line(builder, tmp_path: Path) -> None:  # type: ignor
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("FROM scratch AS a\nFROM scratch\n", 2, "multi-stage"),
-        ("FROM scratch\nCOPY --from=a /x /y\n", 2, "multi-stage"),
+        ("FROM scratch AS a\nFROM scratch\n\nCOPY --from=nope /x /y\n", 4, "no stage named 'nope'"),
+        ("FROM scratch AS a\nCOPY --from=a /x /y\n", 2, "only from an earlier stage"),
+        ("FROM scratch\nCOPY --from=0 /x /y\n", 2, "only from an earlier stage"),
+        ("FROM scratch AS a\nFROM a\nCOPY --from=a /x /y /z\n", 3, "must be a directory"),
         ("FROM scratch\nONBUILD RUN x\n", 2, "ONBUILD"),
         ("FROM scratch\nCOPY ../outside /x\n", 2, "outside the build context"),
         ("FROM scratch\n\nCOPY missing.txt /x\n", 3, "not found"),
@@ -191,3 +193,56 @@ def test_unreachable_registry_base(tmp_path: Path) -> None:
     image = Image.from_dockerfile(path, context_dir=tmp_path)
     base = image._layers()[0]  # other bases are pulled; building needs the registry reachable
     assert base.method == "from_registry" and base.callsite.endswith("Dockerfile:1")
+
+
+def test_user_runs_later_steps(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = _dockerfile(
+        tmp_path,
+        "FROM python:3.11-slim-bookworm\n"
+        "RUN useradd -m app\n"
+        "USER app\n"
+        "RUN whoami > /home/app/who && id -u > /home/app/uid && echo $HOME > /home/app/home\n"
+        "USER 4242\n"
+        "RUN id -u > /tmp/x && id -g >> /tmp/x && cat /tmp/x > /dev/null\n"
+        "USER app:root\n",
+    )
+    image = Image.from_dockerfile(path, context_dir=tmp_path)
+    out = builder.run(image, "whoami; id -gn; cat /home/app/who /home/app/uid /home/app/home")
+    assert out.split() == ["app", "root", "app", "1000", "/home/app"]
+
+
+def test_unknown_user_fails_the_step(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = _dockerfile(tmp_path, "FROM python:3.11-slim-bookworm\nUSER nobody-here\nRUN true\n")
+    with pytest.raises(ImageBuildError, match=r"(?s)Dockerfile:3.*no user 'nobody-here'"):
+        builder.build(Image.from_dockerfile(path, context_dir=tmp_path))
+
+
+def test_multi_stage_copy_from(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = _dockerfile(
+        tmp_path,
+        "FROM python:3.11-slim-bookworm AS build\n"
+        "RUN mkdir -p /out/lib && printf '#!/bin/sh\\necho built\\n' > /out/app"
+        " && chmod 755 /out/app && echo data > /out/lib/d && ln -s /etc/shadow /out/lib/link"
+        " && ln -s /out/app /out/alias\n"
+        "FROM python:3.11-slim-bookworm\n"
+        "COPY --from=build /out/app /usr/local/bin/app\n"
+        "COPY --from=0 /out/lib /opt/lib\n"
+        "COPY --from=build /out/alias /out/lib/d /opt/more/\n",
+    )
+    image = Image.from_dockerfile(path, context_dir=tmp_path)
+    out = builder.run(
+        image,
+        "app; cat /opt/lib/d; readlink /opt/lib/link; stat -c %a /usr/local/bin/app;"
+        " cat /opt/more/d; /opt/more/alias; test -e /out || echo no-out",
+    )
+    assert out.split() == ["built", "data", "/etc/shadow", "755", "data", "built", "no-out"]
+
+
+def test_copy_from_missing_path(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = _dockerfile(
+        tmp_path,
+        "FROM python:3.11-slim-bookworm AS build\nRUN true\n"
+        "FROM python:3.11-slim-bookworm\nCOPY --from=build /nope /x\n",
+    )
+    with pytest.raises(ImageBuildError, match=r"(?s)Dockerfile:4.*/nope not found"):
+        builder.build(Image.from_dockerfile(path, context_dir=tmp_path))

@@ -233,7 +233,7 @@ class Image:
         add_python: str | None = None,
         **_ignored: Any,
     ) -> Image:
-        """An image built from a single-stage Dockerfile, one cached step per instruction.
+        """An image built from a Dockerfile (its last stage), one cached step per instruction.
 
         The build context is `context_dir` (or `context_mount`'s local dir), default the
         current directory; `ignore` defaults to the Dockerfile's .dockerignore (see §7 of

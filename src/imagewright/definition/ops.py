@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import TYPE_CHECKING, NamedTuple, Union
+
+if TYPE_CHECKING:
+    from .image import Image
 
 __all__ = [
     "Bootstrap",
+    "CopyFromImage",
     "CopyLocal",
     "FromRegistry",
     "IgnoreSpec",
@@ -66,6 +70,19 @@ class CopyLocal(NamedTuple):
     extract: bool = False  # ADD of a local tar archive: unpack it into `remote`
 
 
+class CopyFromImage(NamedTuple):
+    """Copy paths out of another image's root filesystem (Dockerfile `COPY --from=stage`).
+
+    Each source is a path in `source`; a directory's contents go into `remote`, a file
+    becomes `remote` (or goes into it, when `remote` ends in "/"). `remote` may be relative,
+    as in CopyLocal.
+    """
+
+    source: Image
+    paths: tuple[str, ...]
+    remote: str
+
+
 class SetConfig(NamedTuple):
     """Change image config: ENV, WORKDIR, ENTRYPOINT, CMD, SHELL, USER or LABEL."""
 
@@ -83,4 +100,4 @@ class RunFunction(NamedTuple):
     include_source: bool
 
 
-Op = Union[Bootstrap, FromRegistry, Run, CopyLocal, SetConfig, RunFunction]  # noqa: UP007
+Op = Union[Bootstrap, FromRegistry, Run, CopyLocal, CopyFromImage, SetConfig, RunFunction]  # noqa: UP007

@@ -1,4 +1,4 @@
-"""Dockerfile → Image: translate a single-stage Dockerfile into imagewright build steps.
+"""Dockerfile → Image: translate a Dockerfile's stages into imagewright build steps.
 
 Each instruction becomes its own cached step whose call site is the Dockerfile's `file:line`,
 so build errors name the line. Variables are expanded here, with Docker's ARG/ENV scoping
@@ -23,7 +23,8 @@ from ..exception import InvalidError
 from ..secret import Secret
 from .context import Context, context_ops
 from .instructions import Command, CopyArgs
-from .parser import Dockerfile, DockerfileError, Instruction
+from .parser import Dockerfile, DockerfileError, Instruction, Stage
+from .stages import BuiltStage, Stages, copy_from
 from .substitute import expand, resolve_args
 
 __all__ = ["translate"]
@@ -46,23 +47,43 @@ def translate(
     method: str,
     line_offset: int = 0,
 ) -> Image:
-    """The image `dockerfile` describes; `base` replaces its FROM (for dockerfile_commands)."""
-    if len(dockerfile.stages) > 1:
+    """The image `dockerfile` describes (its last stage); `base` replaces its FROM (for
+    dockerfile_commands)."""
+    if base is not None and len(dockerfile.stages) > 1:
         line = dockerfile.stages[1].line - line_offset
-        problem = "multi-stage Dockerfiles are not supported yet"
-        raise DockerfileError(dockerfile.filename, line, problem)
-    stage = dockerfile.stages[0]
-    resolved = resolve_args(dockerfile, build_args)[0]
-    if base is None:
-        base = _from(resolved.base, dockerfile.filename, stage.line, force, add_python)
-        env = dict((ImageConfig() if resolved.base == "scratch" else _BASE).env)
-    else:
-        env = dict(_BASE.env)
-    step = _Steps(base, dockerfile.filename, line_offset, secrets, force, method)
+        raise DockerfileError(dockerfile.filename, line, "FROM is not allowed here")
+    stages = Stages([s.name for s in dockerfile.stages])
+    resolved = resolve_args(dockerfile, build_args)
+    for stage, resolution in zip(dockerfile.stages, resolved, strict=True):
+        earlier = stages.base(resolution.base)
+        if base is not None:
+            start, env = base, dict(_BASE.env)
+        elif earlier is not None:
+            start, env = earlier.image, dict(earlier.env)
+        else:
+            start = _from(resolution.base, dockerfile.filename, stage.line, force, add_python)
+            env = dict((ImageConfig() if resolution.base == "scratch" else _BASE).env)
+        step = _Steps(start, dockerfile.filename, line_offset, secrets, force, method)
+        stage_env = _stage(dockerfile, stage, resolution.scopes, env, step, context, stages)
+        stages.add(BuiltStage(step.image, {**env, **stage_env}))
+    return stages.last
+
+
+def _stage(
+    dockerfile: Dockerfile,
+    stage: Stage,
+    scopes: Sequence[Mapping[str, str]],
+    env: Mapping[str, str],
+    step: _Steps,
+    context: Context,
+    stages: Stages,
+) -> dict[str, str]:
+    """Add `stage`'s instructions to `step`; returns the ENV the stage set."""
+    line_offset = step.offset
     shell: tuple[str, ...] = ("/bin/sh", "-c")
     stage_env: dict[str, str] = {}
     cmd_set = False
-    for instruction, scope in zip(stage.instructions, resolved.scopes, strict=True):
+    for instruction, scope in zip(stage.instructions, scopes, strict=True):
         args_only = {k: v for k, v in scope.items() if k not in stage_env}
         values = {**args_only, **env, **stage_env}
         kw = instruction.keyword
@@ -71,7 +92,7 @@ def translate(
             if kw == "RUN":
                 ops = [_run(instruction, shell, args_only)]
             elif kw in ("COPY", "ADD"):
-                ops = list(_copy(instruction, values, context, dockerfile.escape))
+                ops = _copy(instruction, values, context, dockerfile.escape, stages)
             elif kw == "ENV":
                 pairs = [(_x(k, values), _x(v, values)) for k, v in _pairs(instruction)]
                 stage_env.update(pairs)
@@ -109,7 +130,7 @@ def translate(
             raise DockerfileError(instruction.filename, line, str(error)) from None
         if ops:
             step.add(instruction, ops)
-    return step.image
+    return stage_env
 
 
 # The ENV our bases start with, for expanding `$PATH` and the like (a registry base's own ENV
@@ -193,12 +214,14 @@ def _run(instruction: Instruction, shell: tuple[str, ...], args: Mapping[str, st
 
 
 def _copy(
-    instruction: Instruction, values: dict[str, str], context: Context, escape: str
+    instruction: Instruction,
+    values: dict[str, str],
+    context: Context,
+    escape: str,
+    stages: Stages,
 ) -> list[Op]:
     copy = cast(CopyArgs, instruction.args)
     flags = instruction.flags
-    if flags.get("from"):
-        raise ValueError("COPY --from: multi-stage Dockerfiles are not supported yet")
     for unsupported in ("chown", "parents", "exclude", "checksum"):
         if flags.get(unsupported) not in (None, "false", ()):
             raise ValueError(f"{instruction.keyword} --{unsupported} is not supported yet")
@@ -212,6 +235,9 @@ def _copy(
             raise ValueError(f"invalid --chmod={flags['chmod']}: expected an octal mode") from None
     sources = [expand(s, values, escape=escape) for s in copy.sources]
     dest = expand(copy.dest, values, escape=escape)
+    if flags.get("from"):
+        ref = expand(cast(str, flags["from"]), values, escape=escape)
+        return [copy_from(instruction.keyword, stages.source(ref), sources, dest, chmod)]
     return list(context_ops(instruction.keyword, sources, dest, context, chmod))
 
 

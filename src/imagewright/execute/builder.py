@@ -12,7 +12,7 @@ import time
 from typing import Protocol
 
 from ..definition.image import Image
-from ..plan.planner import Plan, plan_image
+from ..plan.planner import CopyFromPlan, Plan, plan_image
 from ..store.store import LayerRecord, Store
 from .events import BuildResult, Reporter, StepResult
 
@@ -64,6 +64,7 @@ def execute_plan(
     started = time.monotonic()
     store.clean_stale()
     _fetch_tools(plan, store)
+    _build_sources(plan, store, reporter, cache)
     reporter.build_started(plan)
     try:
         results = _execute_steps(plan, store, reporter, cache)
@@ -107,6 +108,15 @@ def _execute_steps(
         results.append(result)
         reporter.step_finished(index, step, result)
     return results
+
+
+def _build_sources(plan: Plan, store: Store, reporter: Reporter, cache: LayerCache | None) -> None:
+    """Build the images that missing COPY --from steps copy out of, each as its own build."""
+    for step in plan.steps:
+        if step.force or store.lookup(step.key) is None:
+            for action in step.actions:
+                if isinstance(action, CopyFromPlan):
+                    execute_plan(action.source, store, reporter, cache)
 
 
 def _fetch_tools(plan: Plan, store: Store) -> None:

@@ -16,7 +16,7 @@ from ..exception import ExecutionError
 from ..plan.canonical import digest
 from ..plan.files import FileEntry
 from ..plan.planner import Plan, resolve_mounts
-from ..store.store import LayerRecord, Store, dir_size
+from ..store.store import Store
 from .builder import lowers_for
 from .environment import container_env, host_ca_bundle
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
@@ -63,10 +63,7 @@ def attach_files(
                 output: list[str] = []
                 if copy_into(overlay, entries, output.append) != 0:
                     raise ExecutionError("Could not attach local files:\n" + "\n".join(output))
-                record = LayerRecord(
-                    key, base_key, "local files (copy=False)", 0.0, 0.0, dir_size(area.upper), False
-                )
-                store.commit(area, record)
+                store.commit(area, key, base_key, "local files (copy=False)")
     return (store.lower_name(key), *lowers)
 
 
@@ -95,6 +92,7 @@ def run_container(
         plan.config.workdir,
         tuple(runtime_binds()),
         interactive,
+        plan.config.user,
     )
     pipe = subprocess.PIPE if capture else None
     with store.scratch() as area:

@@ -17,6 +17,7 @@ from ..definition.config import ImageConfig
 from ..exception import ExecutionError
 from ..store.store import Store
 from .sandbox import Bind
+from .user import is_root
 
 __all__ = ["cache_binds", "container_env", "host_ca_bundle", "step_binds", "step_env", "uv_binary"]
 
@@ -59,7 +60,8 @@ def host_ca_bundle() -> str | None:
 def container_env(config: ImageConfig, extra: Mapping[str, str]) -> dict[str, str]:
     """Any container's environment: HOME, the host CA bundle and proxy settings (which reach
     containers without being written into the image), then the image's ENV, then `extra`."""
-    env = {"HOME": "/root"}
+    # another user's HOME comes from the image's /etc/passwd, inside the sandbox (user.py)
+    env = {"HOME": "/root"} if is_root(config.user) else {}
     if host_ca_bundle():
         env.update(dict.fromkeys(_CA_VARS, _CA_IN_SANDBOX))
     env.update({k: os.environ[k] for k in _PROXY_VARS if k in os.environ})

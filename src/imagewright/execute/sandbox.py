@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .user import as_user
+
 __all__ = [
     "Bind",
     "Overlay",
@@ -37,12 +39,14 @@ CAPABILITIES = (
     "CAP_KILL", "CAP_AUDIT_WRITE",
 )  # fmt: skip
 
-# Mount the overlay, note which bind targets are missing (bwrap creates them in the upper
-# dir and we remove those placeholders afterwards), then become bwrap.
+# Mount the overlay (and a read-only one of another image, for COPY --from), note which bind
+# targets are missing (bwrap creates them in the upper dir and we remove those placeholders
+# afterwards), then become bwrap.
 _MOUNT_SCRIPT = r"""
 set -e
 options="lowerdir=$1,upperdir=$2,workdir=$3,redirect_dir=off,metacopy=off,index=off"
 mount -t overlay overlay -o "$options" "$4"
+[ -z "$IW_RO_LOWERS" ] || mount -t overlay overlay -o "ro,lowerdir=$IW_RO_LOWERS" "$IW_RO_MERGED"
 merged=$4; created=$5; shift 5
 : > "$created"
 for target in $IW_BIND_TARGETS; do
@@ -88,6 +92,7 @@ class SandboxCommand:
     workdir: str = "/"
     binds: tuple[Bind, ...] = field(default=())
     interactive: bool = False
+    user: str = ""  # USER: run argv as this user (execute/user.py); "" for root
 
 
 def _bwrap_argv(merged: Path, cmd: SandboxCommand) -> list[str]:
@@ -108,14 +113,21 @@ def _bwrap_argv(merged: Path, cmd: SandboxCommand) -> list[str]:
         args += ["--ro-bind" if bind.readonly else "--bind", bind.source, bind.target]
     for key, value in cmd.env.items():
         args += ["--setenv", key, value]
-    args += ["--chdir", cmd.workdir, "--", *cmd.argv]
+    args += ["--chdir", cmd.workdir, "--", *as_user(cmd.argv, cmd.user)]
     return args
 
 
 def spawn_in_namespace(
-    overlay: Overlay, inner: Sequence[str], bind_targets: Sequence[str] = (), **popen: object
+    overlay: Overlay,
+    inner: Sequence[str],
+    bind_targets: Sequence[str] = (),
+    readonly: tuple[tuple[str, ...], Path] | None = None,
+    **popen: object,
 ) -> subprocess.Popen[bytes]:
-    """Mount `overlay` in a private mount namespace and exec `inner` there."""
+    """Mount `overlay` in a private mount namespace and exec `inner` there.
+
+    `readonly` is (lower dirs, mount point) of a second tree mounted read-only beside it.
+    """
     if not shutil.which("bwrap") or not shutil.which("unshare"):
         from ..exception import ExecutionError
 
@@ -133,6 +145,8 @@ def spawn_in_namespace(
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "IW_BIND_TARGETS": " ".join(bind_targets),
     }
+    if readonly is not None:
+        env["IW_RO_LOWERS"], env["IW_RO_MERGED"] = ":".join(readonly[0]), str(readonly[1])
     return subprocess.Popen(argv, cwd=overlay.cwd, env=env, **popen)  # type: ignore[call-overload]
 
 

@@ -19,6 +19,7 @@ from ..plan.planner import (
     BaseSetup,
     CallFunction,
     CopyFiles,
+    CopyFromPlan,
     ExtractArchive,
     Plan,
     PlannedStep,
@@ -26,13 +27,13 @@ from ..plan.planner import (
     RunCommand,
 )
 from ..plan.pulled import AddPython, PullLayer
-from ..store.store import LayerRecord, Scratch, Store, dir_size
+from ..store.store import LayerRecord, Scratch, Store
 from .builder import lowers_for
 from .environment import cache_binds, step_binds, step_env
 from .events import Reporter
 from .sandbox import Overlay, SandboxCommand, run_sandboxed, spawn_in_namespace, stream
 
-__all__ = ["copy_into", "run_step"]
+__all__ = ["copy_from", "copy_into", "run_step"]
 
 _TAIL_LINES = 25
 
@@ -67,16 +68,8 @@ def run_step(
             if status != 0:
                 log.flush()
                 raise _build_error(plan, step, what, status, list(tail), log_path)
-        record = LayerRecord(
-            key=step.key,
-            parent=step.parent_key,
-            description=step.description,
-            created=time.time(),
-            seconds=time.monotonic() - t0,
-            size=dir_size(area.upper),
-            empty=not any(area.upper.iterdir()),
-        )
-        return store.commit(area, record)
+        seconds = time.monotonic() - t0
+        return store.commit(area, step.key, step.parent_key, step.description, seconds)
 
 
 def _run_action(
@@ -95,6 +88,9 @@ def _run_action(
         return status, "mmdebstrap"
     if isinstance(action, CopyFiles):
         return copy_into(overlay, action.entries, on_line), "copying files"
+    if isinstance(action, CopyFromPlan):
+        what = f"copying {' '.join(action.paths)} from {action.source.image_id}"
+        return copy_from(action, overlay, store, on_line), what
     if isinstance(action, PullLayer):
         from ..registry.auth import Credentials
         from ..registry.pull import pull_layer
@@ -130,6 +126,7 @@ def _run_action(
             env=step_env(config, secrets),
             workdir=config.workdir,
             binds=step_binds(store, uv) + cache_binds(store, cache_targets),
+            user=config.user,
         )
         status = run_sandboxed(overlay, cmd, on_line)
         if status != 0:
@@ -213,6 +210,30 @@ def copy_into(
     inner = [sys.executable, "-I", "-S", copyin.__file__, str(overlay.merged), str(spec)]
     proc = spawn_in_namespace(
         overlay, inner, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    return stream(proc, on_line)
+
+
+def copy_from(
+    action: CopyFromPlan, overlay: Overlay, store: Store, on_line: Callable[[str], None]
+) -> int:
+    """Copy `action.paths` from its (built) source image into the overlay (copyfrom.py)."""
+    spec = overlay.work.parent / "copy-from.json"
+    spec.write_text(json.dumps({"paths": list(action.paths), "dest": action.dest}))
+    source = overlay.work.parent / "source"
+    source.mkdir()
+    # overlayfs needs two lower dirs when it has no upper one
+    lowers = (*lowers_for(action.source, store), store.empty_dir())
+    from . import copyfrom
+
+    inner = [sys.executable, "-I", "-S", copyfrom.__file__, str(source), str(overlay.merged)]
+    proc = spawn_in_namespace(
+        overlay,
+        [*inner, str(spec)],
+        readonly=(lowers, source),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     return stream(proc, on_line)
 

@@ -31,7 +31,15 @@ from typing import NamedTuple
 from ..definition.config import ImageConfig
 from ..definition.image import Image
 from ..definition.layer import Layer, LocalMount
-from ..definition.ops import Bootstrap, CopyLocal, FromRegistry, Run, RunFunction, SetConfig
+from ..definition.ops import (
+    Bootstrap,
+    CopyFromImage,
+    CopyLocal,
+    FromRegistry,
+    Run,
+    RunFunction,
+    SetConfig,
+)
 from ..definition.pythons import release_for
 from ..exception import InvalidError
 from ..plan.files import FileEntry
@@ -205,6 +213,11 @@ class _Renderer:
             raise InvalidError(
                 f"{layer.where}: run_function runs Python at build time in imagewright's "
                 "sandbox and cannot be expressed as a Dockerfile"
+            )
+        elif isinstance(op, CopyFromImage):
+            raise InvalidError(
+                f"{layer.where}: COPY --from of another stage cannot be exported yet (the "
+                "export writes a single-stage Dockerfile)"
             )
 
     def _run(

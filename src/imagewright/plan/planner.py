@@ -18,7 +18,15 @@ from typing import NamedTuple
 from ..definition.config import ImageConfig
 from ..definition.image import Image
 from ..definition.layer import Layer, LocalMount
-from ..definition.ops import Bootstrap, CopyLocal, FromRegistry, Run, RunFunction, SetConfig
+from ..definition.ops import (
+    Bootstrap,
+    CopyFromImage,
+    CopyLocal,
+    FromRegistry,
+    Run,
+    RunFunction,
+    SetConfig,
+)
 from ..definition.pythons import BaseRelease, release_for
 from ..exception import InvalidError
 from ..version import BUILDER_VERSION
@@ -29,6 +37,7 @@ __all__ = [
     "BaseSetup",
     "CallFunction",
     "CopyFiles",
+    "CopyFromPlan",
     "ExtractArchive",
     "Plan",
     "PlannedStep",
@@ -84,6 +93,14 @@ class CopyFiles(NamedTuple):
     entries: tuple[FileEntry, ...]
 
 
+class CopyFromPlan(NamedTuple):
+    """Copy paths out of another plan's built root filesystem (COPY --from)."""
+
+    source: Plan
+    paths: tuple[str, ...]
+    dest: str  # absolute; ends in "/" when files go into it under their own names
+
+
 class CallFunction(NamedTuple):
     """Call a function in a container whose writes become the layer."""
 
@@ -94,7 +111,15 @@ class CallFunction(NamedTuple):
     sources: tuple[FileEntry, ...]  # the function's module, attached below the layer
 
 
-Action = RootfsFromArchive | BaseSetup | RunCommand | CopyFiles | CallFunction | ExtractArchive
+Action = (
+    RootfsFromArchive
+    | BaseSetup
+    | RunCommand
+    | CopyFiles
+    | CopyFromPlan
+    | CallFunction
+    | ExtractArchive
+)
 
 
 class PlannedStep(NamedTuple):
@@ -191,6 +216,14 @@ def _plan_layer(
             actions.append(CopyFiles(tuple(entries)))
             key_ops.append(["copy", [e.key() for e in entries]])
             history.append(f"COPY {op.local} {op.remote}")
+        elif isinstance(op, CopyFromImage):
+            source = plan_image(op.source, force=force)
+            dest = posixpath.join(config.workdir, op.remote)
+            dest = posixpath.normpath(dest) + ("/" if op.remote.endswith("/") else "")
+            actions.append(CopyFromPlan(source, op.paths, dest))
+            # the source's final key stands for its whole filesystem
+            key_ops.append(["copy-from", source.key, list(op.paths), dest])
+            history.append(f"COPY --from={source.image_id} {' '.join(op.paths)} {op.remote}")
         elif isinstance(op, RunFunction):
             action, identity = _plan_function(op, config)
             actions.append(action)

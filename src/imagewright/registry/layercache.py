@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..exception import InvalidError, RegistryError
 from ..oci.reference import parse_reference, split_registry
 from ..plan.planner import Plan
-from ..store.store import LayerRecord, Store, dir_size
+from ..store.store import LayerRecord, Store
 
 if TYPE_CHECKING:
     from .client import RegistryClient
@@ -106,16 +106,8 @@ class RegistryLayerCache:
                     layer["mediaType"],
                 )  # fmt: skip
                 pull_layer(ref, None, area.root, area.upper)
-            record = LayerRecord(
-                key=step.key,
-                parent=step.parent_key,
-                description=step.description,
-                created=time.time(),
-                seconds=time.monotonic() - started,
-                size=dir_size(area.upper),
-                empty=not any(area.upper.iterdir()),
-            )
-            return store.commit(area, record)
+            seconds = time.monotonic() - started
+            return store.commit(area, step.key, step.parent_key, step.description, seconds)
 
     def _manifest(self, client: RegistryClient, key: str) -> dict[str, Any] | None:
         """The manifest tagged `key`, or None when the registry has no such tag."""

@@ -175,7 +175,10 @@ class Container:
             'exec "$(command -v python3 || command -v python)" -c "$0"',
             _LAUNCH,
         ]
-        cmd = SandboxCommand(argv, container_env(self.config, env), workdir, binds)
+        # Functions run as root even under USER: their source is attached under /root, which
+        # other users cannot read; so HOME is root's unless the image's ENV sets it.
+        env = {"HOME": "/root", **container_env(self.config, env)}
+        cmd = SandboxCommand(argv, env, workdir, binds)
         overlay = Overlay(self.store.root, self.lowers, area.upper, area.work, area.merged)
         self._proc = _from_spawner_thread(
             lambda: spawn(

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -150,8 +151,19 @@ class Store:
             os.unlink(tmp / f"{name}.lock")
             os.close(lock_fd)
 
-    def commit(self, area: Scratch, record: LayerRecord) -> LayerRecord:
-        """Publish a finished layer atomically: it appears whole under its key, or not at all."""
+    def commit(
+        self, area: Scratch, key: str, parent: str | None, description: str, seconds: float = 0.0
+    ) -> LayerRecord:
+        """Publish the area's upper dir as layer `key`, atomically: whole, or not at all."""
+        record = LayerRecord(
+            key=key,
+            parent=parent,
+            description=description,
+            created=time.time(),
+            seconds=seconds,
+            size=dir_size(area.upper),
+            empty=not any(area.upper.iterdir()),
+        )
         layer_src = area.root / "layer"
         (layer_src / "layer.json").write_text(json.dumps(record._asdict()))
         _fsync_tree_root(layer_src)
