@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,9 @@ from imagewright.execute.container import run_container
 from imagewright.execute.events import BuildResult, StepResult
 from imagewright.plan.planner import plan_image
 from imagewright.store.store import Store
+
+from .docker_helpers import docker, docker_engine, docker_missing
+from .podman_helpers import podman_engine, podman_missing
 
 if os.geteuid() != 0:
     pytest.exit("imagewright's tests build real images and must run as root", returncode=2)
@@ -79,6 +83,34 @@ class Builder:
 @pytest.fixture(scope="session")
 def builder(store: Store) -> Builder:
     return Builder(store)
+
+
+@pytest.fixture(scope="session")
+def docker_env(
+    builder: Builder, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """A private Docker engine for the session, with our 3.11 base loaded under the public
+    name its Dockerfiles use (python:3.11-slim-bookworm): there is no Docker Hub here."""
+    reason = docker_missing()
+    if reason:
+        pytest.skip(reason)
+    base = Image.debian_slim(python_version="3.11")
+    builder.build(base)
+    archive = tmp_path_factory.mktemp("docker") / "base.tar"
+    base.export(archive, format="docker", compression="none", tag="python:3.11-slim-bookworm")
+    with docker_engine() as env:
+        docker(env, "load", "-i", str(archive))
+        archive.unlink()
+        yield env
+
+
+@pytest.fixture
+def podman_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A private podman store for one test."""
+    reason = podman_missing()
+    assert reason is None, reason  # a core check: `make test` installs podman
+    with podman_engine(tmp_path / "podman") as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ from imagewright.plan.planner import plan_image
 from imagewright.version import BUNDLED_UV
 
 from .conftest import Builder, cli
-from .docker_helpers import docker, docker_engine, docker_missing
+from .docker_helpers import docker
+from .podman_helpers import podman
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -122,37 +123,62 @@ def test_cli_writes_a_context(tmp_path: Path) -> None:
     assert cli("dockerfile", "--help").returncode == 0
 
 
-@pytest.mark.skipif(docker_missing() is not None, reason=str(docker_missing()))
-def test_round_trip_through_docker(builder: Builder, tmp_path: Path) -> None:
-    """Our base under its public name, the Dockerfile built by BuildKit: same files, same config."""
+_ROUND_TRIP_CHECK = (
+    "ls /usr/local/lib/python3.11/dist-packages | grep '^six' | sort; ls -l /app | tail -n +2 "
+    "| awk '{print $1, $NF}'; jq --version; cat /app/payload.txt; python -c 'import six'; id -un"
+)
+
+
+def _round_trip_image(tmp_path: Path) -> Image:
     payload = tmp_path / "payload.txt"
     payload.write_text("from the context\n")
-    base = Image.debian_slim(python_version="3.11")
-    image = (
-        base.apt_install("jq")
+    return (
+        Image.debian_slim(python_version="3.11")
+        .apt_install("jq")
         .uv_pip_install("six")
         .env({"GREETING": "hello $USER"})
         .workdir("/app")
         .copy_local_file(payload, "./")
         .cmd(["python", "-c", "print(1)"])
     )
-    builder.build(base)
-    check = (
-        "ls /usr/local/lib/python3.11/dist-packages | grep '^six' | sort; ls -l /app | tail -n +2 "
-        "| awk '{print $1, $NF}'; jq --version; cat /app/payload.txt; python -c 'import six'"
-    )
-    ours = builder.run(image, check)
-    with docker_engine() as env:
-        archive = tmp_path / "base.tar"
-        base.export(archive, format="docker", tag="python:3.11-slim-bookworm")
-        docker(env, "load", "-i", str(archive))
-        context = tmp_path / "context"
-        write_dockerfile(image, context, uv_from_context=True, ca_bundle=CA, bare_base=True)
-        docker(env, "build", "--network=host", "-t", "iwtest/roundtrip", str(context))
-        theirs = docker(env, "run", "--rm", "--network=none", "iwtest/roundtrip", "sh", "-c", check)
-        config = json.loads(docker(env, "inspect", "iwtest/roundtrip"))[0]["Config"]
-    assert theirs == ours
+
+
+def _assert_same_config(image: Image, config: dict[str, object]) -> None:
     expected = plan_image(image).config.to_json()
-    assert config["Env"] == expected["Env"]
-    assert config["WorkingDir"] == expected["WorkingDir"]
-    assert config["Cmd"] == expected["Cmd"]
+    for field in ("Env", "WorkingDir", "Cmd"):
+        assert config[field] == expected[field], field
+
+
+def test_round_trip_through_docker(
+    builder: Builder, docker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Our base under its public name, the Dockerfile built by BuildKit: same files, same config."""
+    image = _round_trip_image(tmp_path)
+    ours = builder.run(image, _ROUND_TRIP_CHECK)
+    context = tmp_path / "context"
+    write_dockerfile(image, context, uv_from_context=True, ca_bundle=CA, bare_base=True)
+    docker(docker_env, "build", "--network=host", "-t", "iwtest/roundtrip", str(context))
+    check = ["sh", "-c", _ROUND_TRIP_CHECK]
+    assert docker(docker_env, "run", "--rm", "--network=none", "iwtest/roundtrip", *check) == ours
+    _assert_same_config(
+        image, json.loads(docker(docker_env, "inspect", "iwtest/roundtrip"))[0]["Config"]
+    )
+
+
+def test_round_trip_through_podman(
+    builder: Builder, podman_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The same Dockerfile built by `podman build` (buildah): same files, same config."""
+    image = _round_trip_image(tmp_path)
+    ours = builder.run(image, _ROUND_TRIP_CHECK)
+    archive = tmp_path / "base.tar"
+    base = Image.debian_slim(python_version="3.11")
+    base.export(archive, format="docker", compression="none", tag="python:3.11-slim-bookworm")
+    podman(podman_env, "load", "-i", str(archive))
+    context = tmp_path / "context"
+    write_dockerfile(image, context, uv_from_context=True, ca_bundle=CA, bare_base=True)
+    tag = "localhost/iwtest/roundtrip"
+    podman(podman_env, "build", "--network=host", "--pull=never", "-t", tag, str(context))
+    check = ["sh", "-c", _ROUND_TRIP_CHECK]
+    assert podman(podman_env, "run", "--rm", "--network=none", tag, *check) == ours
+    _assert_same_config(image, json.loads(podman(podman_env, "inspect", tag))[0]["Config"])

@@ -19,7 +19,6 @@ import struct
 import subprocess
 import sys
 import tarfile
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -200,42 +199,6 @@ def test_umoci_rootfs_matches_the_container(image, builder, store, tmp_path):
     assert (a.st_ino, a.st_nlink) == (b.st_ino, 2)
     assert os.getxattr(rootfs / "opt/iw/file", "security.capability") == CAPABILITY
     assert os.getxattr(rootfs / "opt/iw/file", "user.iw") == b"kept"
-
-
-@pytest.fixture
-def podman_env(tmp_path):
-    """A private podman: runc (crun fails on hybrid cgroups), cgroupfs, ulimits under the hard
-    limits, host network, and storage of its own (machine notes section 5)."""
-    _require("podman", "runc")
-    root = tmp_path / "podman"
-    root.mkdir()
-    (root / "containers.conf").write_text(
-        textwrap.dedent(f"""
-        [engine]
-        runtime = "runc"
-        cgroup_manager = "cgroupfs"
-        events_logger = "file"
-        events_logfile_path = "{root}/events.log"
-        tmp_dir = "{root}/libpod-tmp"
-        [containers]
-        default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
-        netns = "host"
-        """)
-    )
-    (root / "storage.conf").write_text(
-        f'[storage]\ndriver = "overlay"\nrunroot = "{root}/run"\ngraphroot = "{root}/graph"\n'
-    )
-    env = {
-        **os.environ,
-        "CONTAINERS_CONF": str(root / "containers.conf"),
-        "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
-    }
-    yield env
-    subprocess.run(["podman", "rmi", "--all", "--force"], env=env, capture_output=True)
-    with open("/proc/self/mountinfo") as f:  # the overlay driver may leave its home mounted
-        mounts = [line.split()[4] for line in f if f" {root}/" in line]
-    for mount in reversed(mounts):
-        subprocess.run(["umount", "-l", mount], capture_output=True)
 
 
 def test_podman_loads_and_runs_the_docker_archive(image, store, tmp_path, podman_env):

@@ -195,6 +195,39 @@ def test_output_is_relayed(running, capfd):
     assert "to stdout from inside" in out and "to stderr from inside" in err
 
 
+USER_APP = """
+import getpass, os
+import imagewright as modal
+
+image = modal.Image.debian_slim(python_version="3.11").dockerfile_commands(
+    "RUN useradd -m app", "USER app"
+)
+
+
+def make_file():
+    with open(os.path.expanduser("~/made-at-build"), "w") as f:
+        f.write(getpass.getuser())
+
+
+app = modal.App("u", image=image.run_function(make_file))
+
+
+@app.function()
+def who():
+    made = os.path.expanduser("~/made-at-build")
+    return os.getuid(), getpass.getuser(), os.environ["HOME"], open(made).read(), os.stat(made).st_uid
+"""
+
+
+def test_functions_run_as_the_image_user(tmp_path, store):
+    """USER applies to run_function at build time and to every call, as to RUN steps."""
+    path = tmp_path / "u_app.py"
+    path.write_text(USER_APP)
+    mod = load_module(str(path))
+    with mod.app.run():
+        assert mod.who.remote() == (1000, "app", "/home/app", "app", 1000)
+
+
 def test_remote_needs_a_running_app(tmp_path):
     (tmp_path / "idle.py").write_text(
         textwrap.dedent("""

@@ -49,6 +49,11 @@ class ImageConfig(NamedTuple):
             return self._replace(**{field: tuple(merged)})
         return self._replace(**{field: value})
 
+    @property
+    def runs_as_root(self) -> bool:
+        """Whether USER leaves commands running as root (so they need no dropping to a user)."""
+        return self.user.partition(":")[0] in ("", "root", "0")
+
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
 
@@ -73,4 +78,6 @@ class ImageConfig(NamedTuple):
             out["StopSignal"] = self.stop_signal
         if self.healthcheck:
             out["Healthcheck"] = json.loads(self.healthcheck)
+        if self.shell != ImageConfig._field_defaults["shell"]:  # Docker records SHELL only
+            out["Shell"] = list(self.shell)
         return out

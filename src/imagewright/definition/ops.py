@@ -68,6 +68,7 @@ class CopyLocal(NamedTuple):
     is_dir: bool = False
     chmod: int | None = None  # COPY --chmod: the mode of every copied file and directory
     extract: bool = False  # ADD of a local tar archive: unpack it into `remote`
+    owner: str | None = None  # COPY --chown: user[:group], resolved in the image
 
 
 class CopyFromImage(NamedTuple):
@@ -79,8 +80,10 @@ class CopyFromImage(NamedTuple):
     """
 
     source: Image
-    paths: tuple[str, ...]
+    paths: tuple[str, ...]  # may hold wildcards, matched in the source image
     remote: str
+    chmod: int | None = None
+    owner: str | None = None  # --chown; without it, entries keep their owners in `source`
 
 
 class SetConfig(NamedTuple):

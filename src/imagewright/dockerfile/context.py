@@ -1,4 +1,4 @@
-"""COPY/ADD from the build context: source globs, .dockerignore, destinations, --chmod.
+"""COPY/ADD from the build context: source globs, .dockerignore, destinations, --chmod, --chown.
 
 Sources are matched on the host when the image is defined (each match becomes one CopyLocal
 op), so a missing or escaping source is reported with its Dockerfile line before any step runs;
@@ -7,7 +7,6 @@ file contents are read and hashed later, by the planner, as for every other copy
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import posixpath
 from collections.abc import Callable, Mapping
@@ -16,6 +15,7 @@ from typing import NamedTuple
 
 from ..definition.ops import CopyLocal
 from ..definition.patterns import FilePatternMatcher
+from ..execute.copyrules import glob_paths
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -35,7 +35,6 @@ class _AutoDockerignore:
 AUTO_DOCKERIGNORE = _AutoDockerignore()
 """Use the .dockerignore next to the Dockerfile, else the one in the context dir (Modal's rule)."""
 
-_MAGIC = "*?["
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
 
 
@@ -74,7 +73,12 @@ def make_context(
 
 
 def context_ops(
-    keyword: str, sources: list[str], dest: str, context: Context, chmod: int | None
+    keyword: str,
+    sources: list[str],
+    dest: str,
+    context: Context,
+    chmod: int | None,
+    owner: str | None,
 ) -> list[CopyLocal]:
     """The copy ops for one COPY/ADD; raises ValueError with Docker-like messages."""
     matches: list[tuple[str, str]] = []  # (context-relative path, local path)
@@ -88,7 +92,7 @@ def context_ops(
         if rel in context.files:
             matches.append((rel, context.files[rel]))
             continue
-        found = _glob(context.root, rel)
+        found = glob_paths(context.root, rel)
         kept = [m for m in found if not context.ignored(m)]
         if not kept:
             why = "excluded by .dockerignore" if found else "not found in the build context"
@@ -108,36 +112,18 @@ def context_ops(
     for rel, local in matches:
         if os.path.isdir(local):
             ignore = _below(context.ignored, rel)
-            ops.append(CopyLocal(local, dest, ignore, is_dir=True, chmod=chmod))
+            ops.append(CopyLocal(local, dest, ignore, True, chmod, owner=owner))
         elif keyword == "ADD" and is_archive(local):
-            ops.append(CopyLocal(local, dest, chmod=chmod, extract=True))
+            ops.append(CopyLocal(local, dest, chmod=chmod, extract=True, owner=owner))
         else:
             target = dest.rstrip("/") + "/" if into_dir else dest
-            ops.append(CopyLocal(local, target, chmod=chmod))
+            ops.append(CopyLocal(local, target, chmod=chmod, owner=owner))
     return ops
 
 
 def _below(ignored: Callable[[str], bool], rel: str) -> Callable[[Path], bool]:
     # collect_dir asks about paths relative to the copied directory; the rules are the context's
     return lambda path: ignored(posixpath.join(rel, path.as_posix()))
-
-
-def _glob(root: str, pattern: str) -> list[str]:
-    """Context-relative paths matching `pattern` part by part (`*` never crosses `/` and
-    matches dot files too, as Docker's filepath.Match does)."""
-    paths = [""]
-    for part in pattern.split("/") if pattern else []:
-        found = []
-        for path in paths:
-            base = os.path.join(root, path)
-            if not any(ch in part for ch in _MAGIC):
-                if os.path.lexists(os.path.join(base, part)):
-                    found.append(posixpath.join(path, part))
-            elif os.path.isdir(base):
-                names = sorted(n for n in os.listdir(base) if fnmatch.fnmatchcase(n, part))
-                found += [posixpath.join(path, n) for n in names]
-        paths = found
-    return paths
 
 
 def _inside(root: str, path: str) -> bool:

@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import cast
 
 from ..definition.config import ImageConfig
@@ -52,10 +53,11 @@ def translate(
     if base is not None and len(dockerfile.stages) > 1:
         line = dockerfile.stages[1].line - line_offset
         raise DockerfileError(dockerfile.filename, line, "FROM is not allowed here")
-    stages = Stages([s.name for s in dockerfile.stages])
     resolved = resolve_args(dockerfile, build_args)
-    for stage, resolution in zip(dockerfile.stages, resolved, strict=True):
-        earlier = stages.base(resolution.base)
+
+    def translate_stage(index: int) -> BuiltStage:
+        stage, resolution = dockerfile.stages[index], resolved[index]
+        earlier = stages.base(resolution.base, index)
         if base is not None:
             start, env = base, dict(_BASE.env)
         elif earlier is not None:
@@ -65,8 +67,10 @@ def translate(
             env = dict((ImageConfig() if resolution.base == "scratch" else _BASE).env)
         step = _Steps(start, dockerfile.filename, line_offset, secrets, force, method)
         stage_env = _stage(dockerfile, stage, resolution.scopes, env, step, context, stages)
-        stages.add(BuiltStage(step.image, {**env, **stage_env}))
-    return stages.last
+        return BuiltStage(step.image, {**env, **stage_env})
+
+    stages = Stages([s.name for s in dockerfile.stages], translate_stage)
+    return stages.get(len(dockerfile.stages) - 1).image
 
 
 def _stage(
@@ -86,6 +90,7 @@ def _stage(
     for instruction, scope in zip(stage.instructions, scopes, strict=True):
         args_only = {k: v for k, v in scope.items() if k not in stage_env}
         values = {**args_only, **env, **stage_env}
+        x = partial(expand, env=values, escape=dockerfile.escape)  # ENV/LABEL/... words
         kw = instruction.keyword
         try:
             ops: list[Op] = []
@@ -94,15 +99,15 @@ def _stage(
             elif kw in ("COPY", "ADD"):
                 ops = _copy(instruction, values, context, dockerfile.escape, stages)
             elif kw == "ENV":
-                pairs = [(_x(k, values), _x(v, values)) for k, v in _pairs(instruction)]
+                pairs = [(x(k), x(v)) for k, v in _pairs(instruction)]
                 stage_env.update(pairs)
                 ops = [SetConfig("env", tuple(pairs))]
             elif kw == "LABEL":
-                pairs = [(_x(k, values), _x(v, values)) for k, v in _pairs(instruction)]
+                pairs = [(x(k), x(v)) for k, v in _pairs(instruction)]
                 ops = [SetConfig("labels", tuple(pairs))]
             elif kw in ("WORKDIR", "USER", "STOPSIGNAL"):
                 field = {"WORKDIR": "workdir", "USER": "user", "STOPSIGNAL": "stop_signal"}[kw]
-                ops = [SetConfig(field, _x(cast(str, instruction.args), values))]
+                ops = [SetConfig(field, x(cast(str, instruction.args)))]
             elif kw == "SHELL":
                 shell = cast(tuple[str, ...], cast(Command, instruction.args).argv)
                 ops = [SetConfig("shell", shell)]
@@ -114,7 +119,7 @@ def _stage(
                 if kw == "ENTRYPOINT" and not cmd_set:  # Docker drops the base's CMD here
                     ops.append(SetConfig("cmd", None))
             elif kw in ("EXPOSE", "VOLUME"):
-                words = [_x(w, values) for w in cast(tuple[str, ...], instruction.args)]
+                words = [x(w) for w in cast(tuple[str, ...], instruction.args)]
                 if kw == "EXPOSE":
                     words = [w if "/" in w else f"{w}/tcp" for w in words]
                 ops = [SetConfig("exposed_ports" if kw == "EXPOSE" else "volumes", tuple(words))]
@@ -222,7 +227,7 @@ def _copy(
 ) -> list[Op]:
     copy = cast(CopyArgs, instruction.args)
     flags = instruction.flags
-    for unsupported in ("chown", "parents", "exclude", "checksum"):
+    for unsupported in ("parents", "exclude", "checksum"):
         if flags.get(unsupported) not in (None, "false", ()):
             raise ValueError(f"{instruction.keyword} --{unsupported} is not supported yet")
     if copy.heredocs:
@@ -235,18 +240,18 @@ def _copy(
             raise ValueError(f"invalid --chmod={flags['chmod']}: expected an octal mode") from None
     sources = [expand(s, values, escape=escape) for s in copy.sources]
     dest = expand(copy.dest, values, escape=escape)
+    owner = expand(cast(str, flags["chown"]), values, escape=escape) if flags.get("chown") else None
+    if owner is not None and not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", owner):
+        raise ValueError(f"invalid --chown={owner}: expected user[:group]")
     if flags.get("from"):
         ref = expand(cast(str, flags["from"]), values, escape=escape)
-        return [copy_from(instruction.keyword, stages.source(ref), sources, dest, chmod)]
-    return list(context_ops(instruction.keyword, sources, dest, context, chmod))
+        source = stages.source(ref)
+        return [copy_from(instruction.keyword, source, sources, dest, chmod, owner)]
+    return list(context_ops(instruction.keyword, sources, dest, context, chmod, owner))
 
 
 def _pairs(instruction: Instruction) -> tuple[tuple[str, str], ...]:
     return cast(tuple[tuple[str, str], ...], instruction.args)
-
-
-def _x(word: str, values: Mapping[str, str]) -> str:
-    return expand(word, values)
 
 
 def _healthcheck(instruction: Instruction, values: Mapping[str, str]) -> str:

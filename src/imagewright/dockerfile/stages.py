@@ -1,13 +1,14 @@
-"""Multi-stage Dockerfiles: the stages translated so far, found by name or index.
+"""Multi-stage Dockerfiles: stages translated on demand, found by name or index.
 
 A stage is its own Image. `FROM name` starts a stage on an earlier one, and `COPY --from=name`
-(or `--from=<index>`) copies out of an earlier stage's root filesystem. Only earlier stages can
-be named, so stages never form a cycle; the image a Dockerfile describes is its last stage.
+(or `--from=<index>`) copies out of any other stage's root filesystem. Stages are translated
+when first needed, starting from the last one (the image the Dockerfile describes), so stages
+nothing needs are never built, and a cycle of `--from` references is reported, as in BuildKit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from ..definition.image import Image
@@ -24,57 +25,64 @@ class BuiltStage(NamedTuple):
 
 
 class Stages:
-    """The stages of one Dockerfile, in order, as they are translated."""
+    """The stages of one Dockerfile, each translated once, when first needed."""
 
-    def __init__(self, names: Sequence[str | None]):
+    def __init__(self, names: Sequence[str | None], translate: Callable[[int], BuiltStage]):
         self._names = [n.lower() if n else None for n in names]
-        self._built: list[BuiltStage] = []
+        self._translate = translate
+        self._built: dict[int, BuiltStage] = {}
+        self._in_progress: list[int] = []
 
-    def add(self, stage: BuiltStage) -> None:
-        self._built.append(stage)
+    def get(self, index: int) -> BuiltStage:
+        """Stage `index`, translated now if it was not yet; ValueError on a cycle."""
+        if index not in self._built:
+            if index in self._in_progress:
+                name = self._names[index] or str(index)
+                raise ValueError(f"circular dependency detected on stage: {name}")
+            self._in_progress.append(index)
+            try:
+                self._built[index] = self._translate(index)
+            finally:
+                self._in_progress.pop()
+        return self._built[index]
 
-    @property
-    def last(self) -> Image:
-        return self._built[-1].image
-
-    def base(self, name: str) -> BuiltStage | None:
-        """The earlier stage `FROM name` starts on, or None when `name` is an image."""
-        index = None if name.isdigit() else self._index(name)  # FROM takes names, not indexes
-        return self._built[index] if index is not None else None
+    def base(self, name: str, stage: int) -> BuiltStage | None:
+        """The stage that `FROM name` in stage `stage` builds on, or None when `name` is an
+        image: as in BuildKit, FROM sees only earlier stages, and only by name."""
+        lowered = name.lower()
+        index = next((i for i in range(stage) if self._names[i] == lowered), None)
+        return None if index is None else self.get(index)
 
     def source(self, ref: str) -> Image:
-        """The stage `COPY --from=ref` copies out of; ValueError names what is wrong."""
-        index = self._index(ref)
-        if index is not None:
-            return self._built[index].image
-        if ref.lower() in self._names or (ref.isdigit() and int(ref) < len(self._names)):
-            raise ValueError(f"COPY --from={ref}: a stage can copy only from an earlier stage")
-        raise ValueError(
-            f"COPY --from={ref}: no stage named {ref!r} (copying from other images is not "
-            "supported yet)"
-        )
-
-    def _index(self, ref: str) -> int | None:
-        done = len(self._built)
+        """The stage `COPY --from=ref` copies out of: any stage, by name or index, as in
+        BuildKit; ValueError names what is wrong."""
         if ref.isdigit():
-            return int(ref) if int(ref) < done else None
-        lowered = ref.lower()
-        return next((i for i in range(done) if self._names[i] == lowered), None)
+            index = int(ref) if int(ref) < len(self._names) else None
+        else:
+            index = next((i for i, n in enumerate(self._names) if n == ref.lower()), None)
+        if index is None:
+            raise ValueError(
+                f"COPY --from={ref}: no stage named {ref!r} (copying from other images is not "
+                "supported yet)"
+            )
+        return self.get(index).image
 
 
 def copy_from(
-    keyword: str, source: Image, paths: list[str], dest: str, chmod: int | None
+    keyword: str,
+    source: Image,
+    paths: list[str],
+    dest: str,
+    chmod: int | None,
+    owner: str | None,
 ) -> CopyFromImage:
-    """The op for `COPY --from=stage paths... dest`; raises ValueError like Docker would."""
+    """The op for `COPY --from=stage paths... dest`; raises ValueError like Docker would.
+    (Wildcards are matched when the step runs, in the built source stage.)"""
     if keyword != "COPY":
         raise ValueError(f"{keyword} --from is not supported; use COPY --from")
-    if chmod is not None:
-        raise ValueError("COPY --from with --chmod is not supported yet")
-    if any(ch in p for p in paths for ch in "*?["):
-        raise ValueError("COPY --from with wildcard sources is not supported yet")
     if len(paths) > 1 and not dest.endswith("/"):
         raise ValueError(
             "When using COPY with more than one source file, the destination must be a "
             "directory and end with a /"
         )
-    return CopyFromImage(source, tuple(paths), dest)
+    return CopyFromImage(source, tuple(paths), dest, chmod, owner)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
+import posixpath
 from collections.abc import Callable
 from typing import IO
 
@@ -46,4 +48,10 @@ def extract_archive(
         on_line(f"cannot unpack {action.source}: {exc}")
         return 1
     on_line(f"unpacked {count} entries from {action.source} into {action.dest}")
-    return copy_into(overlay, tuple(collect_dir(str(tree), action.dest, ())), on_line)
+    # As in Docker, the archive's entries keep their owners; --chown reaches only the
+    # directories the copy creates.
+    entries = []
+    for entry in collect_dir(str(tree), action.dest, ()):
+        st = os.lstat(tree / posixpath.relpath(entry.dest, action.dest))
+        entries.append(entry._replace(owner=(st.st_uid, st.st_gid)))
+    return copy_into(overlay, tuple(entries), on_line, action.owner)

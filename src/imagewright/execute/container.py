@@ -44,18 +44,28 @@ def container_lowers(
 ) -> tuple[str, ...]:
     """Lower dirs for a container: the image's layers under its attached local files."""
     entries = resolve_mounts((*plan.mounts, *extra))
-    return attach_files(store, plan.key, lowers_for(plan, store), entries)
+    open_root = not plan.config.runs_as_root
+    return attach_files(store, plan.key, lowers_for(plan, store), entries, open_root)
 
 
 def attach_files(
-    store: Store, base_key: str, lowers: tuple[str, ...], entries: tuple[FileEntry, ...]
+    store: Store,
+    base_key: str,
+    lowers: tuple[str, ...],
+    entries: tuple[FileEntry, ...],
+    open_root: bool = False,
 ) -> tuple[str, ...]:
-    """`lowers` with one more layer on top holding `entries`, cached by their contents."""
+    """`lowers` with one more layer on top holding `entries`, cached by their contents.
+
+    With `open_root` (the image's USER is not root), /root becomes 755 in that layer, so the
+    user can import the function source attached there (Python lists the directories it imports
+    from).
+    """
     if not entries:
         return lowers
-    key = digest(
-        {"type": "imagewright.mounts.v1", "image": base_key, "files": [e.key() for e in entries]}
-    )
+    files = [e.key() for e in entries]
+    key = digest({"type": "imagewright.mounts.v1", "image": base_key, "files": files})
+    key = digest([key, "/root 755"]) if open_root else key
     if store.lookup(key) is None:
         with store.lock(key), store.scratch() as area:
             if store.lookup(key) is None:
@@ -63,6 +73,8 @@ def attach_files(
                 output: list[str] = []
                 if copy_into(overlay, entries, output.append) != 0:
                     raise ExecutionError("Could not attach local files:\n" + "\n".join(output))
+                if open_root and (area.upper / "root").is_dir():
+                    (area.upper / "root").chmod(0o755)
                 store.commit(area, key, base_key, "local files (copy=False)")
     return (store.lower_name(key), *lowers)
 

@@ -5,51 +5,95 @@ SOURCE the other image mounted read-only and MERGED this step's overlay. It fork
 chroots into SOURCE and writes the paths as a tar stream, so every source path and symlink
 resolves inside the source image and never on the host; the parent chroots into MERGED and
 unpacks the stream there, so destinations resolve inside this image. Symlinks are copied as
-symlinks; every copied entry belongs to root, as with COPY.
+symlinks. As in BuildKit, entries keep their owners unless --chown names one (resolved in this
+image), and --chmod sets the mode of every entry but symlinks. A copied directory's contents go
+into the destination directory, which is created afresh (755, root or the --chown owner) when
+missing and left as it is when present.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tarfile
+
+if __package__:
+    from .copyrules import ROOT, glob_paths, has_magic, make_parents, resolve_owner
+else:  # run as a plain script: its own directory is not on sys.path under -I
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from copyrules import ROOT, glob_paths, has_magic, make_parents, resolve_owner
 
 __all__ = ["main"]
 
 # Python 3.14 refuses absolute symlinks by default; the chroot is what keeps us inside.
 _TRUSTED = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+# Marks the destination directory of a directory copy: it takes no metadata from its source.
+_DESTINATION = "IMAGEWRIGHT.destination"
 
 
-def _as_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    return info
+def _sources(patterns: list[str]) -> list[str] | None:
+    """The paths `patterns` name in the current root; None (having said why) if one is missing."""
+    found = []
+    for pattern in patterns:
+        matches = ["/" + p for p in glob_paths("/", pattern)] if has_magic(pattern) else [pattern]
+        if not matches or not os.path.lexists(os.path.realpath(matches[0])):
+            print(f"COPY --from: {pattern} not found in the source image", file=sys.stderr)
+            return None
+        found += matches
+    return found
 
 
-def _pack(paths: list[str], dest: str, out: int) -> int:
-    """Write `paths` (inside the current root) as a tar stream of their destinations."""
-    with os.fdopen(out, "wb") as stream, tarfile.open(fileobj=stream, mode="w|") as tar:
+def _pack(patterns: list[str], dest: str, chmod: int | None, out: int) -> int:
+    """Write what `patterns` match (inside the current root) as a tar stream of destinations."""
+
+    def mode(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        if info.name in destinations:
+            info.mode, info.uid, info.gid, info.pax_headers = 0o755, 0, 0, {_DESTINATION: "1"}
+        elif chmod is not None and not info.issym():
+            info.mode = chmod
+        return info
+
+    paths = _sources(patterns)
+    if paths is None:
+        return 1
+    if len(paths) > 1 and not dest.endswith("/"):
+        print(
+            "When using COPY with more than one source file, the destination must be a "
+            "directory and end with a /",
+            file=sys.stderr,
+        )
+        return 1
+    destinations = set()
+    with (
+        os.fdopen(out, "wb") as stream,
+        tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
         for path in paths:
             real = os.path.realpath(path)  # chrooted: a symlink cannot lead out of the image
-            if not os.path.lexists(real):
-                print(f"COPY --from: {path} not found in the source image", file=sys.stderr)
-                return 1
             into = dest.endswith("/") and not os.path.isdir(real)
-            target = dest + os.path.basename(path.rstrip("/")) if into else dest
-            tar.add(real, arcname=target.strip("/") or ".", filter=_as_root)
+            target = (dest + os.path.basename(path.rstrip("/")) if into else dest).strip("/")
+            if os.path.isdir(real):
+                destinations.add(target or ".")
+            tar.add(real, arcname=target or ".", filter=mode)
     return 0
 
 
-def _unpack(stream: int) -> None:
+def _unpack(stream: int, owner: tuple[int, int] | None) -> None:
     with os.fdopen(stream, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
         for member in tar:
             path = "/" + member.name
+            if _DESTINATION in member.pax_headers and os.path.isdir(path):
+                continue
+            make_parents(path, owner or ROOT)
             if not member.isdir() and os.path.lexists(path):
                 if os.path.isdir(path) and not os.path.islink(path):
                     print(f"COPY --from: cannot replace directory {path}", file=sys.stderr)
                     sys.exit(1)
                 os.unlink(path)  # replace, never write through, what is there
+            if owner is not None:
+                member.uid, member.gid = owner
             tar.extract(member, "/", numeric_owner=True, **_TRUSTED)  # type: ignore[arg-type]
 
 
@@ -64,14 +108,21 @@ def main(argv: list[str]) -> int:
         os.close(read)
         os.chroot(source)
         os.chdir("/")
-        os._exit(_pack(spec["paths"], spec["dest"], write))
+        os._exit(_pack(spec["paths"], spec["dest"], spec["chmod"], write))
     os.close(write)
     os.chroot(merged)
     os.chdir("/")
     os.umask(0)
+    try:
+        owner = resolve_owner(spec["owner"]) if spec["owner"] else None
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        return 1
     unpacked = True
     try:
-        _unpack(read)
+        _unpack(read, owner)
     except tarfile.TarError as exc:  # often because the source side failed and says why
         print(f"COPY --from: {exc}", file=sys.stderr)
         unpacked = False

@@ -5,7 +5,8 @@ needs only the standard library. It opens the host root first, then chroots into
 every destination path, symlinks included, resolves inside the image and never on the host,
 while sources are opened relative to the saved host root with O_NOFOLLOW. Each file is hashed
 as it is copied; a file that no longer matches the digest the plan was keyed on fails the step
-(exit status 3).
+(exit status 3). Entries belong to root, or to the --chown owner, or keep the owner an entry
+names itself (files unpacked from an ADD archive).
 """
 
 from __future__ import annotations
@@ -15,15 +16,21 @@ import json
 import os
 import sys
 
+if __package__:
+    from .copyrules import ROOT, make_parents, resolve_owner
+else:  # run as a plain script: its own directory is not on sys.path under -I
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from copyrules import ROOT, make_parents, resolve_owner
+
 __all__ = ["main"]
 
 CHANGED_DURING_BUILD = 3
+Owner = tuple[int, int]
 
 
-def _ensure_parent(path: str) -> None:
-    parent = os.path.dirname(path)
-    if parent and not os.path.isdir(parent):
-        os.makedirs(parent, mode=0o755, exist_ok=True)
+def _owner(entry: dict[str, object], default: Owner) -> Owner:
+    uid, gid = entry.get("uid"), entry.get("gid")
+    return (uid, gid) if isinstance(uid, int) and isinstance(gid, int) else default
 
 
 def _replace_non_dir(path: str) -> None:
@@ -31,11 +38,11 @@ def _replace_non_dir(path: str) -> None:
         os.unlink(path)
 
 
-def _copy_file(host_root: int, entry: dict[str, object]) -> bool:
+def _copy_file(host_root: int, entry: dict[str, object], owner: Owner) -> bool:
     dest, source = str(entry["dest"]), str(entry["source"]).lstrip("/")
     src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=host_root)
     try:
-        _ensure_parent(dest)
+        make_parents(dest, owner)
         _replace_non_dir(dest)
         out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         digest = hashlib.sha256()
@@ -43,7 +50,7 @@ def _copy_file(host_root: int, entry: dict[str, object]) -> bool:
             while chunk := os.read(src, 1 << 20):
                 digest.update(chunk)
                 os.write(out, chunk)
-            os.fchown(out, 0, 0)
+            os.fchown(out, *_owner(entry, owner))
             os.fchmod(out, int(entry["mode"]))  # type: ignore[call-overload]
             st = os.fstat(src)
             os.utime(out, ns=(st.st_mtime_ns, st.st_mtime_ns))
@@ -54,41 +61,46 @@ def _copy_file(host_root: int, entry: dict[str, object]) -> bool:
     return digest.hexdigest() == entry["digest"]
 
 
-def _make_dir(entry: dict[str, object]) -> None:
+def _make_dir(entry: dict[str, object], owner: Owner) -> None:
     dest = str(entry["dest"])
     if os.path.isdir(dest):
         return
-    _ensure_parent(dest)
+    make_parents(dest, owner)
     _replace_non_dir(dest)
     os.mkdir(dest)
-    os.chown(dest, 0, 0)
+    os.chown(dest, *_owner(entry, owner))
     os.chmod(dest, int(entry["mode"]))  # type: ignore[call-overload]
 
 
-def _make_symlink(entry: dict[str, object]) -> None:
+def _make_symlink(entry: dict[str, object], owner: Owner) -> None:
     dest = str(entry["dest"])
-    _ensure_parent(dest)
+    make_parents(dest, owner)
     _replace_non_dir(dest)
     os.symlink(str(entry["target"]), dest)
-    os.lchown(dest, 0, 0)
+    os.lchown(dest, *_owner(entry, owner))
 
 
 def main(argv: list[str]) -> int:
     """Copy the entries listed in the JSON file SPEC into the tree MERGED."""
     merged, spec_path = argv
     with open(spec_path) as f:
-        entries = json.load(f)
+        spec = json.load(f)
     host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     os.chroot(merged)
     os.chdir("/")
     os.umask(0)
-    for entry in entries:
+    try:
+        owner = resolve_owner(spec["owner"]) if spec["owner"] else ROOT
+    except LookupError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for entry in spec["entries"]:
         kind = entry["kind"]
         if kind == "dir":
-            _make_dir(entry)
+            _make_dir(entry, owner)
         elif kind == "symlink":
-            _make_symlink(entry)
-        elif not _copy_file(host_root, entry):
+            _make_symlink(entry, owner)
+        elif not _copy_file(host_root, entry, owner):
             print(f"{entry['source']} changed while it was being copied", file=sys.stderr)
             return CHANGED_DURING_BUILD
     return 0

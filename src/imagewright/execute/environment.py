@@ -17,7 +17,6 @@ from ..definition.config import ImageConfig
 from ..exception import ExecutionError
 from ..store.store import Store
 from .sandbox import Bind
-from .user import is_root
 
 __all__ = ["cache_binds", "container_env", "host_ca_bundle", "step_binds", "step_env", "uv_binary"]
 
@@ -61,7 +60,7 @@ def container_env(config: ImageConfig, extra: Mapping[str, str]) -> dict[str, st
     """Any container's environment: HOME, the host CA bundle and proxy settings (which reach
     containers without being written into the image), then the image's ENV, then `extra`."""
     # another user's HOME comes from the image's /etc/passwd, inside the sandbox (user.py)
-    env = {"HOME": "/root"} if is_root(config.user) else {}
+    env = {"HOME": "/root"} if config.runs_as_root else {}
     if host_ca_bundle():
         env.update(dict.fromkeys(_CA_VARS, _CA_IN_SANDBOX))
     env.update({k: os.environ[k] for k in _PROXY_VARS if k in os.environ})
@@ -103,15 +102,16 @@ def step_binds(store: Store, uv: str | None) -> tuple[Bind, ...]:
 def cache_binds(store: Store, targets: tuple[str, ...]) -> tuple[Bind, ...]:
     """RUN --mount=type=cache: one host dir per target path, kept in the store across builds.
 
-    The bind's mount point is removed from the layer after the step, so nothing written under
-    the target lands in the image.
+    Nothing written under the target lands in the image; the mount point itself does, empty,
+    as in Docker.
     """
     import hashlib
 
     binds = []
     for target in targets:
         name = hashlib.sha256(target.encode()).hexdigest()[:16]
-        binds.append(Bind(str(store.cache_dir(f"dockerfile-{name}")), target, readonly=False))
+        source = str(store.cache_dir(f"dockerfile-{name}"))
+        binds.append(Bind(source, target, readonly=False, keep_mount_point=True))
     return tuple(binds)
 
 

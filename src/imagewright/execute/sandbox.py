@@ -81,6 +81,9 @@ class Bind:
     source: str
     target: str
     readonly: bool = True
+    # Whether a mount point bwrap had to create stays in the layer (as Docker leaves those of
+    # RUN --mount=type=cache) or is removed after the command.
+    keep_mount_point: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,9 @@ def spawn_in_namespace(
 
 def spawn(overlay: Overlay, cmd: SandboxCommand, **popen: object) -> subprocess.Popen[bytes]:
     """Start `cmd` in a sandbox over `overlay`. The caller owns the returned process."""
-    targets = [b.target for b in cmd.binds if not b.target.startswith("/tmp/")]
+    targets = [
+        b.target for b in cmd.binds if not (b.target.startswith("/tmp/") or b.keep_mount_point)
+    ]
     return spawn_in_namespace(overlay, _bwrap_argv(overlay.merged, cmd), targets, **popen)
 
 

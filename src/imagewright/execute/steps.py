@@ -87,7 +87,7 @@ def _run_action(
         status = bootstrap_rootfs(action.release, area.upper, store.root / "tools", on_line)
         return status, "mmdebstrap"
     if isinstance(action, CopyFiles):
-        return copy_into(overlay, action.entries, on_line), "copying files"
+        return copy_into(overlay, action.entries, on_line, action.owner), "copying files"
     if isinstance(action, CopyFromPlan):
         what = f"copying {' '.join(action.paths)} from {action.source.image_id}"
         return copy_from(action, overlay, store, on_line), what
@@ -163,7 +163,8 @@ def _call_function(
     what = f"{action.ref.split(':')[1]}()"
     on_line(f"$ python: {what}")
     parent_key = "|".join(overlay.lowers)
-    lowers = attach_files(store, parent_key, overlay.lowers, action.sources)
+    open_root = not action.config.runs_as_root
+    lowers = attach_files(store, parent_key, overlay.lowers, action.sources, open_root)
     container = Container(
         store, action.config, lowers, action.ref, env=secrets, area=area, on_output=on_line
     )
@@ -184,25 +185,22 @@ def _call_function(
 
 
 def copy_into(
-    overlay: Overlay, entries: tuple[FileEntry, ...], on_line: Callable[[str], None]
+    overlay: Overlay,
+    entries: tuple[FileEntry, ...],
+    on_line: Callable[[str], None],
+    owner: str | None = None,
 ) -> int:
-    """Create `entries` in the overlay's upper dir through a chroot of the merged tree."""
+    """Create `entries` in the overlay's upper dir through a chroot of the merged tree;
+    `owner` is a --chown value for entries that carry no owner of their own."""
     spec = overlay.work.parent / "copy.json"
-    spec.write_text(
-        json.dumps(
-            [
-                {
-                    "dest": e.dest,
-                    "kind": e.kind,
-                    "mode": e.mode,
-                    "digest": e.digest,
-                    "source": e.source,
-                    "target": e.target,
-                }
-                for e in entries
-            ]
-        )
-    )
+    listed = []
+    for e in entries:
+        entry = {"dest": e.dest, "kind": e.kind, "mode": e.mode, "digest": e.digest}
+        entry |= {"source": e.source, "target": e.target}
+        if e.owner is not None:
+            entry["uid"], entry["gid"] = e.owner
+        listed.append(entry)
+    spec.write_text(json.dumps({"owner": owner, "entries": listed}))
     # Run copyin.py as a plain script (-I -S: no site, no package import): it needs only the
     # standard library, and a bare interpreter starts in a fraction of the time.
     from . import copyin
@@ -219,7 +217,8 @@ def copy_from(
 ) -> int:
     """Copy `action.paths` from its (built) source image into the overlay (copyfrom.py)."""
     spec = overlay.work.parent / "copy-from.json"
-    spec.write_text(json.dumps({"paths": list(action.paths), "dest": action.dest}))
+    fields = {"paths": list(action.paths), "dest": action.dest}
+    spec.write_text(json.dumps({**fields, "chmod": action.chmod, "owner": action.owner}))
     source = overlay.work.parent / "source"
     source.mkdir()
     # overlayfs needs two lower dirs when it has no upper one

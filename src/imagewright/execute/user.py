@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["UNKNOWN_USER", "as_user", "is_root"]
+from ..definition.config import ImageConfig
+
+__all__ = ["UNKNOWN_USER", "as_user"]
 
 UNKNOWN_USER = 125  # the exit status when the user or group is not in the image
 
@@ -45,13 +47,8 @@ exec setpriv --reuid="$uid" --regid="$gid" $groups -- "$@"
 """
 
 
-def is_root(user: str) -> bool:
-    """Whether USER's value leaves commands running as root (and so needs no wrapping)."""
-    return user.partition(":")[0] in ("", "root", "0")
-
-
 def as_user(argv: Sequence[str], user: str) -> list[str]:
     """`argv` wrapped to run as `user` (USER's value), or unchanged for root."""
-    if is_root(user):
+    if ImageConfig(user=user).runs_as_root:
         return list(argv)
     return ["/bin/sh", "-c", _SCRIPT, "sh", user, *argv]

@@ -272,22 +272,23 @@ class _Renderer:
             entries = tuple(
                 e if e.kind == "symlink" else e._replace(mode=op.chmod) for e in entries
             )
+        chown = f"--chown={op.owner} " if op.owner else ""
         if op.extract:  # ADD unpacks a local tar archive into the directory it names
             (entry,) = entries
             source = f"{slot}/{posixpath.basename(op.local)}"
             self.files.append((source, entry._replace(mode=0o644)))
             dest = posixpath.normpath(absolute) + "/"
-            self.lines.append(f"ADD {json.dumps([source, dest])}")
+            self.lines.append(f"ADD {chown}{json.dumps([source, dest])}")
         elif op.is_dir:
             root = posixpath.normpath(absolute)
             for entry in entries:
                 self.files.append((f"{slot}/{posixpath.relpath(entry.dest, root)}", entry))
-            self.lines.append(f"COPY {json.dumps([f'{slot}/', root + '/'])}")
+            self.lines.append(f"COPY {chown}{json.dumps([f'{slot}/', root + '/'])}")
         else:
             (entry,) = entries
             source = f"{slot}/{posixpath.basename(entry.dest)}"
             self.files.append((source, entry))
-            self.lines.append(f"COPY {json.dumps([source, entry.dest])}")
+            self.lines.append(f"COPY {chown}{json.dumps([source, entry.dest])}")
 
     def _config(self, op: SetConfig) -> None:
         field, value = op.field, op.value

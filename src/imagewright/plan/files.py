@@ -27,6 +27,7 @@ class FileEntry(NamedTuple):
     digest: str = ""  # sha256 of a file's bytes, or of a symlink's target
     source: str = ""
     target: str = ""  # a symlink's target, copied verbatim and never followed
+    owner: tuple[int, int] | None = None  # (uid, gid) to keep, for files unpacked from an archive
 
     def key(self) -> list[object]:
         """What of this entry enters a cache key (not the host path: moving a tree is no change)."""

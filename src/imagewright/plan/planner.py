@@ -85,12 +85,14 @@ class ExtractArchive(NamedTuple):
 
     source: str
     dest: str
+    owner: str | None = None  # --chown, which (as in BuildKit) only created directories take
 
 
 class CopyFiles(NamedTuple):
-    """Files to create in the layer."""
+    """Files to create in the layer, owned by root or by `owner` (--chown user[:group])."""
 
     entries: tuple[FileEntry, ...]
+    owner: str | None = None
 
 
 class CopyFromPlan(NamedTuple):
@@ -99,6 +101,8 @@ class CopyFromPlan(NamedTuple):
     source: Plan
     paths: tuple[str, ...]
     dest: str  # absolute; ends in "/" when files go into it under their own names
+    chmod: int | None = None
+    owner: str | None = None
 
 
 class CallFunction(NamedTuple):
@@ -208,21 +212,23 @@ def _plan_layer(
             history.append(f"RUN {op.command}")
         elif isinstance(op, CopyLocal) and op.extract:
             dest = posixpath.normpath(posixpath.join(config.workdir, op.remote))
-            actions.append(ExtractArchive(op.local, dest))
-            key_ops.append(["extract", _collect(op, "/", layer.where)[0].digest, dest])
+            actions.append(ExtractArchive(op.local, dest, op.owner))
+            archive_digest = _collect(op, "/", layer.where)[0].digest
+            key_ops.append(["extract", archive_digest, dest, *_when_set(op.owner)])
             history.append(f"ADD {op.local} {op.remote}")
         elif isinstance(op, CopyLocal):
             entries = _collect(op, config.workdir, layer.where)
-            actions.append(CopyFiles(tuple(entries)))
-            key_ops.append(["copy", [e.key() for e in entries]])
+            actions.append(CopyFiles(tuple(entries), op.owner))
+            key_ops.append(["copy", [e.key() for e in entries], *_when_set(op.owner)])
             history.append(f"COPY {op.local} {op.remote}")
         elif isinstance(op, CopyFromImage):
             source = plan_image(op.source, force=force)
             dest = posixpath.join(config.workdir, op.remote)
             dest = posixpath.normpath(dest) + ("/" if op.remote.endswith("/") else "")
-            actions.append(CopyFromPlan(source, op.paths, dest))
+            actions.append(CopyFromPlan(source, op.paths, dest, op.chmod, op.owner))
             # the source's final key stands for its whole filesystem
-            key_ops.append(["copy-from", source.key, list(op.paths), dest])
+            paths = list(op.paths)
+            key_ops.append(["copy-from", source.key, paths, dest, op.chmod, op.owner])
             history.append(f"COPY --from={source.image_id} {' '.join(op.paths)} {op.remote}")
         elif isinstance(op, RunFunction):
             action, identity = _plan_function(op, config)
@@ -231,9 +237,12 @@ def _plan_layer(
             history.append(f"RUN python -c 'run_function({op.function.__qualname__})'")
         elif isinstance(op, SetConfig):
             config = _apply_config(config, op)
-            if op.field == "workdir":
-                actions.append(CopyFiles((FileEntry(config.workdir, "dir", 0o755),)))
-            key_ops.append(["config", op.field, op.value])
+            config_key: list[object] = ["config", op.field, op.value]
+            if op.field == "workdir":  # created for the current USER, as BuildKit does
+                owner = None if config.runs_as_root else config.user
+                actions.append(CopyFiles((FileEntry(config.workdir, "dir", 0o755),), owner))
+                config_key += _when_set(owner)
+            key_ops.append(config_key)
             history.append(_config_line(op))
     secret_names = sorted({k for s in layer.secrets for k in s.env})
     key = digest(
@@ -248,6 +257,12 @@ def _plan_layer(
     return [
         PlannedStep(key, parent, layer.call, layer, tuple(actions), config, force, tuple(history))
     ]
+
+
+def _when_set(option: object) -> list[object]:
+    """`option` for a cache key, or nothing when it is unset, so that keys made before the
+    option existed stay as they were."""
+    return [] if option is None else [option]
 
 
 def _config_line(op: SetConfig) -> str:

@@ -64,6 +64,8 @@ def _package_binds() -> list[Bind]:
 
 def _writer(target: IO[str]) -> Callable[[str], None]:
     def write(line: str) -> None:
+        if target.closed:  # a spare container's last words after its caller's stream is gone
+            return
         target.write(line + "\n")
         target.flush()
 
@@ -156,6 +158,8 @@ class Container:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._stack.callback(listener.close)
         listener.bind(str(ipc / "sock"))
+        if not self.config.runs_as_root:  # the image's USER must be able to connect
+            (ipc / "sock").chmod(0o666)
         listener.listen(1)
         env = {
             **self._env,
@@ -175,10 +179,8 @@ class Container:
             'exec "$(command -v python3 || command -v python)" -c "$0"',
             _LAUNCH,
         ]
-        # Functions run as root even under USER: their source is attached under /root, which
-        # other users cannot read; so HOME is root's unless the image's ENV sets it.
-        env = {"HOME": "/root", **container_env(self.config, env)}
-        cmd = SandboxCommand(argv, env, workdir, binds)
+        env = container_env(self.config, env)
+        cmd = SandboxCommand(argv, env, workdir, binds, user=self.config.user)
         overlay = Overlay(self.store.root, self.lowers, area.upper, area.work, area.merged)
         self._proc = _from_spawner_thread(
             lambda: spawn(

@@ -1,0 +1,82 @@
+"""Docker's copy rules, shared by the Dockerfile frontend and the copy scripts: source globs,
+--chown owners and the directories a copy creates.
+
+Standard library only: copyin.py and copyfrom.py import it as plain scripts, after they chroot
+into the image, so user and group names mean what the image's /etc/passwd and /etc/group say.
+The --chown rules are BuildKit's: a user name alone brings its primary group, a bare uid
+doubles as the gid, and numeric ids need no account files at all. Directories a copy creates
+belong to the copy's owner, as in Docker.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import posixpath
+
+__all__ = ["ROOT", "glob_paths", "has_magic", "make_parents", "resolve_owner"]
+
+ROOT = (0, 0)
+
+
+def has_magic(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def glob_paths(root: str, pattern: str) -> list[str]:
+    """Paths under `root` (relative to it) matching `pattern` part by part: `*` never crosses
+    `/` and matches dot files too, as Go's filepath.Match does for Docker."""
+    paths = [""]
+    for part in (p for p in pattern.split("/") if p):
+        found = []
+        for path in paths:
+            base = os.path.join(root, path)
+            if not has_magic(part):
+                if os.path.lexists(os.path.join(base, part)):
+                    found.append(posixpath.join(path, part))
+            elif os.path.isdir(base):
+                names = sorted(n for n in os.listdir(base) if fnmatch.fnmatchcase(n, part))
+                found += [posixpath.join(path, n) for n in names]
+        paths = found
+    return paths
+
+
+def make_parents(path: str, owner: tuple[int, int]) -> None:
+    """Create the missing directories above `path` (mode 755, owned by `owner`)."""
+    parent = os.path.dirname(path)
+    if parent and not os.path.isdir(parent):
+        make_parents(parent, owner)
+        os.mkdir(parent, 0o755)
+        os.chown(parent, *owner)
+
+
+def resolve_owner(spec: str) -> tuple[int, int]:
+    """(uid, gid) for a --chown (or USER) value; LookupError names what the image lacks."""
+    user, _, group = spec.partition(":")
+    if user.isdigit():
+        uid = gid = int(user)
+    else:
+        fields = _entry("/etc/passwd", user)
+        if fields is None or len(fields) < 4:
+            raise LookupError(f"{spec}: no user {user!r} in the image's /etc/passwd")
+        uid, gid = int(fields[2]), int(fields[3])
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        fields = _entry("/etc/group", group)
+        if fields is None or len(fields) < 3:
+            raise LookupError(f"{spec}: no group {group!r} in the image's /etc/group")
+        gid = int(fields[2])
+    return uid, gid
+
+
+def _entry(path: str, name: str) -> list[str] | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if fields[0] == name:
+                    return fields
+    except FileNotFoundError:
+        pass
+    return None
