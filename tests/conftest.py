@@ -90,7 +90,7 @@ def docker_env(
     builder: Builder, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
     """A private Docker engine for the session, with our 3.11 base loaded under the public
-    name its Dockerfiles use (python:3.11-slim-bookworm): there is no Docker Hub here."""
+    names Dockerfiles use for it (python:3.11-slim-bookworm, ...): there is no Docker Hub here."""
     reason = docker_missing()
     if reason:
         pytest.skip(reason)
@@ -101,6 +101,8 @@ def docker_env(
     with docker_engine() as env:
         docker(env, "load", "-i", str(archive))
         archive.unlink()
+        for alias in ("python:3.11-slim", "debian:bookworm-slim"):
+            docker(env, "tag", "python:3.11-slim-bookworm", alias)
         yield env
 
 

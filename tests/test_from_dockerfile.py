@@ -165,7 +165,7 @@ def test_build_error_names_line(builder, tmp_path: Path) -> None:  # type: ignor
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("FROM scratch AS a\nFROM scratch\n\nCOPY --from=nope /x /y\n", 4, "no stage named 'nope'"),
+        ("FROM scratch AS a\nFROM scratch\n\nCOPY --from=7 /x /y\n", 4, "there is no stage 7"),
         ("FROM scratch AS a\nCOPY --from=a /x /y\n", 2, "circular dependency .* stage: a"),
         ("FROM scratch\nCOPY --from=0 /x /y\n", 2, "circular dependency detected on stage: 0"),
         (

@@ -369,23 +369,3 @@ def _containers_of(ancestor: int) -> list[int]:
         if pid == ancestor:
             found.append(int(name))
     return found
-
-
-def test_run_function_runs_as_root_under_user(builder, tmp_path: Path):
-    source = textwrap.dedent("""
-        import imagewright as modal
-
-        def who():
-            import os
-            open("/fn", "w").write(f"{os.getuid()} {os.environ['HOME']}")
-
-        image = (
-            modal.Image.debian_slim(python_version="3.11")
-            .run_commands("useradd -m app")
-            .dockerfile_commands("USER app")
-            .run_function(who)
-        )
-    """)
-    (tmp_path / "user_mod.py").write_text(source)
-    image = load_module(str(tmp_path / "user_mod.py")).image
-    assert builder.run(image, "cat /fn; echo; whoami").split() == ["0", "/root", "app"]

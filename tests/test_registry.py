@@ -205,6 +205,17 @@ def test_from_registry_builds_and_runs(py311, builder, store, reg):
     assert all(s.cached for s in again.steps)
 
 
+def test_dockerfile_copies_from_a_registry_image(py311, builder, store, reg, tmp_path):
+    """COPY --from= a name that is no stage pulls that image, as BuildKit does."""
+    tools = py311.run_commands("mkdir -p /opt/tools && echo '#!/bin/sh\necho tool' > /opt/tools/t")
+    push_image(tools.run_commands("chmod 755 /opt/tools/t"), f"{reg}/tools:1", store=store)
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM python:3.11-slim-bookworm\nCOPY --from={reg}/tools:1 /opt/tools/t /usr/local/bin/\n"
+    )
+    image = Image.from_dockerfile(tmp_path / "Dockerfile", context_dir=tmp_path)
+    assert builder.run(image, "t") == "tool\n"
+
+
 def test_from_registry_setup_lines_and_bad_input(reg):
     with pytest.raises(InvalidError, match="only RUN lines"):
         Image.from_registry(f"{reg}/base:1", setup_dockerfile_commands=["COPY a /b"])

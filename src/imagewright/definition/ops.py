@@ -53,6 +53,10 @@ class Run(NamedTuple):
     uv: str | None = None
     argv: tuple[str, ...] | None = None  # Dockerfile exec form: run this argv, not the SHELL
     cache_targets: tuple[str, ...] = ()  # RUN --mount=type=cache targets, bound from the store
+    # Dockerfile RUN: /tmp is the image's own, as in Docker, rather than a private tmpfs that
+    # nothing written to survives (Modal's steps)
+    image_tmp: bool = False
+    env: tuple[tuple[str, str], ...] = ()  # for this command only (a Dockerfile's build args)
 
 
 class CopyLocal(NamedTuple):

@@ -97,7 +97,7 @@ def _stage(
             if kw == "RUN":
                 ops = [_run(instruction, shell, args_only)]
             elif kw in ("COPY", "ADD"):
-                ops = _copy(instruction, values, context, dockerfile.escape, stages)
+                ops = _copy(instruction, values, context, dockerfile.escape, stages, step)
             elif kw == "ENV":
                 pairs = [(x(k), x(v)) for k, v in _pairs(instruction)]
                 stage_env.update(pairs)
@@ -161,12 +161,26 @@ class _Steps:
     def add(self, instruction: Instruction, ops: Sequence[Op]) -> None:
         text = " ".join(instruction.original.split())
         call = text if len(text) <= 80 else text[:77] + "..."
-        where = f"{self.filename}:{instruction.line - self.offset}"
-        layer = Layer(self.method, call, where, tuple(ops), self.secrets, self.force)
+        layer = Layer(
+            self.method, call, self.where(instruction), tuple(ops), self.secrets, self.force
+        )
         self.image = Image._make(self.image, layer, (), self.force)
+
+    def where(self, instruction: Instruction) -> str:
+        """The `file:line` of `instruction`, as the user wrote it."""
+        return f"{self.filename}:{instruction.line - self.offset}"
 
 
 def _from(name: str, filename: str, line: int, force: bool, add_python: str | None) -> Image:
+    try:
+        return _image(name, f"{filename}:{line}", force, add_python)
+    except (ValueError, InvalidError) as error:
+        raise DockerfileError(filename, line, str(error)) from None
+
+
+def _image(name: str, where: str, force: bool, add_python: str | None = None) -> Image:
+    """The image a FROM or COPY --from names: one of our bases when its name maps to one (see
+    _PYTHON_SLIM), else a registry image; its first layer's call site is `where`."""
     match = _PYTHON_SLIM.fullmatch(name)
     debian = _DEBIAN_SLIM.fullmatch(name)
     series = None
@@ -178,15 +192,12 @@ def _from(name: str, filename: str, line: int, force: bool, add_python: str | No
         series = next((s for s, r in DEBIAN.items() if r.suite == debian[1]), None)
     if name == "scratch" or series is not None:
         if add_python is not None:
-            raise DockerfileError(filename, line, f"add_python= needs a registry base, not {name}")
+            raise ValueError(f"add_python= needs a registry base, not {name}")
         image = Image.from_scratch(force) if name == "scratch" else Image.debian_slim(series, force)
     else:
-        try:
-            image = Image.from_registry(name, add_python=add_python, force_build=force)
-        except InvalidError as error:
-            raise DockerfileError(filename, line, str(error)) from None
+        image = Image.from_registry(name, add_python=add_python, force_build=force)
     assert image._layer is not None
-    return Image._make(None, image._layer._replace(callsite=f"{filename}:{line}"), (), force)
+    return Image._make(None, image._layer._replace(callsite=where), (), force)
 
 
 def _run(instruction: Instruction, shell: tuple[str, ...], args: Mapping[str, str]) -> Run:
@@ -202,20 +213,24 @@ def _run(instruction: Instruction, shell: tuple[str, ...], args: Mapping[str, st
         if instruction.flags.get(flag) not in (None, "default", "sandbox", ()):
             raise ValueError(f"RUN --{flag} is not supported yet")
     # build args reach RUN as environment variables, not kept in the image
-    exports = "".join(f"export {k}={shlex.quote(v)}; " for k, v in sorted(args.items()))
+    fields = {
+        "cache_targets": tuple(targets),
+        "image_tmp": True,
+        "env": tuple(sorted(args.items())),
+    }
     if command.argv is not None:
-        return Run(shlex.join(command.argv), argv=command.argv, cache_targets=tuple(targets))
+        return Run(shlex.join(command.argv), argv=command.argv, **fields)
     text = cast(str, command.shell)
     docs = command.heredocs
     if len(docs) == 1 and re.fullmatch(r"\s*<<-?['\"]?\w+['\"]?\s*", text):
         script = docs[0].content
         if script.startswith("#!"):  # Docker runs such a script with its own interpreter
             first, _, body = script.partition("\n")
-            return Run(script, argv=(*shlex.split(first[2:]), "-c", body))
-        return Run(exports + script, cache_targets=tuple(targets))
+            return Run(script, argv=(*shlex.split(first[2:]), "-c", body), **fields)
+        return Run(script, **fields)
     # other heredocs feed a command's input: the shell reads them as it would in a script
     text += "".join(f"\n{doc.content}{doc.name}" for doc in docs)
-    return Run(exports + text, cache_targets=tuple(targets))
+    return Run(text, **fields)
 
 
 def _copy(
@@ -224,6 +239,7 @@ def _copy(
     context: Context,
     escape: str,
     stages: Stages,
+    step: _Steps,
 ) -> list[Op]:
     copy = cast(CopyArgs, instruction.args)
     flags = instruction.flags
@@ -245,7 +261,8 @@ def _copy(
         raise ValueError(f"invalid --chown={owner}: expected user[:group]")
     if flags.get("from"):
         ref = expand(cast(str, flags["from"]), values, escape=escape)
-        source = stages.source(ref)
+        # a stage, else an image (as in BuildKit)
+        source = stages.source(ref) or _image(ref, step.where(instruction), step.force)
         return [copy_from(instruction.keyword, source, sources, dest, chmod, owner)]
     return list(context_ops(instruction.keyword, sources, dest, context, chmod, owner))
 

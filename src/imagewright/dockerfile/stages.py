@@ -1,9 +1,10 @@
 """Multi-stage Dockerfiles: stages translated on demand, found by name or index.
 
 A stage is its own Image. `FROM name` starts a stage on an earlier one, and `COPY --from=name`
-(or `--from=<index>`) copies out of any other stage's root filesystem. Stages are translated
-when first needed, starting from the last one (the image the Dockerfile describes), so stages
-nothing needs are never built, and a cycle of `--from` references is reported, as in BuildKit.
+(or `--from=<index>`) copies out of any other stage's root filesystem; as in BuildKit, a name
+that is no stage names an image. Stages are translated when first needed, starting from the
+last one (the image the Dockerfile describes), so stages nothing needs are never built, and a
+cycle of `--from` references is reported.
 """
 
 from __future__ import annotations
@@ -53,19 +54,15 @@ class Stages:
         index = next((i for i in range(stage) if self._names[i] == lowered), None)
         return None if index is None else self.get(index)
 
-    def source(self, ref: str) -> Image:
+    def source(self, ref: str) -> Image | None:
         """The stage `COPY --from=ref` copies out of: any stage, by name or index, as in
-        BuildKit; ValueError names what is wrong."""
+        BuildKit; None when `ref` names no stage (it is then an image)."""
         if ref.isdigit():
-            index = int(ref) if int(ref) < len(self._names) else None
-        else:
-            index = next((i for i, n in enumerate(self._names) if n == ref.lower()), None)
-        if index is None:
-            raise ValueError(
-                f"COPY --from={ref}: no stage named {ref!r} (copying from other images is not "
-                "supported yet)"
-            )
-        return self.get(index).image
+            if int(ref) >= len(self._names):
+                raise ValueError(f"COPY --from={ref}: there is no stage {ref}")
+            return self.get(int(ref)).image
+        index = next((i for i, n in enumerate(self._names) if n == ref.lower()), None)
+        return None if index is None else self.get(index).image
 
 
 def copy_from(

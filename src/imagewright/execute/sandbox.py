@@ -96,22 +96,25 @@ class SandboxCommand:
     binds: tuple[Bind, ...] = field(default=())
     interactive: bool = False
     user: str = ""  # USER: run argv as this user (execute/user.py); "" for root
+    private_tmp: bool = True  # a fresh tmpfs on /tmp, rather than the image's /tmp
 
 
 def _bwrap_argv(merged: Path, cmd: SandboxCommand) -> list[str]:
     args = [
         "bwrap", "--bind", str(merged), "/",
         "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc",
-        "--perms", "1777", "--tmpfs", "/tmp", "--ro-bind", "/sys", "/sys",
+        "--ro-bind", "/sys", "/sys",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "imagewright",
         "--die-with-parent", "--clearenv", "--cap-drop", "ALL",
     ]  # fmt: skip
+    if cmd.private_tmp:
+        args += ["--perms", "1777", "--tmpfs", "/tmp"]
     for cap in CAPABILITIES:
         args += ["--cap-add", cap]
     if not cmd.interactive:
         args.append("--new-session")  # no controlling terminal to inject keystrokes into
     for bind in cmd.binds:
-        if bind.target.startswith("/tmp/"):
+        if cmd.private_tmp and bind.target.startswith("/tmp/"):
             args += ["--dir", os.path.dirname(bind.target)]
         args += ["--ro-bind" if bind.readonly else "--bind", bind.source, bind.target]
     for key, value in cmd.env.items():
@@ -155,8 +158,10 @@ def spawn_in_namespace(
 
 def spawn(overlay: Overlay, cmd: SandboxCommand, **popen: object) -> subprocess.Popen[bytes]:
     """Start `cmd` in a sandbox over `overlay`. The caller owns the returned process."""
+    # mount points bwrap must create in the image are removed afterwards (not those in a tmpfs)
+    in_tmpfs = ("/tmp/",) if cmd.private_tmp else ()
     targets = [
-        b.target for b in cmd.binds if not (b.target.startswith("/tmp/") or b.keep_mount_point)
+        b.target for b in cmd.binds if not (b.target.startswith(in_tmpfs) or b.keep_mount_point)
     ]
     return spawn_in_namespace(overlay, _bwrap_argv(overlay.merged, cmd), targets, **popen)
 

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from ..definition.config import ImageConfig
+from ..definition.ops import Run
 from ..definition.pythons import BaseRelease
 from ..exception import ImageBuildError
 from ..plan.files import FileEntry
@@ -107,7 +107,7 @@ def _run_action(
         from .archive import extract_archive
 
         return extract_archive(action, overlay, area, on_line), f"extracting {action.source}"
-    commands: list[tuple[str, ImageConfig, str | None]]
+    commands: list[RunCommand]
     if isinstance(action, BaseSetup):
         if action.release.standalone_error:
             from ..definition.pythons import STANDALONE_ROOT
@@ -115,22 +115,24 @@ def _run_action(
             status = _copy_standalone(action.release, overlay, store, STANDALONE_ROOT, on_line)
             if status != 0:
                 return status, "copying the standalone CPython"
-        commands = [RunCommand(c, BASE_CONFIG, "") for c in action.commands]
+        commands = [RunCommand(Run(c, uv=""), BASE_CONFIG) for c in action.commands]
     else:
         assert isinstance(action, RunCommand)
         commands = [action]
-    for command, config, uv, argv, cache_targets in commands:
-        on_line(f"$ {command}")
+    for run, config in commands:
+        on_line(f"$ {run.command}")
         cmd = SandboxCommand(
-            argv=list(argv) if argv is not None else [*config.shell, command],
-            env=step_env(config, secrets),
+            argv=list(run.argv) if run.argv is not None else [*config.shell, run.command],
+            # the image's ENV wins over build args of the same name, as in Docker
+            env={**dict(run.env), **step_env(config, secrets)},
             workdir=config.workdir,
-            binds=step_binds(store, uv) + cache_binds(store, cache_targets),
+            binds=step_binds(store, run.uv) + cache_binds(store, run.cache_targets),
             user=config.user,
+            private_tmp=not run.image_tmp,
         )
         status = run_sandboxed(overlay, cmd, on_line)
         if status != 0:
-            return status, command
+            return status, run.command
     return 0, ""
 
 

@@ -135,6 +135,7 @@ class _Renderer:
         self.files: list[tuple[str, FileEntry]] = []
         self.binaries: list[tuple[str, str]] = []
         self.uv_present: str | None = None  # the uv version now at /.uv/uv
+        self.args: dict[str, str] = {}  # ARG values declared so far
         self.config = ImageConfig()
 
     def render(self, image: Image) -> Dockerfile:
@@ -185,7 +186,7 @@ class _Renderer:
             self._ca_args()
             if not self.bare_base:
                 for command in setup:
-                    self._run(command, "" if command.startswith("/.uv/uv") else None)
+                    self._run(Run(command, "" if command.startswith("/.uv/uv") else None))
         elif isinstance(op, FromRegistry):
             if op.add_python is not None:
                 raise InvalidError(
@@ -204,7 +205,7 @@ class _Renderer:
 
     def _op(self, layer: Layer, op: object, slot: str) -> None:
         if isinstance(op, Run):
-            self._run(op.command, op.uv, op.argv, op.cache_targets)
+            self._run(op)
         elif isinstance(op, CopyLocal):
             self._copy(layer, op, slot)
         elif isinstance(op, SetConfig):
@@ -220,16 +221,15 @@ class _Renderer:
                 "export writes a single-stage Dockerfile)"
             )
 
-    def _run(
-        self,
-        command: str,
-        uv: str | None,
-        argv: tuple[str, ...] | None = None,
-        cache_targets: tuple[str, ...] = (),
-    ) -> None:
-        mounts = [f"--mount=type=cache,target={target}" for target in cache_targets]
-        if uv is not None:
-            self._provide_uv(uv)
+    def _run(self, op: Run) -> None:
+        command, argv = op.command, op.argv
+        for name, value in op.env:  # a Dockerfile's build args, which reach RUN as ARG does
+            if self.args.get(name) != value:
+                self.args[name] = value
+                self.lines.append(f"ARG {name}={json.dumps(value)}")
+        mounts = [f"--mount=type=cache,target={target}" for target in op.cache_targets]
+        if op.uv is not None:
+            self._provide_uv(op.uv)
             # uv's cache stays out of the image, as imagewright keeps it in the store.
             mounts.append("--mount=type=cache,target=/root/.cache/uv")
         if self.ca_bundle:

@@ -71,13 +71,10 @@ class BaseSetup(NamedTuple):
 
 
 class RunCommand(NamedTuple):
-    """A shell command with the config in force when it runs."""
+    """A command (a Run op) with the config in force when it runs."""
 
-    command: str
+    run: Run
     config: ImageConfig
-    uv: str | None = None  # as in Run
-    argv: tuple[str, ...] | None = None  # as in Run
-    cache_targets: tuple[str, ...] = ()  # as in Run
 
 
 class ExtractArchive(NamedTuple):
@@ -204,10 +201,11 @@ def _plan_layer(
     history: list[str] = []
     for op in layer.ops:
         if isinstance(op, Run):
-            actions.append(RunCommand(op.command, config, op.uv, op.argv, op.cache_targets))
+            actions.append(RunCommand(op, config))
             run_key: list[object] = ["run", op.command, uv_key(op.uv)]
-            if op.argv is not None or op.cache_targets:  # so older keys stay as they were
-                run_key += [list(op.argv or ()), list(op.cache_targets)]
+            if op.argv is not None or op.cache_targets or op.image_tmp:  # older keys stay
+                run_key += [list(op.argv or ()), list(op.cache_targets), op.image_tmp]
+                run_key += [[list(pair) for pair in op.env]]
             key_ops.append(run_key)
             history.append(f"RUN {op.command}")
         elif isinstance(op, CopyLocal) and op.extract:
