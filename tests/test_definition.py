@@ -23,7 +23,7 @@ BASE = modal.Image.debian_slim(python_version="3.11")
 def commands(image: modal.Image) -> list[str]:
     """The shell commands of the image's last planned step."""
     actions = plan_image(image).steps[-1].actions
-    return [a.command for a in actions if isinstance(a, RunCommand)]
+    return [a.run.command for a in actions if isinstance(a, RunCommand)]
 
 
 def entries(image: modal.Image) -> dict[str, FileEntry]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -143,7 +145,16 @@ def _round_trip_image(tmp_path: Path) -> Image:
     )
 
 
-def _assert_same_config(image: Image, config: dict[str, object]) -> None:
+def _round_trip(builder: Builder, tmp_path: Path, engine: Callable[..., str], tag: str) -> None:
+    """Build the exported Dockerfile with `engine` (docker or podman, our base already loaded
+    under its public name) and compare the result with our build: files, then config."""
+    image = _round_trip_image(tmp_path)
+    ours = builder.run(image, _ROUND_TRIP_CHECK)
+    context = tmp_path / "context"
+    write_dockerfile(image, context, uv_from_context=True, ca_bundle=CA, bare_base=True)
+    engine("build", "--network=host", "-t", tag, str(context))
+    assert engine("run", "--rm", "--network=none", tag, "sh", "-c", _ROUND_TRIP_CHECK) == ours
+    config = json.loads(engine("inspect", tag))[0]["Config"]
     expected = plan_image(image).config.to_json()
     for field in ("Env", "WorkingDir", "Cmd"):
         assert config[field] == expected[field], field
@@ -153,32 +164,15 @@ def test_round_trip_through_docker(
     builder: Builder, docker_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Our base under its public name, the Dockerfile built by BuildKit: same files, same config."""
-    image = _round_trip_image(tmp_path)
-    ours = builder.run(image, _ROUND_TRIP_CHECK)
-    context = tmp_path / "context"
-    write_dockerfile(image, context, uv_from_context=True, ca_bundle=CA, bare_base=True)
-    docker(docker_env, "build", "--network=host", "-t", "iwtest/roundtrip", str(context))
-    check = ["sh", "-c", _ROUND_TRIP_CHECK]
-    assert docker(docker_env, "run", "--rm", "--network=none", "iwtest/roundtrip", *check) == ours
-    _assert_same_config(
-        image, json.loads(docker(docker_env, "inspect", "iwtest/roundtrip"))[0]["Config"]
-    )
+    _round_trip(builder, tmp_path, partial(docker, docker_env), "iwtest/roundtrip")
 
 
 def test_round_trip_through_podman(
     builder: Builder, podman_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The same Dockerfile built by `podman build` (buildah): same files, same config."""
-    image = _round_trip_image(tmp_path)
-    ours = builder.run(image, _ROUND_TRIP_CHECK)
     archive = tmp_path / "base.tar"
     base = Image.debian_slim(python_version="3.11")
     base.export(archive, format="docker", compression="none", tag="python:3.11-slim-bookworm")
     podman(podman_env, "load", "-i", str(archive))
-    context = tmp_path / "context"
-    write_dockerfile(image, context, uv_from_context=True, ca_bundle=CA, bare_base=True)
-    tag = "localhost/iwtest/roundtrip"
-    podman(podman_env, "build", "--network=host", "--pull=never", "-t", tag, str(context))
-    check = ["sh", "-c", _ROUND_TRIP_CHECK]
-    assert podman(podman_env, "run", "--rm", "--network=none", tag, *check) == ours
-    _assert_same_config(image, json.loads(podman(podman_env, "inspect", tag))[0]["Config"])
+    _round_trip(builder, tmp_path, partial(podman, podman_env), "localhost/iwtest/roundtrip")
