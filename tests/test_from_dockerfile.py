@@ -125,6 +125,26 @@ def test_run_copy_add(builder, tmp_path: Path) -> None:  # type: ignore[no-untyp
         assert expected in out
 
 
+def test_copy_heredocs(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Inline files: expanded unless the marker is quoted, quotes kept, named after the marker."""
+    path = _dockerfile(
+        tmp_path,
+        "FROM python:3.11-slim-bookworm\n"
+        "ARG NAME=world\n"
+        "COPY <<EOF /app/greeting.txt\n"
+        'hello "$NAME" \\$HOME\n'
+        "EOF\n"
+        "COPY --chmod=755 <<run.sh <<'raw.txt' /app/bin/\n"
+        "#!/bin/sh\necho ran\nrun.sh\n"
+        "$NAME stays\nraw.txt\n",
+    )
+    out = builder.run(
+        Image.from_dockerfile(path, context_dir=tmp_path),
+        "cat /app/greeting.txt; /app/bin/run.sh; cat /app/bin/raw.txt; stat -c %a /app/*.txt",
+    )
+    assert out.splitlines() == ['hello "world" $HOME', "ran", "$NAME stays", "644"]
+
+
 def test_cache_mount_persists_but_not_in_layer(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     stamp = str(time.time_ns())
     text = (

@@ -2,13 +2,19 @@
 
 Sources are matched on the host when the image is defined (each match becomes one CopyLocal
 op), so a missing or escaping source is reported with its Dockerfile line before any step runs;
-file contents are read and hashed later, by the planner, as for every other copy.
+file contents are read and hashed later, by the planner, as for every other copy. Heredoc
+sources become context files too, written to a temporary directory.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
 import os
 import posixpath
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +28,7 @@ __all__ = [
     "AUTO_DOCKERIGNORE",
     "Context",
     "context_ops",
+    "heredoc_file",
     "is_archive",
     "make_context",
 ]
@@ -49,6 +56,26 @@ class Context(NamedTuple):
     root: str
     ignored: Callable[[str], bool]  # a context-relative POSIX path
     files: Mapping[str, str]  # context path -> local path (dockerfile_commands' context_files)
+
+
+def heredoc_file(name: str, content: str) -> str:
+    """A local file holding a COPY heredoc's `content` (mode 644, as BuildKit makes it), kept
+    for the life of the process: it is hashed when planned and copied when built."""
+    body = content.encode()
+    folder = os.path.join(_heredoc_dir(), hashlib.sha256(body).hexdigest()[:32])
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name)
+    with open(path, "wb") as f:
+        f.write(body)
+    os.chmod(path, 0o644)
+    return path
+
+
+@functools.cache
+def _heredoc_dir() -> str:
+    folder = tempfile.mkdtemp(prefix="imagewright-heredocs-")
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def make_context(

@@ -22,11 +22,11 @@ from ..definition.ops import Op, Run, SetConfig
 from ..definition.pythons import DEBIAN
 from ..exception import InvalidError
 from ..secret import Secret
-from .context import Context, context_ops
+from .context import Context, context_ops, heredoc_file
 from .instructions import Command, CopyArgs
 from .parser import Dockerfile, DockerfileError, Instruction, Stage
 from .stages import BuiltStage, Stages, copy_from
-from .substitute import expand, resolve_args
+from .substitute import expand, expand_heredoc, resolve_args
 
 __all__ = ["translate"]
 
@@ -246,8 +246,6 @@ def _copy(
     for unsupported in ("parents", "exclude", "checksum"):
         if flags.get(unsupported) not in (None, "false", ()):
             raise ValueError(f"{instruction.keyword} --{unsupported} is not supported yet")
-    if copy.heredocs:
-        raise ValueError(f"{instruction.keyword} with a heredoc source is not supported yet")
     chmod = None
     if flags.get("chmod"):
         try:
@@ -260,10 +258,16 @@ def _copy(
     if owner is not None and not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", owner):
         raise ValueError(f"invalid --chown={owner}: expected user[:group]")
     if flags.get("from"):
+        if copy.heredocs:
+            raise ValueError("COPY --from takes no heredoc sources")
         ref = expand(cast(str, flags["from"]), values, escape=escape)
         # a stage, else an image (as in BuildKit)
         source = stages.source(ref) or _image(ref, step.where(instruction), step.force)
         return [copy_from(instruction.keyword, source, sources, dest, chmod, owner)]
+    for doc in copy.heredocs:  # an inline file is a context file named after its marker
+        text = expand_heredoc(doc.content, values, escape=escape) if doc.expand else doc.content
+        context = context._replace(files={**context.files, doc.name: heredoc_file(doc.name, text)})
+        sources.append(doc.name)
     return list(context_ops(instruction.keyword, sources, dest, context, chmod, owner))
 
 

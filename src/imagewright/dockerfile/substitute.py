@@ -15,7 +15,7 @@ from typing import NamedTuple, cast
 from ..exception import InvalidError
 from .parser import Dockerfile, DockerfileError, Instruction
 
-__all__ = ["ResolvedStage", "expand", "resolve_args"]
+__all__ = ["ResolvedStage", "expand", "expand_heredoc", "resolve_args"]
 
 # one-character shell parameters ($?, $#, …): never set in a build, so they expand to ""
 _SPECIAL = "*#@!?-$"
@@ -29,13 +29,20 @@ def expand(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
     return _Word(word, env, escape).until("")
 
 
+def expand_heredoc(text: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
+    """A heredoc body with variables substituted as a shell does it: quotes stay as they are,
+    and the escape character makes only `$` and itself literal."""
+    return _Word(text, env, escape, quotes=False).until("")
+
+
 class _Word:
     """A cursor over one word; each method consumes the construct under the cursor."""
 
-    def __init__(self, text: str, env: Mapping[str, str], escape: str):
+    def __init__(self, text: str, env: Mapping[str, str], escape: str, quotes: bool = True):
         self.text = text
         self.env = env
         self.escape = escape
+        self.quotes = quotes  # False for heredoc bodies, where quotes are plain text
         self.at = 0
 
     def peek(self) -> str:
@@ -53,12 +60,16 @@ class _Word:
             if stop and ch == stop:
                 self.at += 1
                 return "".join(out)
-            if ch == "'":
+            if ch == "'" and self.quotes:
                 out.append(self.single_quoted())
-            elif ch == '"':
+            elif ch == '"' and self.quotes:
                 out.append(self.double_quoted())
             elif ch == "$":
                 out.append(self.dollar())
+            elif not self.quotes:
+                self.take()
+                escaped = ch == self.escape and self.peek() in ("$", self.escape)
+                out.append(self.take() if escaped else ch)
             else:
                 self.take()
                 # the escape character makes the next one literal; at the end it is dropped
