@@ -5,9 +5,13 @@ Set IMAGEWRIGHT_TEST_HOME to reuse a store across sessions while developing.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,6 +108,33 @@ def docker_env(
         for alias in ("python:3.11-slim", "debian:bookworm-slim"):
             docker(env, "tag", "python:3.11-slim-bookworm", alias)
         yield env
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(root: Path) -> Iterator[str]:
+    """Serve `root` over HTTP on 127.0.0.1; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on 127.0.0.1: (the directory, its base URL)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    with serve_directory(root) as url:
+        yield root, url
 
 
 @pytest.fixture

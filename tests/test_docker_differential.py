@@ -24,7 +24,7 @@ import pytest
 
 from imagewright import Image
 
-from .conftest import Builder
+from .conftest import Builder, serve_directory
 from .docker_helpers import docker
 
 BASE = "python:3.11-slim-bookworm"
@@ -78,6 +78,8 @@ COPY --chmod=700 src /modes/
 ADD t.tar.gz /unpacked/
 ADD --chown=app t.tar.gz /unpacked2/
 ADD a.txt b.txt /added/
+ADD {SERVER}/a.txt {SERVER}/src/main.py /fetched/
+ADD --chown=app {SERVER}/b.txt /fetched/b-owned
 """
 
 RUN = r"""FROM python:3.11-slim-bookworm
@@ -184,14 +186,17 @@ def built(
     for name, (text, build_args) in CASES.items():
         root = tmp_path_factory.mktemp(name)
         _context(root)
-        (root / "Dockerfile").write_text(text)
         tag = f"iwdiff/{name}"
         flags = [arg for k, v in build_args.items() for arg in ("--build-arg", f"{k}={v}")]
-        docker(docker_env, "build", "--network=host", "-t", tag, *flags, str(root))
         theirs, ours = root / "docker.tar", root / "ours.tar"
-        docker(docker_env, "save", "-o", str(theirs), tag)
-        image = Image.from_dockerfile(root / "Dockerfile", context_dir=root, build_args=build_args)
-        builder.build(image)
+        with serve_directory(root) as server:  # for ADD <url>
+            (root / "Dockerfile").write_text(text.replace("{SERVER}", server))
+            docker(docker_env, "build", "--network=host", "-t", tag, *flags, str(root))
+            docker(docker_env, "save", "-o", str(theirs), tag)
+            image = Image.from_dockerfile(
+                root / "Dockerfile", context_dir=root, build_args=build_args
+            )
+            builder.build(image)
         image.export(ours, format="docker", compression="none", tag=tag)
         out[name] = (_Archive(theirs, base), _Archive(ours, base))
     yield out

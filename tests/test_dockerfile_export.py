@@ -103,6 +103,15 @@ def test_steps_become_lines(tmp_path: Path) -> None:
         write_dockerfile(image, out)
 
 
+def test_add_from_a_url_is_written_back() -> None:
+    image = Image.debian_slim(python_version="3.11").dockerfile_commands(
+        "ADD --chown=app --checksum=sha256:ab https://example.com/x.tar.gz /opt/"
+    )  # nothing is fetched: rendering a Dockerfile plans nothing
+    assert _lines(image)[-1] == (
+        'ADD --chown=app --checksum=sha256:ab ["https://example.com/x.tar.gz", "/opt/x.tar.gz"]'
+    )
+
+
 def test_refuses_what_a_dockerfile_cannot_say() -> None:
     base = Image.debian_slim(python_version="3.11")
     with pytest.raises(InvalidError, match="run_function"):

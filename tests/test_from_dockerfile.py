@@ -13,6 +13,8 @@ from imagewright import Image, Mount
 from imagewright.exception import ImageBuildError, InvalidError
 from imagewright.plan.planner import plan_image
 
+from .conftest import cli
+
 
 def _dockerfile(tmp_path: Path, text: str, **files: str) -> Path:
     for name, content in files.items():
@@ -145,6 +147,48 @@ def test_copy_heredocs(builder, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert out.splitlines() == ['hello "world" $HOME', "ran", "$NAME stays", "644"]
 
 
+def test_add_from_a_url(builder, tmp_path: Path, served: tuple[Path, str]) -> None:  # type: ignore[no-untyped-def]
+    """ADD <url>: mode 600 as in Docker, and the content (fetched when planned) keys the step."""
+    root, base = served
+    stamp = time.time_ns()  # new content for every run, even with a reused store
+    (root / "tool.sh").write_text(f"#!/bin/sh\necho v1 # {stamp}\n")
+    context = tmp_path / "ctx"
+    context.mkdir()
+    _dockerfile(
+        context,
+        f"FROM python:3.11-slim-bookworm\nADD {base}/tool.sh /opt/\n"
+        f"ADD --chmod=755 {base}/tool.sh /usr/local/bin/tool\n",
+    )
+    (tmp_path / "img.py").write_text(
+        "import imagewright as modal\n"
+        f"image = modal.Image.from_dockerfile({str(context / 'Dockerfile')!r}, context_dir={str(context)!r})\n"
+    )
+    first = cli("shell", str(tmp_path / "img.py"), "--cmd", "stat -c %a /opt/tool.sh; tool")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["600", "v1"]
+    (root / "tool.sh").write_text(f"#!/bin/sh\necho v2 # {stamp}\n")  # same address, new content
+    second = cli("shell", str(tmp_path / "img.py"), "--cmd", "tool")
+    assert second.stdout == "v2\n" and "2 step(s) run" in second.stderr, second.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "path", "message"),
+    [
+        ("--checksum=sha256:" + "0" * 64, "tool.sh", "checksum is sha256:"),
+        ("", "missing.sh", "HTTP 404"),
+    ],
+)
+def test_add_url_errors_name_the_line(
+    tmp_path: Path, served: tuple[Path, str], flags: str, path: str, message: str
+) -> None:
+    root, base = served
+    (root / "tool.sh").write_text("x")
+    dockerfile = _dockerfile(tmp_path, f"FROM scratch\n\nADD {flags} {base}/{path} /x\n")
+    image = Image.from_dockerfile(dockerfile, context_dir=tmp_path)
+    with pytest.raises(InvalidError, match=rf"Dockerfile:3: ADD .*{message}"):
+        plan_image(image)
+
+
 def test_cache_mount_persists_but_not_in_layer(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     stamp = str(time.time_ns())
     text = (
@@ -199,7 +243,8 @@ def test_build_error_names_line(builder, tmp_path: Path) -> None:  # type: ignor
         ("FROM scratch\nCOPY ../outside /x\n", 2, "outside the build context"),
         ("FROM scratch\n\nCOPY missing.txt /x\n", 3, "not found"),
         ("FROM scratch\nCOPY secret.key /x\n", 2, "excluded by .dockerignore"),
-        ("FROM scratch\nADD https://example.com/x /x\n", 2, "URL"),
+        ("FROM scratch\nADD ftp://example.com/x /x\n", 2, "only http:// and https://"),
+        ("FROM scratch\nADD --checksum=sha256:00 a.txt /x\n", 2, "--checksum works only"),
         ("FROM scratch\nCOPY a.txt b.txt /dir\n", 2, "must be a directory"),
         ("FROM scratch\nRUN --mount=type=bind,target=/x true\n", 2, "type=cache"),
         ("FROM scratch\nCOPY --chmod=abc a.txt /x\n", 2, "octal"),

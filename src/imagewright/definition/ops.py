@@ -17,6 +17,7 @@ __all__ = [
     "Bootstrap",
     "CopyFromImage",
     "CopyLocal",
+    "Download",
     "FromRegistry",
     "IgnoreSpec",
     "Op",
@@ -75,6 +76,18 @@ class CopyLocal(NamedTuple):
     owner: str | None = None  # COPY --chown: user[:group], resolved in the image
 
 
+class Download(NamedTuple):
+    """Dockerfile `ADD <url> <remote>`: a file fetched when the image is planned (mode 600
+    unless `chmod`, as in Docker). `remote` names the file and may be relative, as in CopyLocal.
+    """
+
+    url: str
+    remote: str
+    checksum: str | None = None  # ADD --checksum=sha256:<hex>
+    chmod: int | None = None
+    owner: str | None = None
+
+
 class CopyFromImage(NamedTuple):
     """Copy paths out of another image's root filesystem (Dockerfile `COPY --from=stage`).
 
@@ -107,4 +120,6 @@ class RunFunction(NamedTuple):
     include_source: bool
 
 
-Op = Union[Bootstrap, FromRegistry, Run, CopyLocal, CopyFromImage, SetConfig, RunFunction]  # noqa: UP007
+Op = Union[  # noqa: UP007
+    Bootstrap, FromRegistry, Run, CopyLocal, Download, CopyFromImage, SetConfig, RunFunction
+]

@@ -3,7 +3,8 @@
 Sources are matched on the host when the image is defined (each match becomes one CopyLocal
 op), so a missing or escaping source is reported with its Dockerfile line before any step runs;
 file contents are read and hashed later, by the planner, as for every other copy. Heredoc
-sources become context files too, written to a temporary directory.
+sources become context files too, written to a temporary directory; ADD's URLs become Download
+ops, fetched by the planner.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import os
 import posixpath
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from ..definition.ops import CopyLocal
+from ..definition.ops import CopyLocal, Download
 from ..definition.patterns import FilePatternMatcher
 from ..execute.copyrules import glob_paths
 
@@ -106,12 +108,18 @@ def context_ops(
     context: Context,
     chmod: int | None,
     owner: str | None,
-) -> list[CopyLocal]:
+    checksum: str | None = None,
+) -> list[CopyLocal | Download]:
     """The copy ops for one COPY/ADD; raises ValueError with Docker-like messages."""
+    urls = [s for s in sources if keyword == "ADD" and "://" in s]
+    if any(not url.startswith(("http://", "https://")) for url in urls):
+        raise ValueError(f"ADD {urls[0]}: only http:// and https:// URLs can be fetched")
+    if checksum is not None and (not urls or len(urls) != len(sources)):
+        raise ValueError("ADD --checksum works only with http:// or https:// sources")
     matches: list[tuple[str, str]] = []  # (context-relative path, local path)
     for source in sources:
-        if keyword == "ADD" and "://" in source:
-            raise ValueError(f"ADD from a URL ({source}) is not supported yet")
+        if source in urls:
+            continue
         rel = posixpath.normpath(source.lstrip("/"))
         if rel == ".." or rel.startswith("../"):
             raise ValueError(f"{keyword} source {source!r} is outside the build context")
@@ -130,12 +138,19 @@ def context_ops(
                 raise ValueError(f"{keyword} source {match!r} links outside the build context")
             matches.append((match, local))
     into_dir = dest.endswith("/") or dest in (".", "..")
-    if len(matches) > 1 and not into_dir:
+    if len(matches) + len(urls) > 1 and not into_dir:
         raise ValueError(
             f"When using {keyword} with more than one source file, the destination must be a "
             "directory and end with a /"
         )
-    ops = []
+    ops: list[CopyLocal | Download] = []
+    for url in urls:  # fetched when planned; the file is named after the URL's path
+        name = posixpath.basename(urllib.parse.urlsplit(url).path)
+        if into_dir and not name:
+            raise ValueError(f"ADD {url}: the URL names no file; give the destination's file name")
+        ops.append(
+            Download(url, posixpath.join(dest, name) if into_dir else dest, checksum, chmod, owner)
+        )
     for rel, local in matches:
         if os.path.isdir(local):
             ignore = _below(context.ignored, rel)

@@ -243,7 +243,7 @@ def _copy(
 ) -> list[Op]:
     copy = cast(CopyArgs, instruction.args)
     flags = instruction.flags
-    for unsupported in ("parents", "exclude", "checksum"):
+    for unsupported in ("parents", "exclude"):
         if flags.get(unsupported) not in (None, "false", ()):
             raise ValueError(f"{instruction.keyword} --{unsupported} is not supported yet")
     chmod = None
@@ -268,7 +268,8 @@ def _copy(
         text = expand_heredoc(doc.content, values, escape=escape) if doc.expand else doc.content
         context = context._replace(files={**context.files, doc.name: heredoc_file(doc.name, text)})
         sources.append(doc.name)
-    return list(context_ops(instruction.keyword, sources, dest, context, chmod, owner))
+    checksum = cast("str | None", flags.get("checksum"))
+    return list(context_ops(instruction.keyword, sources, dest, context, chmod, owner, checksum))
 
 
 def _pairs(instruction: Instruction) -> tuple[tuple[str, str], ...]:

@@ -35,6 +35,7 @@ from ..definition.ops import (
     Bootstrap,
     CopyFromImage,
     CopyLocal,
+    Download,
     FromRegistry,
     Run,
     RunFunction,
@@ -215,6 +216,11 @@ class _Renderer:
                 f"{layer.where}: run_function runs Python at build time in imagewright's "
                 "sandbox and cannot be expressed as a Dockerfile"
             )
+        elif isinstance(op, Download):
+            flags = [f"--chown={op.owner}"] if op.owner else []
+            flags += [f"--chmod={op.chmod:o}"] if op.chmod is not None else []
+            flags += [f"--checksum={op.checksum}"] if op.checksum else []
+            self.lines.append(" ".join(["ADD", *flags, json.dumps([op.url, op.remote])]))
         elif isinstance(op, CopyFromImage):
             raise InvalidError(
                 f"{layer.where}: COPY --from of another stage cannot be exported yet (the "

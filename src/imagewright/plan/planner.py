@@ -22,6 +22,7 @@ from ..definition.ops import (
     Bootstrap,
     CopyFromImage,
     CopyLocal,
+    Download,
     FromRegistry,
     Run,
     RunFunction,
@@ -219,6 +220,16 @@ def _plan_layer(
             actions.append(CopyFiles(tuple(entries), op.owner))
             key_ops.append(["copy", [e.key() for e in entries], *_when_set(op.owner)])
             history.append(f"COPY {op.local} {op.remote}")
+        elif isinstance(op, Download):
+            from .download import fetch
+
+            path, sha256 = fetch(op.url, layer.where, op.checksum)
+            dest = posixpath.normpath(posixpath.join(config.workdir, op.remote))
+            mode = 0o600 if op.chmod is None else op.chmod
+            entry = FileEntry(dest, "file", mode, sha256, path)
+            actions.append(CopyFiles((entry,), op.owner))
+            key_ops.append(["copy", [entry.key()], *_when_set(op.owner)])
+            history.append(f"ADD {op.url} {op.remote}")
         elif isinstance(op, CopyFromImage):
             source = plan_image(op.source, force=force)
             dest = posixpath.join(config.workdir, op.remote)

@@ -1,6 +1,6 @@
 """HTTP for the OCI distribution protocol: one repository of one registry, errors translated.
 
-This is the only module that touches httpx. Every transport failure and every unexpected status
+The only registry module that touches httpx. Every transport failure and every unexpected status
 becomes a RegistryError naming the registry and repository, what was being done (which blob,
 which manifest), the HTTP status and the registry's own error code and message.
 
@@ -57,13 +57,13 @@ class RegistryClient:
         chunk_size: int = CHUNK_THRESHOLD,
         push: bool = True,
     ):
-        import httpx
+        from .._http import http_client
 
         self.registry, self.repository = registry, repository
         self.insecure, self.chunk_size = insecure, chunk_size
         self.credentials = credentials or credentials_for(registry)
         self.scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
-        self._http = httpx.Client(timeout=httpx.Timeout(120, connect=15), verify=not insecure)
+        self._http = http_client(insecure=insecure)
         self._base: str | None = None
         self._auth: str | None = None
 
