@@ -244,6 +244,7 @@ def test_build_error_names_line(builder, tmp_path: Path) -> None:  # type: ignor
         ("FROM scratch\n\nCOPY missing.txt /x\n", 3, "not found"),
         ("FROM scratch\nCOPY secret.key /x\n", 2, "excluded by .dockerignore"),
         ("FROM scratch\nADD ftp://example.com/x /x\n", 2, "only http:// and https://"),
+        ("FROM scratch\nCOPY <<../../x /x\nhi\n../../x\n", 2, "must be a plain file name"),
         ("FROM scratch\nADD --checksum=sha256:00 a.txt /x\n", 2, "--checksum works only"),
         ("FROM scratch\nCOPY a.txt b.txt /dir\n", 2, "must be a directory"),
         ("FROM scratch\nRUN --mount=type=bind,target=/x true\n", 2, "type=cache"),

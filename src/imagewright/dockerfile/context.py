@@ -63,6 +63,8 @@ class Context(NamedTuple):
 def heredoc_file(name: str, content: str) -> str:
     """A local file holding a COPY heredoc's `content` (mode 644, as BuildKit makes it), kept
     for the life of the process: it is hashed when planned and copied when built."""
+    if "/" in name or name in ("", ".", ".."):
+        raise ValueError(f"heredoc <<{name} cannot name a file: it must be a plain file name")
     body = content.encode()
     folder = os.path.join(_heredoc_dir(), hashlib.sha256(body).hexdigest()[:32])
     os.makedirs(folder, exist_ok=True)
@@ -112,8 +114,9 @@ def context_ops(
 ) -> list[CopyLocal | Download]:
     """The copy ops for one COPY/ADD; raises ValueError with Docker-like messages."""
     urls = [s for s in sources if keyword == "ADD" and "://" in s]
-    if any(not url.startswith(("http://", "https://")) for url in urls):
-        raise ValueError(f"ADD {urls[0]}: only http:// and https:// URLs can be fetched")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"ADD {url}: only http:// and https:// URLs can be fetched")
     if checksum is not None and (not urls or len(urls) != len(sources)):
         raise ValueError("ADD --checksum works only with http:// or https:// sources")
     matches: list[tuple[str, str]] = []  # (context-relative path, local path)
