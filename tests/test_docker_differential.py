@@ -19,10 +19,12 @@ import posixpath
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from imagewright import Image
+from imagewright.export.dockerfile import write_dockerfile
 
 from .conftest import Builder, serve_directory
 from .docker_helpers import docker
@@ -176,13 +178,19 @@ def _context(root: Path) -> None:
             archive.addfile(info, fileobj=io.BytesIO(b"hi\n"))
 
 
+class _Case(NamedTuple):
+    theirs: _Archive  # Docker's build
+    ours: _Archive
+    image: Image  # our definition of it
+
+
 @pytest.fixture(scope="module")
 def built(
     builder: Builder, docker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, tuple[_Archive, _Archive]]]:
-    """Each case built both ways: name -> (Docker's image, ours)."""
+) -> Iterator[dict[str, _Case]]:
+    """Each case built both ways."""
     base = json.loads(docker(docker_env, "image", "inspect", BASE))[0]["RootFS"]["Layers"]
-    out: dict[str, tuple[_Archive, _Archive]] = {}
+    out: dict[str, _Case] = {}
     for name, (text, build_args) in CASES.items():
         root = tmp_path_factory.mktemp(name)
         _context(root)
@@ -198,16 +206,16 @@ def built(
             )
             builder.build(image)
         image.export(ours, format="docker", compression="none", tag=tag)
-        out[name] = (_Archive(theirs, base), _Archive(ours, base))
+        out[name] = _Case(_Archive(theirs, base), _Archive(ours, base), image)
     yield out
-    for pair in out.values():
-        for archive in pair:
-            archive.path.unlink()
+    for case in out.values():
+        case.theirs.path.unlink()
+        case.ours.path.unlink()
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_same_config_as_docker(built: dict[str, tuple[_Archive, _Archive]], name: str) -> None:
-    theirs, ours = (_config(archive.config) for archive in built[name])
+def test_same_config_as_docker(built: dict[str, _Case], name: str) -> None:
+    theirs, ours = (_config(archive.config) for archive in built[name][:2])
     differences = [
         f"{field}: Docker {theirs.get(field)!r}, ours {ours.get(field)!r}"
         for field in CONFIG_FIELDS
@@ -217,9 +225,28 @@ def test_same_config_as_docker(built: dict[str, tuple[_Archive, _Archive]], name
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_same_files_as_docker(built: dict[str, tuple[_Archive, _Archive]], name: str) -> None:
-    theirs, ours = built[name]
+def test_same_files_as_docker(built: dict[str, _Case], name: str) -> None:
+    theirs, ours, _ = built[name]
     assert ours.base == theirs.base, "both images start from the same base"
+    _assert_same_changes(theirs, ours)
+
+
+def test_exported_multi_stage_dockerfile_gives_docker_the_same_files(
+    built: dict[str, _Case], docker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Our definition of the multi-stage case, written back out as a Dockerfile (its stages
+    become stage-N) and built by Docker, holds what Docker's build of the original holds."""
+    case = built["stages"]
+    write_dockerfile(case.image, tmp_path / "context", bare_base=True)
+    docker(
+        docker_env, "build", "--network=host", "-t", "iwdiff/exported", str(tmp_path / "context")
+    )
+    docker(docker_env, "save", "-o", str(tmp_path / "exported.tar"), "iwdiff/exported")
+    base_ids = case.theirs.config["rootfs"]["diff_ids"][: case.theirs.base]
+    _assert_same_changes(case.theirs, _Archive(tmp_path / "exported.tar", base_ids))
+
+
+def _assert_same_changes(theirs: _Archive, ours: _Archive) -> None:
     base = theirs.base_index()
     their_changes, our_changes = theirs.changes(base), ours.changes(base)
     assert their_changes, "the Dockerfile changed nothing: the comparison would prove nothing"

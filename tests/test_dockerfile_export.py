@@ -112,6 +112,25 @@ def test_add_from_a_url_is_written_back() -> None:
     )
 
 
+def test_multi_stage_definitions_stay_multi_stage(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        "FROM scratch AS tools\nCOPY a.txt /a\n"
+        "FROM python:3.11-slim-bookworm\nCOPY --from=tools --chown=1:2 /a /b /opt/\n"
+        "COPY --from=0 /a /c\n"
+    )
+    (tmp_path / "a.txt").write_text("a")
+    lines = _lines(Image.from_dockerfile(tmp_path / "Dockerfile", context_dir=tmp_path))
+    assert lines[:3] == [
+        "FROM scratch AS stage-0",
+        'COPY ["stage-0_s01_0/a", "/a"]',
+        "FROM python:3.11-slim-bookworm",
+    ]
+    assert lines[-2:] == [
+        'COPY --from=stage-0 --chown=1:2 ["/a", "/b", "/opt/"]',
+        'COPY --from=stage-0 ["/a", "/c"]',
+    ]
+
+
 def test_refuses_what_a_dockerfile_cannot_say() -> None:
     base = Image.debian_slim(python_version="3.11")
     with pytest.raises(InvalidError, match="run_function"):

@@ -15,6 +15,8 @@ Known differences: uv steps leave /.uv/uv in the image (imagewright binds it in 
 runs; Modal's Dockerfiles COPY it too), and the public bases carry their own config (CMD
 `python3`, GPG_KEY, …) where imagewright's carry `sleep 172800`. Files added with copy=False
 are attached when a container starts, so they are not part of the image here either.
+A definition that copies out of other images (a multi-stage `from_dockerfile`) becomes a
+multi-stage Dockerfile, each source image a `stage-N` before the final one.
 Not expressible, and refused with InvalidError: `run_function`, steps with secrets (or env=),
 `from_registry(add_python=...)`, and Ubuntu bases that need a standalone CPython.
 """
@@ -135,22 +137,41 @@ class _Renderer:
         self.lines: list[str] = []
         self.files: list[tuple[str, FileEntry]] = []
         self.binaries: list[tuple[str, str]] = []
+        self.stages: dict[int, str] = {}  # id() of an image COPY --from reads -> its stage name
+        self._start_stage()
+
+    def _start_stage(self) -> None:
+        """Reset what one stage of the Dockerfile tracks."""
         self.uv_present: str | None = None  # the uv version now at /.uv/uv
         self.args: dict[str, str] = {}  # ARG values declared so far
         self.config = ImageConfig()
 
     def render(self, image: Image) -> Dockerfile:
-        layers = image._layers()
         if ca_bundle := self.ca_bundle:
             if not os.path.isfile(ca_bundle):
                 raise FileNotFoundError(f"CA bundle not found: {ca_bundle}")
             self.binaries.append(("ca-certificates.crt", ca_bundle))
+        self._stage(image, None)
+        return Dockerfile(tuple(self.lines), tuple(self.files), tuple(self.binaries))
+
+    def _stage(self, image: Image, name: str | None) -> None:
+        """Write `image` as a stage (the last one when `name` is None), after the stages its
+        COPY --from steps read, so a multi-stage definition stays multi-stage."""
+        layers = image._layers()
+        for layer in layers:
+            for op in layer.ops:
+                if isinstance(op, CopyFromImage) and id(op.source) not in self.stages:
+                    source_name = f"stage-{len(self.stages)}"
+                    self.stages[id(op.source)] = source_name
+                    self._stage(op.source, source_name)
+        self._start_stage()
+        prefix = f"{name}_" if name else ""
         for index, layer in enumerate(layers):
             # A comment ends at a newline, and a call may hold one (a multi-line command).
             self.lines.append("# " + layer.where.replace("\n", " "))
             first = layer.ops[0] if layer.ops else None
             if index == 0:
-                self._base(layer, first)
+                self._base(layer, first, f" AS {name}" if name else "")
                 continue
             if layer.secrets:
                 raise InvalidError(
@@ -158,16 +179,15 @@ class _Renderer:
                     "Dockerfile here; RUN --mount=type=secret is not supported yet"
                 )
             for number, op in enumerate(layer.ops):
-                self._op(layer, op, f"s{index:02d}_{number}")
-        return Dockerfile(tuple(self.lines), tuple(self.files), tuple(self.binaries))
+                self._op(layer, op, f"{prefix}s{index:02d}_{number}")
 
-    def _base(self, layer: Layer, op: object) -> None:
+    def _base(self, layer: Layer, op: object, alias: str) -> None:
         if isinstance(op, Bootstrap):
             release = release_for(op.distro, op.python_version, layer.call)
             self.config = BASE_CONFIG
             if op.distro == "debian":
                 suite = "" if release.standalone_error else f"-{release.suite}"
-                self.lines.append(f"FROM python:{release.series}-slim{suite}")
+                self.lines.append(f"FROM python:{release.series}-slim{suite}{alias}")
                 setup: tuple[str, ...] = _DEBIAN_SETUP
             else:
                 if release.standalone_error:
@@ -175,7 +195,7 @@ class _Renderer:
                         f"{layer.where}: Ubuntu {release.suite} does not package Python "
                         f"{release.series}; a Dockerfile cannot reproduce the standalone CPython"
                     )
-                self.lines.append(f"FROM ubuntu:{release.suite}")
+                self.lines.append(f"FROM ubuntu:{release.suite}{alias}")
                 packages = " ".join((*release.packages, "ca-certificates", "build-essential"))
                 setup = (
                     f"apt-get update && apt-get install -y {packages} gcc gfortran",
@@ -194,11 +214,11 @@ class _Renderer:
                     f"{layer.where}: add_python cannot be written as a Dockerfile; "
                     "use an image that has Python already"
                 )
-            self.lines.append(f"FROM {op.tag}")
+            self.lines.append(f"FROM {op.tag}{alias}")
             self._ca_args()
         else:  # from_scratch: its layer has no ops
             self.config = ImageConfig(env=())
-            self.lines.append("FROM scratch")
+            self.lines.append(f"FROM scratch{alias}")
 
     def _ca_args(self) -> None:
         if self.ca_bundle:
@@ -222,10 +242,10 @@ class _Renderer:
             flags += [f"--checksum={op.checksum}"] if op.checksum else []
             self.lines.append(" ".join(["ADD", *flags, json.dumps([op.url, op.remote])]))
         elif isinstance(op, CopyFromImage):
-            raise InvalidError(
-                f"{layer.where}: COPY --from of another stage cannot be exported yet (the "
-                "export writes a single-stage Dockerfile)"
-            )
+            flags = [f"--from={self.stages[id(op.source)]}"]
+            flags += [f"--chown={op.owner}"] if op.owner else []
+            flags += [f"--chmod={op.chmod:o}"] if op.chmod is not None else []
+            self.lines.append(" ".join(["COPY", *flags, json.dumps([*op.paths, op.remote])]))
 
     def _run(self, op: Run) -> None:
         command, argv = op.command, op.argv
