@@ -9,13 +9,10 @@ ops, fetched by the planner.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import hashlib
 import os
 import posixpath
-import shutil
-import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -77,6 +74,11 @@ def heredoc_file(name: str, content: str) -> str:
 
 @functools.cache
 def _heredoc_dir() -> str:
+    # imported here: every image definition imports this module, few Dockerfiles have heredocs
+    import atexit
+    import shutil
+    import tempfile
+
     folder = tempfile.mkdtemp(prefix="imagewright-heredocs-")
     atexit.register(shutil.rmtree, folder, True)
     return folder

@@ -13,7 +13,7 @@ missing and left as it is when present.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import signal
 import sys
@@ -98,10 +98,10 @@ def _unpack(stream: int, owner: tuple[int, int] | None) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Copy the paths listed in the JSON file SPEC from tree SOURCE into tree MERGED."""
+    """Copy the paths listed in SPEC (written by steps.copy_from) from tree SOURCE into MERGED."""
     source, merged, spec_path = argv
-    with open(spec_path) as f:
-        spec = json.load(f)
+    with open(spec_path, "rb") as f:
+        spec = marshal.load(f)
     read, write = os.pipe()
     child = os.fork()
     if child == 0:

@@ -12,7 +12,7 @@ names itself (files unpacked from an ADD archive).
 from __future__ import annotations
 
 import hashlib
-import json
+import marshal
 import os
 import sys
 
@@ -81,10 +81,10 @@ def _make_symlink(entry: dict[str, object], owner: Owner) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Copy the entries listed in the JSON file SPEC into the tree MERGED."""
+    """Copy the entries listed in SPEC (written by steps.copy_into) into the tree MERGED."""
     merged, spec_path = argv
-    with open(spec_path) as f:
-        spec = json.load(f)
+    with open(spec_path, "rb") as f:
+        spec = marshal.load(f)
     host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     os.chroot(merged)
     os.chdir("/")

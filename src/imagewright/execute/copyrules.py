@@ -10,7 +10,6 @@ belong to the copy's owner, as in Docker.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import posixpath
 
@@ -26,6 +25,8 @@ def has_magic(pattern: str) -> bool:
 def glob_paths(root: str, pattern: str) -> list[str]:
     """Paths under `root` (relative to it) matching `pattern` part by part: `*` never crosses
     `/` and matches dot files too, as Go's filepath.Match does for Docker."""
+    import fnmatch  # here, not at the top: it imports re, which copyin.py has no need to load
+
     paths = [""]
     for part in (p for p in pattern.split("/") if p):
         found = []
