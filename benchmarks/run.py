@@ -58,12 +58,13 @@ from types import ModuleType
 from typing import NamedTuple, Protocol
 
 REPO = Path(__file__).resolve().parent.parent
+# The recipe for a private dockerd on this kind of host is the tests' (one place for both).
+sys.path.insert(0, str(REPO))
+from tests.docker_helpers import DOCKER, DOCKERD, DockerdError, answers, dockerd  # noqa: E402
+
 WORKLOADS = REPO / "benchmarks" / "workloads"
 WORKLOAD_FILE = "images.py"
 CALLS_FILE = "calls.py"  # imports images.py; times function calls from inside one process
-# Debian's 20.10 CLI: the static 28.x one that comes first in PATH here has no buildx.
-DOCKER = "/usr/bin/docker"
-DOCKERD = "/usr/sbin/dockerd"
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 SKOPEO = "/usr/bin/skopeo"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -550,83 +551,17 @@ def docker_env(paths: Paths) -> dict[str, str]:
     return {**os.environ, "DOCKER_BUILDKIT": "1", "DOCKER_HOST": f"unix://{paths.docker_socket}"}
 
 
-def engine_answers(env: dict[str, str]) -> bool:
-    probe = subprocess.run(
-        [DOCKER, "version", "--format", "{{.Server.Version}}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return probe.returncode == 0
-
-
 @contextlib.contextmanager
 def docker_engine(paths: Paths) -> Iterator[dict[str, str]]:
     """A dockerd answering on our socket: the running one, or one started here and stopped after."""
     env = docker_env(paths)
-    if os.path.exists(DOCKER) and engine_answers(env):
+    if os.path.exists(DOCKER) and answers(env):
         yield env
         return
     apt_get_install(paths, "docker.io", DOCKERD, DOCKER)
-    data, exec_root = paths.docker / "data", paths.docker / "exec"
-    data.mkdir(parents=True, exist_ok=True)
-    exec_root.mkdir(parents=True, exist_ok=True)
-    argv = [DOCKERD, "--data-root", str(data), "--exec-root", str(exec_root)]
-    argv += ["-H", f"unix://{paths.docker_socket}", "--pidfile", str(paths.docker / "dockerd.pid")]
-    argv += ["--bridge=none", "--iptables=false", "--ip-masq=false", f"--cgroup-parent={PREFIX}"]
-    argv += ["--containerd-namespace", PREFIX, "--containerd-plugins-namespace", f"{PREFIX}-p"]
-    with open(log_file(paths, "dockerd"), "a") as out:
-        daemon = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while not engine_answers(env):
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                raise BenchError(f"dockerd did not come up; see {log_file(paths, 'dockerd')}")
-            time.sleep(0.5)
+    paths.docker.mkdir(parents=True, exist_ok=True)
+    with dockerd(paths.docker, PREFIX, log_file(paths, "dockerd")) as env:
         yield env
-    finally:
-        stop_engine(daemon, paths)
-
-
-def stop_engine(daemon: subprocess.Popen[bytes], paths: Paths) -> None:
-    """Stop dockerd (its containerd exits with it), then undo what it left on the host."""
-    if daemon.poll() is None:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-    # The netns nsfs mount (and any overlay a killed daemon left) would outlive it.
-    prefix = str(paths.docker) + "/"
-    with open("/proc/self/mountinfo") as f:
-        mounts = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-    for target in sorted(mounts, key=len, reverse=True):
-        subprocess.run(["umount", target], stderr=subprocess.DEVNULL)
-    for directory in cgroup_dirs(PREFIX):
-        for sub, _dirs, _files in sorted(os.walk(directory), key=lambda e: -len(e[0])):
-            with contextlib.suppress(OSError):
-                os.rmdir(sub)
-
-
-def cgroup_dirs(name: str) -> list[Path]:
-    """cgroup-v1 directories called `name`, at each hierarchy's root and below our own cgroup."""
-    found = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _id, controllers, own = line.rstrip("\n").split(":", 2)
-            mount = controllers.removeprefix("name=") or "unified"
-            for parent in {"/", own}:
-                path = Path("/sys/fs/cgroup", mount, parent.lstrip("/"), name)
-                if path.is_dir():
-                    found.append(path)
-    return found
 
 
 # ---- private registries ------------------------------------------------------------------------
@@ -1318,7 +1253,7 @@ def main(argv: Sequence[str]) -> int:
         with contextlib.ExitStack() as stack:
             env = None if args.skip_docker else stack.enter_context(docker_engine(paths))
             text = measure(args, paths, env)
-    except BenchError as exc:
+    except (BenchError, DockerdError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

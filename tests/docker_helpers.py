@@ -1,4 +1,5 @@
-"""A private Docker engine for tests: its own socket, data root and cgroup, stopped after.
+"""A private Docker engine for the tests and benchmarks: its own socket, data root and cgroup,
+stopped after.
 
 Started as /work/shared/reference/machine.md describes for this kind of host: no bridge and no
 iptables (so builds need --network=host), and cleaned up afterwards (the netns mount dockerd
@@ -16,7 +17,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-DOCKER = "/usr/bin/docker"  # Debian's docker.io: BuildKit built in (a newer CLI may lack buildx)
+# Debian's 20.10 CLI, BuildKit built in: the static 28.x one first in PATH here has no buildx.
+DOCKER = "/usr/bin/docker"
 DOCKERD = "/usr/sbin/dockerd"
 CGROUP = "iwtestdocker"
 
@@ -28,34 +30,56 @@ def docker_missing() -> str | None:
     return None
 
 
+class DockerdError(RuntimeError):
+    """dockerd did not come up."""
+
+
+def answers(env: dict[str, str]) -> bool:
+    """Whether a Docker engine answers where `env` points the docker CLI."""
+    probe = subprocess.run([DOCKER, "info"], env=env, capture_output=True)
+    return probe.returncode == 0
+
+
 @contextlib.contextmanager
-def docker_engine() -> Iterator[dict[str, str]]:
-    """Start dockerd; yield the environment that points the docker CLI at it."""
-    # A short path: the socket's must fit in sockaddr_un (108 bytes).
-    root = Path(tempfile.mkdtemp(prefix="iwd-", dir="/tmp"))
-    socket = root / "docker.sock"
+def dockerd(root: Path, name: str, log: Path) -> Iterator[dict[str, str]]:
+    """Run dockerd with its data, exec root and socket under `root`, its cgroup parent and
+    containerd namespaces called `name`, and its output in `log`; yield the environment that
+    points the docker CLI at it. Afterwards it is stopped and what it left on the host (its
+    mounts, its cgroups) is removed; `root` stays, so its image store can be reused."""
+    socket = root / "docker.sock"  # its path must fit in sockaddr_un (108 bytes)
     env = {**os.environ, "DOCKER_HOST": f"unix://{socket}", "DOCKER_BUILDKIT": "1"}
     argv = [DOCKERD, "--data-root", str(root / "data"), "--exec-root", str(root / "exec")]
     argv += ["-H", f"unix://{socket}", "--pidfile", str(root / "dockerd.pid")]
-    argv += ["--bridge=none", "--iptables=false", "--ip-masq=false", f"--cgroup-parent={CGROUP}"]
-    argv += ["--containerd-namespace", CGROUP, "--containerd-plugins-namespace", f"{CGROUP}-p"]
-    with open(root / "dockerd.log", "w") as log:
+    argv += ["--bridge=none", "--iptables=false", "--ip-masq=false", f"--cgroup-parent={name}"]
+    argv += ["--containerd-namespace", name, "--containerd-plugins-namespace", f"{name}-p"]
+    with open(log, "a") as out:
         daemon = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while subprocess.run([DOCKER, "info"], env=env, capture_output=True).returncode != 0:
+        while not answers(env):
             if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd did not start:\n{(root / 'dockerd.log').read_text()}")
+                raise DockerdError(f"dockerd did not start; see its log, {log}")
             time.sleep(0.5)
         yield env
     finally:
-        _stop(daemon, root)
+        _stop(daemon, root, name)
 
 
-def _stop(daemon: subprocess.Popen[bytes], root: Path) -> None:
+@contextlib.contextmanager
+def docker_engine() -> Iterator[dict[str, str]]:
+    """A dockerd of its own for a test session, in a temporary directory removed after."""
+    root = Path(tempfile.mkdtemp(prefix="iwd-", dir="/tmp"))  # short: the socket path
+    try:
+        with dockerd(root, CGROUP, root / "dockerd.log") as env:
+            yield env
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop(daemon: subprocess.Popen[bytes], root: Path, name: str) -> None:
     if daemon.poll() is None:
         daemon.terminate()
         try:
@@ -69,22 +93,21 @@ def _stop(daemon: subprocess.Popen[bytes], root: Path) -> None:
         mounts = [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
     for target in sorted(mounts, key=len, reverse=True):
         subprocess.run(["umount", target], stderr=subprocess.DEVNULL)
-    for directory in _cgroup_dirs():
+    for directory in _cgroup_dirs(name):
         for sub, _dirs, _files in sorted(os.walk(directory), key=lambda e: -len(e[0])):
             with contextlib.suppress(OSError):
                 os.rmdir(sub)
-    shutil.rmtree(root, ignore_errors=True)
 
 
-def _cgroup_dirs() -> list[Path]:
-    """cgroup-v1 directories named CGROUP, at each hierarchy's root and below our own cgroup."""
+def _cgroup_dirs(name: str) -> list[Path]:
+    """cgroup-v1 directories called `name`, at each hierarchy's root and below our own cgroup."""
     found = []
     with open("/proc/self/cgroup") as f:
         for line in f:
             _id, controllers, own = line.rstrip("\n").split(":", 2)
             mount = controllers.removeprefix("name=") or "unified"
             for parent in {"/", own}:
-                path = Path("/sys/fs/cgroup", mount, parent.lstrip("/"), CGROUP)
+                path = Path("/sys/fs/cgroup", mount, parent.lstrip("/"), name)
                 if path.is_dir():
                     found.append(path)
     return found

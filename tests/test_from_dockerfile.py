@@ -244,6 +244,8 @@ def test_build_error_names_line(builder, tmp_path: Path) -> None:  # type: ignor
         ("FROM scratch\n\nCOPY missing.txt /x\n", 3, "not found"),
         ("FROM scratch\nCOPY secret.key /x\n", 2, "excluded by .dockerignore"),
         ("FROM scratch\nADD ftp://example.com/x /x\n", 2, "only http:// and https://"),
+        ("FROM scratch\nADD http://127.0.0.1:9/ /x/\n", 2, "the URL names no file"),
+        ("FROM scratch AS a\nFROM scratch\nCOPY --from=a <<EOF /x\nhi\nEOF\n", 3, "no heredoc"),
         ("FROM scratch\nCOPY <<../../x /x\nhi\n../../x\n", 2, "must be a plain file name"),
         ("FROM scratch\nADD --checksum=sha256:00 a.txt /x\n", 2, "--checksum works only"),
         ("FROM scratch\nCOPY a.txt b.txt /dir\n", 2, "must be a directory"),
@@ -340,6 +342,13 @@ def test_chown_names_come_from_the_image(builder, tmp_path: Path) -> None:  # ty
     )
     with pytest.raises(ImageBuildError, match=r"(?s)Dockerfile:3.*no user 'nobody-here'"):
         builder.build(Image.from_dockerfile(missing, context_dir=tmp_path))
+    from_stage = _dockerfile(
+        tmp_path,
+        "FROM python:3.11-slim-bookworm AS build\nRUN echo x > /x\n"
+        "FROM python:3.11-slim-bookworm\nCOPY --from=build --chown=app:ghosts /x /x\n",
+    )
+    with pytest.raises(ImageBuildError, match=r"(?s)Dockerfile:4.*no user 'app'"):
+        builder.build(Image.from_dockerfile(from_stage, context_dir=tmp_path))
 
 
 def test_copy_from_missing_path(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

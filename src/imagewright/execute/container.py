@@ -64,8 +64,8 @@ def attach_files(
     if not entries:
         return lowers
     files = [e.key() for e in entries]
+    # (open_root follows from the image, which base_key names)
     key = digest({"type": "imagewright.mounts.v1", "image": base_key, "files": files})
-    key = digest([key, "/root 755"]) if open_root else key
     if store.lookup(key) is None:
         with store.lock(key), store.scratch() as area:
             if store.lookup(key) is None:

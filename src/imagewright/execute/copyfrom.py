@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import marshal
 import os
-import signal
 import sys
 import tarfile
 
 if __package__:
-    from .copyrules import ROOT, glob_paths, has_magic, make_parents, resolve_owner
+    from .copyrules import ROOT, enter_image, glob_paths, has_magic, make_parents
 else:  # run as a plain script: its own directory is not on sys.path under -I
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from copyrules import ROOT, glob_paths, has_magic, make_parents, resolve_owner
+    from copyrules import ROOT, enter_image, glob_paths, has_magic, make_parents
 
 __all__ = ["main"]
 
@@ -102,24 +101,17 @@ def main(argv: list[str]) -> int:
     source, merged, spec_path = argv
     with open(spec_path, "rb") as f:
         spec = marshal.load(f)
+    source_root = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+    owner = enter_image(merged, spec["owner"])  # before forking: a bad --chown starts nothing
     read, write = os.pipe()
     child = os.fork()
     if child == 0:
         os.close(read)
-        os.chroot(source)
+        os.fchdir(source_root)  # the source tree, opened before entering this image
+        os.chroot(".")
         os.chdir("/")
         os._exit(_pack(spec["paths"], spec["dest"], spec["chmod"], write))
     os.close(write)
-    os.chroot(merged)
-    os.chdir("/")
-    os.umask(0)
-    try:
-        owner = resolve_owner(spec["owner"]) if spec["owner"] else None
-    except LookupError as exc:
-        print(exc, file=sys.stderr)
-        os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
-        return 1
     unpacked = True
     try:
         _unpack(read, owner)
@@ -133,6 +125,6 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except OSError as exc:
+    except (OSError, LookupError) as exc:
         print(f"copy failed: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -17,10 +17,10 @@ import os
 import sys
 
 if __package__:
-    from .copyrules import ROOT, make_parents, resolve_owner
+    from .copyrules import ROOT, enter_image, make_parents
 else:  # run as a plain script: its own directory is not on sys.path under -I
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from copyrules import ROOT, make_parents, resolve_owner
+    from copyrules import ROOT, enter_image, make_parents
 
 __all__ = ["main"]
 
@@ -86,14 +86,7 @@ def main(argv: list[str]) -> int:
     with open(spec_path, "rb") as f:
         spec = marshal.load(f)
     host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
-    os.chroot(merged)
-    os.chdir("/")
-    os.umask(0)
-    try:
-        owner = resolve_owner(spec["owner"]) if spec["owner"] else ROOT
-    except LookupError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+    owner = enter_image(merged, spec["owner"]) or ROOT
     for entry in spec["entries"]:
         kind = entry["kind"]
         if kind == "dir":
@@ -109,6 +102,6 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except OSError as exc:
+    except (OSError, LookupError) as exc:
         print(f"copy failed: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -13,9 +13,18 @@ from __future__ import annotations
 import os
 import posixpath
 
-__all__ = ["ROOT", "glob_paths", "has_magic", "make_parents", "resolve_owner"]
+__all__ = ["ROOT", "enter_image", "glob_paths", "has_magic", "make_parents", "resolve_owner"]
 
 ROOT = (0, 0)
+
+
+def enter_image(root: str, owner: str | None) -> tuple[int, int] | None:
+    """Chroot into the image tree at `root` (umask 0, so modes come out as given) and resolve
+    a --chown value there; LookupError when the image lacks that user or group."""
+    os.chroot(root)
+    os.chdir("/")
+    os.umask(0)
+    return resolve_owner(owner) if owner else None
 
 
 def has_magic(pattern: str) -> bool:

@@ -203,22 +203,20 @@ def _plan_layer(
     for op in layer.ops:
         if isinstance(op, Run):
             actions.append(RunCommand(op, config))
-            run_key: list[object] = ["run", op.command, uv_key(op.uv)]
-            if op.argv is not None or op.cache_targets or op.image_tmp:  # older keys stay
-                run_key += [list(op.argv or ()), list(op.cache_targets), op.image_tmp]
-                run_key += [[list(pair) for pair in op.env]]
-            key_ops.append(run_key)
+            argv, env = list(op.argv or ()), [list(pair) for pair in op.env]
+            run = [op.command, uv_key(op.uv), argv, list(op.cache_targets), op.image_tmp, env]
+            key_ops.append(["run", *run])
             history.append(f"RUN {op.command}")
         elif isinstance(op, CopyLocal) and op.extract:
             dest = posixpath.normpath(posixpath.join(config.workdir, op.remote))
             actions.append(ExtractArchive(op.local, dest, op.owner))
             archive_digest = _collect(op, "/", layer.where)[0].digest
-            key_ops.append(["extract", archive_digest, dest, *_when_set(op.owner)])
+            key_ops.append(["extract", archive_digest, dest, op.owner])
             history.append(f"ADD {op.local} {op.remote}")
         elif isinstance(op, CopyLocal):
             entries = _collect(op, config.workdir, layer.where)
             actions.append(CopyFiles(tuple(entries), op.owner))
-            key_ops.append(["copy", [e.key() for e in entries], *_when_set(op.owner)])
+            key_ops.append(["copy", [e.key() for e in entries], op.owner])
             history.append(f"COPY {op.local} {op.remote}")
         elif isinstance(op, Download):
             from .download import fetch
@@ -228,7 +226,7 @@ def _plan_layer(
             mode = 0o600 if op.chmod is None else op.chmod
             entry = FileEntry(dest, "file", mode, sha256, path)
             actions.append(CopyFiles((entry,), op.owner))
-            key_ops.append(["copy", [entry.key()], *_when_set(op.owner)])
+            key_ops.append(["copy", [entry.key()], op.owner])
             history.append(f"ADD {op.url} {op.remote}")
         elif isinstance(op, CopyFromImage):
             source = plan_image(op.source, force=force)
@@ -246,12 +244,10 @@ def _plan_layer(
             history.append(f"RUN python -c 'run_function({op.function.__qualname__})'")
         elif isinstance(op, SetConfig):
             config = _apply_config(config, op)
-            config_key: list[object] = ["config", op.field, op.value]
             if op.field == "workdir":  # created for the current USER, as BuildKit does
                 owner = None if config.runs_as_root else config.user
                 actions.append(CopyFiles((FileEntry(config.workdir, "dir", 0o755),), owner))
-                config_key += _when_set(owner)
-            key_ops.append(config_key)
+            key_ops.append(["config", op.field, op.value])
             history.append(_config_line(op))
     secret_names = sorted({k for s in layer.secrets for k in s.env})
     key = digest(
@@ -266,12 +262,6 @@ def _plan_layer(
     return [
         PlannedStep(key, parent, layer.call, layer, tuple(actions), config, force, tuple(history))
     ]
-
-
-def _when_set(option: object) -> list[object]:
-    """`option` for a cache key, or nothing when it is unset, so that keys made before the
-    option existed stay as they were."""
-    return [] if option is None else [option]
 
 
 def _config_line(op: SetConfig) -> str:
