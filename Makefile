@@ -4,7 +4,7 @@
 VENV        := .venv
 BIN         := $(VENV)/bin
 PYTHON      ?= python3
-APT_PACKAGES := mmdebstrap bubblewrap util-linux python3-venv ca-certificates zstd git skopeo umoci podman runc docker-registry apache2-utils docker.io
+APT_PACKAGES := mmdebstrap bubblewrap util-linux libseccomp2 python3-venv ca-certificates zstd git skopeo umoci podman runc docker-registry apache2-utils docker.io
 export DEBIAN_FRONTEND := noninteractive
 
 .PHONY: setup system-packages demo test lint format bench clean

@@ -1,17 +1,20 @@
 """Test helpers for registries: a docker-registry per test module, a connection-dropping
-proxy, and raw uploads of hand-made images (for layers our own builder would never write)."""
+proxy, raw uploads of hand-made images (for layers our own builder would never write), and a
+fake HTTP server that records the credentials each origin is sent."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import json
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -136,3 +139,57 @@ def push_raw(registry: str, repository: str, tag: str, layers: list[bytes], conf
             tag, manifest, "application/vnd.oci.image.manifest.v1+json", digest(manifest)
         )
     return digest(manifest)
+
+
+class Request(NamedTuple):
+    method: str
+    path: str
+    authorization: str | None
+
+
+Answer = tuple[int, dict[str, str], bytes]  # status, headers, body
+
+
+class FakeServer:
+    """An HTTP server on 127.0.0.1 (a port of its own: an origin of its own) that records every
+    request's method, path and Authorization header, and answers with `answer(method, path,
+    authorization)`. Use as a context manager; `url` is its origin."""
+
+    def __init__(self, answer: Callable[[str, str, str | None], Answer]):
+        self.requests: list[Request] = []
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                auth = self.headers.get("Authorization")
+                fake.requests.append(Request(self.command, self.path, auth))
+                status, headers, body = answer(self.command, self.path, auth)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_port}"
+        self.url = f"http://{self.address}"
+
+    def __enter__(self) -> FakeServer:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def authorizations(self) -> set[str | None]:
+        return {r.authorization for r in self.requests}

@@ -340,11 +340,19 @@ def test_ctrl_c_stops_every_container(mod, store):
     proc.wait(timeout=30)
     assert proc.returncode == 130
     time.sleep(0.3)
-    assert [pid for pid in containers if Path(f"/proc/{pid}").exists()] == []
+    assert [pid for pid in containers if _running(pid)] == []
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie has exited; init reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _containers_of(ancestor: int) -> list[int]:
-    """Function containers (their Python processes) started by process `ancestor`."""
+    """Processes of function containers (bwrap and the Python inside) started by `ancestor`."""
     import os
 
     def parent(pid: int) -> int:

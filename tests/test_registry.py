@@ -1,6 +1,7 @@
 """Push and pull against a real docker-registry on 127.0.0.1, judged by skopeo: manifest
 digests, auth (htpasswd), blob reuse and mounts, dropped connections, bad digests, and
-from_registry with hostile layers.
+from_registry with hostile layers. Fake servers on 127.0.0.1 (one port, one origin) check where
+credentials go and how malformed manifests and corrupt layer data are reported.
 
 docker-registry, htpasswd (apache2-utils) and skopeo are required (`make setup` installs them).
 """
@@ -8,24 +9,31 @@ docker-registry, htpasswd (apache2-utils) and skopeo are required (`make setup` 
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from imagewright import Image, Secret
 from imagewright.exception import InvalidError, RegistryError
 from imagewright.export.blobs import LayerBlobs
 from imagewright.plan.planner import plan_image
+from imagewright.registry.auth import Credentials
 from imagewright.registry.client import RegistryClient
+from imagewright.registry.pull import LayerRef, pull_layer, resolve
 from imagewright.registry.push import push_image
+from imagewright.registry.unpack import unpack_layer
 
 from .conftest import cli
-from .registry_helpers import DroppingProxy, push_raw, registry
+from .registry_helpers import Answer, DroppingProxy, FakeServer, push_raw, registry
 
 USER, PASSWORD = "iw", "s3cret"
 
@@ -409,3 +417,193 @@ def test_gcp_and_ecr_credentials(auth_reg, builder, store, tmp_path, monkeypatch
     other = Secret.from_dict({**keys, "AWS_ACCESS_KEY_ID": "AKIAOTHER"})
     with pytest.raises(InvalidError, match="needs the aws CLI"):
         plan_image(Image.from_aws_ecr(tag, other))
+
+
+# ---- credentials stay with the registry ------------------------------------------------------
+
+BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+BLOB = b"hello, elsewhere"
+BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+
+
+def _elsewhere(method: str, path: str, auth: str | None) -> Answer:
+    """Another origin (same host, another port): takes uploads and serves the blob, and asks
+    for credentials under /private."""
+    if path.startswith("/private"):
+        return 401, {"WWW-Authenticate": 'Basic realm="elsewhere"'}, b""
+    if method == "GET":
+        return 200, {}, BLOB
+    return (202 if method == "PATCH" else 201), {"Location": "/upload/next"}, b""
+
+
+@pytest.mark.parametrize("scheme", ["basic", "bearer"])
+def test_credentials_go_only_to_the_registrys_origin(scheme):
+    """Upload locations and blob redirects that name another origin get no Authorization, and
+    a 401 from there is not answered; the token realm gets the Basic credentials."""
+    good = BASIC if scheme == "basic" else "Bearer tok123"
+    elsewhere = FakeServer(_elsewhere)
+    tokens = FakeServer(
+        lambda method, path, auth: (
+            (200, {}, b'{"token": "tok123"}') if auth == BASIC else (401, {}, b"")
+        )
+    )
+
+    def registry_answer(method: str, path: str, auth: str | None) -> Answer:
+        if auth != good:
+            realm = f'Bearer realm="{tokens.url}/token",service="iw"'
+            return 401, {"WWW-Authenticate": realm if scheme == "bearer" else "Basic"}, b""
+        if method == "POST":  # an upload starts: it goes on at the other origin
+            return 202, {"Location": f"{elsewhere.url}/upload/1"}, b""
+        if method == "GET" and "/blobs/" in path:  # blobs are served from storage elsewhere
+            return 307, {"Location": f"{elsewhere.url}/storage/{path.rsplit('/', 1)[1]}"}, b""
+        return 200, {}, b""
+
+    registry = FakeServer(registry_answer)
+    credentials = Credentials(USER, PASSWORD)
+    with elsewhere, tokens, registry:
+        with RegistryClient(registry.address, "iw/app", credentials=credentials) as client:
+            client.upload_blob(BLOB_DIGEST, BLOB)  # POST here, PUT elsewhere
+            assert [r.method for r in elsewhere.requests] == ["PUT"]
+            assert elsewhere.authorizations() == {None}
+            assert b"".join(client.get_blob(BLOB_DIGEST)) == BLOB
+            with pytest.raises(RegistryError, match="credentials are not sent there"):
+                client.upload_blob(BLOB_DIGEST, BLOB, location=f"{elsewhere.url}/private/1")
+        with RegistryClient(
+            registry.address, "iw/app", credentials=credentials, chunk_size=4
+        ) as client:
+            client.upload_blob(BLOB_DIGEST, BLOB)  # PATCH chunks, then PUT, all elsewhere
+    methods = [r.method for r in elsewhere.requests]
+    assert "PATCH" in methods and methods.count("PUT") == 3 and "GET" in methods
+    assert elsewhere.authorizations() == {None}
+    assert good in registry.authorizations()
+    assert tokens.authorizations() <= {BASIC}
+    assert bool(tokens.requests) == (scheme == "bearer")
+
+
+# ---- pulls end in RegistryError, never a traceback -------------------------------------------
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _serving(manifest: dict, blobs: list[bytes]) -> FakeServer:
+    """A registry holding one image, iw/bad:1, with this manifest and these blobs."""
+    by_digest = {_sha(b): b for b in blobs}
+    data = json.dumps(manifest).encode()
+
+    def answer(method: str, path: str, auth: str | None) -> Answer:
+        if path == "/v2/iw/bad/manifests/1":
+            return 200, {"Content-Type": str(manifest.get("mediaType"))}, data
+        digest = path.rsplit("/", 1)[1]
+        if "/blobs/" in path and digest in by_digest:
+            return 200, {}, by_digest[digest]
+        return (200 if path == "/v2/" else 404), {}, b""
+
+    return FakeServer(answer)
+
+
+_CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "config": {}}).encode()
+_CONFIG_DESC = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _sha(_CONFIG)}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "blobs", "expected"),
+    [
+        ({"mediaType": OCI_MANIFEST, "layers": []}, [], r"malformed \(KeyError: no 'config'\)"),
+        (
+            {
+                "mediaType": OCI_MANIFEST, "config": _CONFIG_DESC,
+                "layers": [{"digest": "sha256:../../../../etc/passwd", "size": 1}],
+            },
+            [_CONFIG], "names 'sha256:../../../../etc/passwd', which is not a sha256 digest",
+        ),
+        (
+            {
+                "mediaType": OCI_MANIFEST, "config": _CONFIG_DESC,
+                "layers": [{"digest": _sha(b"x"), "size": "big"}],
+            },
+            [_CONFIG], r"manifest of .* is malformed \(ValueError",
+        ),
+        ({"mediaType": OCI_INDEX, "manifests": ["x"]}, [], r"image index of .* is malformed"),
+        (
+            {
+                "mediaType": OCI_MANIFEST,
+                "config": {**_CONFIG_DESC, "digest": _sha(b'{"config": {"Env": [1]}}')},
+                "layers": [],
+            },
+            [b'{"config": {"Env": [1]}}'], r"config of .* is malformed \(TypeError",
+        ),
+    ],
+    ids=["no-config", "digest-path", "size-not-a-number", "index-of-strings", "env-of-numbers"],
+)  # fmt: skip
+def test_malformed_manifests_and_configs_are_registry_errors(manifest, blobs, expected):
+    with _serving(manifest, blobs) as registry, pytest.raises(RegistryError, match=expected):
+        resolve(f"{registry.address}/iw/bad:1", None)
+
+
+def _tar_of(size: int) -> bytes:
+    return _tar(("etc", "dir", ""), ("etc/big", "file", b"x" * size))
+
+
+def _gzip_then_bad_block(raw: bytes) -> bytes:
+    """A gzip stream whose second member is a deflate block of the reserved type: zlib fails
+    mid-file, not while the first header is read."""
+    return gzip.compress(raw[:40960], mtime=0) + bytes.fromhex("1f8b0800000000000000ff07") + b"\0"
+
+
+@pytest.mark.parametrize(
+    ("blob", "media_type"),
+    [
+        (gzip.compress(_tar_of(100_000), mtime=0)[:-500], "gzip"),
+        (_gzip_then_bad_block(_tar_of(100_000)), "gzip"),
+        (b"\x1f\x8b" + b"not gzip at all" * 10, "gzip"),
+        (zstandard.ZstdCompressor().compress(os.urandom(50_000) + _tar_of(100_000))[:-9], "zstd"),
+        (b"\x28\xb5\x2f\xfd" + b"not zstd at all" * 10, "zstd"),
+        (_tar_of(100_000)[:20_000], "tar"),
+    ],
+    ids=["gzip-cut", "gzip-bad-block", "gzip-garbage", "zstd-cut", "zstd-garbage", "tar-cut"],
+)
+def test_corrupt_layer_data_is_a_registry_error(blob, media_type, tmp_path):
+    digest = _sha(blob)
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    with _serving({}, [blob]) as registry:
+        layer = LayerRef(
+            registry.address, "iw/bad", digest, len(blob),
+            f"application/vnd.oci.image.layer.v1.{media_type}".replace(".tar.tar", ".tar"),
+        )  # fmt: skip
+        with pytest.raises(
+            RegistryError, match=r"corrupt or cut short|not a valid layer tar"
+        ) as info:
+            pull_layer(layer, None, tmp_path, upper)
+    assert digest in str(info.value) and registry.address in str(info.value)
+
+
+@pytest.mark.parametrize("name", [".wh...", ".wh..", "sub/.wh...", ".wh."])
+def test_whiteouts_of_dot_dotdot_and_nothing_are_refused(name, tmp_path):
+    parent = tmp_path / "parent"
+    root = parent / "root"
+    (root / "sub").mkdir(parents=True)
+    (parent / "canary").write_text("alive")
+    (root / "canary").write_text("alive")
+    layer = _tar(("sub", "dir", ""), (name, "file", b""))
+    with pytest.raises(RegistryError, match=r"refused entry .*whiteout"):
+        unpack_layer(io.BytesIO(layer), root / "sub", "test layer")
+    assert (parent / "canary").read_text() == (root / "canary").read_text() == "alive"
+
+
+def test_add_of_a_corrupt_archive_fails_the_step_without_a_traceback(tmp_path):
+    (tmp_path / "bad.tar.gz").write_bytes(_gzip_then_bad_block(_tar_of(100_000)))
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nADD bad.tar.gz /x/\n")
+    (tmp_path / "app.py").write_text(
+        "import imagewright as modal\nimage = modal.Image.from_dockerfile('Dockerfile')\n"
+    )
+    env = {"IMAGEWRIGHT_HOME": str(tmp_path / "home")}
+    proc = cli("build", "app.py", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "bad.tar.gz" in proc.stderr and "corrupt or cut short" in proc.stderr, proc.stderr

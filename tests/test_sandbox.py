@@ -31,7 +31,7 @@ def test_step_namespaces_tmp_and_environment(builder, fresh, monkeypatch):
     )
     _, recorder = builder.build(image)
     log = "\n".join(recorder.lines)
-    assert "pid1=bwrap" in log or "pid1=/bin/sh" in log  # a PID namespace of its own
+    assert "pid1=/usr/bin/bwrap" in log or "pid1=/bin/sh" in log  # a PID namespace of its own
     assert "tmp=1777 files=0" in log
     assert "host=imagewright leak=none find_links=none" in log
     assert "scratch" not in builder.run(image, "ls /tmp")

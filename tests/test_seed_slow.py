@@ -79,8 +79,9 @@ def test_web_scraping_image_exact(builder):
     # lxml 4.9.0 has no wheel for Python 3.11, so the seed's block must compile it, and the
     # headers it needs are not in the list: the build fails, clearly, as it would on Modal.
     # (Once built, uv keeps the wheel in the shared cache, so forget it first.)
-    uv_cache = builder.store.cache_dir("uv")
-    subprocess.run([find_uv_bin(), "cache", "clean", "lxml", "--cache-dir", uv_cache], check=True)
+    for uv_cache in (builder.store.root / "cache" / "packages").glob("*/uv"):
+        clean = [find_uv_bin(), "cache", "clean", "lxml", "--cache-dir", str(uv_cache)]
+        subprocess.run(clean, check=True)
     with pytest.raises(ImageBuildError) as failure:
         builder.build(scraping_image)
     assert "Failed to build `lxml==4.9.0`" in str(failure.value)

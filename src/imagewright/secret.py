@@ -23,6 +23,9 @@ class Secret:
     __slots__ = ("_env",)
 
     def __init__(self, env: Mapping[str, str]):
+        from .definition.validate import check_env_vars  # it imports this module
+
+        check_env_vars(env)  # names and values a process environment can hold
         self._env = dict(env)
 
     def __repr__(self) -> str:

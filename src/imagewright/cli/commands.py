@@ -147,10 +147,13 @@ def prune(args: argparse.Namespace) -> int:
     from ..store.store import Store
 
     store = Store.default()
-    freed, count = prune_store(store, everything=args.everything)
-    freed += LayerBlobs(store).prune()  # exported blobs of the removed layers
+    result = prune_store(store, everything=args.everything)
+    freed = result.freed + LayerBlobs(store).prune()  # exported blobs of the removed layers
     if args.caches:
         for name in ("apt", "uv", "pip"):
             shutil.rmtree(store.root / "cache" / name, ignore_errors=True)
-    print(f"Removed {count} layer(s), {freed / 1e6:.1f} MB freed.")
+    kept = ""
+    if result.in_use:
+        kept = f" Kept {result.in_use} layer(s) that running builds or containers use."
+    print(f"Removed {result.removed} layer(s), {freed / 1e6:.1f} MB freed.{kept}")
     return 0

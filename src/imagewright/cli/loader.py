@@ -1,35 +1,93 @@
-"""Load FILE[::NAME] references: import the user's module and pick the object named."""
+"""Load FILE[::NAME] references: import the user's module and pick the object named.
+
+An exception the user's own code raises while its module is imported (a SyntaxError, a
+ValueError at top level, a missing import) becomes UserCodeError, which carries the user's
+traceback with the user's frames only: the loader's and importlib's frames say nothing to them.
+Errors imagewright raises while the module runs (a bad argument to an Image method) pass through
+unchanged, for the CLI to show as one line naming the user's file:line.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
 import sys
+import traceback
 from types import ModuleType
 from typing import TypeVar
 
-from ..exception import InvalidError, NotFoundError
+from ..exception import Error, InvalidError, NotFoundError
 
-__all__ = ["load_module", "pick", "split_ref"]
+__all__ = ["UserCodeError", "load_module", "pick", "split_ref"]
 
 T = TypeVar("T")
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class UserCodeError(Exception):
+    """The user's module raised while being imported; `traceback` is the user's part of it."""
+
+    def __init__(self, path: str, exc: Exception):
+        super().__init__(f"{path} raised {type(exc).__name__} while being imported (see above)")
+        self.traceback = _user_traceback(exc)
 
 
 def load_module(path: str) -> ModuleType:
     """Import a Python file as a module named after it, with its directory on sys.path."""
     if not os.path.isfile(path):
         raise NotFoundError(f"No such file: {path}")
+    if not path.endswith(".py"):
+        raise InvalidError(f"{path} is not a Python file: the file's name must end in .py")
+    shown = path
     path = os.path.abspath(path)
     directory, filename = os.path.split(path)
     name = os.path.splitext(filename)[0]
     if directory not in sys.path:
         sys.path.insert(0, directory)
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None and spec.loader is not None  # a .py file always has both
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        if _raised_by_imagewright(exc):
+            raise
+        raise UserCodeError(shown, exc) from None
     return module
+
+
+def _ours(filename: str) -> bool:
+    """Whether a frame belongs to imagewright or to importlib's machinery."""
+    if filename.startswith("<frozen importlib"):
+        return True
+    return os.path.abspath(filename).startswith(_PACKAGE_DIR + os.sep)
+
+
+def _raised_by_imagewright(exc: Exception) -> bool:
+    if isinstance(exc, Error):
+        return True
+    if isinstance(exc, SyntaxError):  # raised by the compiler, about the user's file
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    innermost = frames[-1].filename if frames else ""
+    return not innermost.startswith("<frozen") and _ours(innermost)
+
+
+def _user_traceback(exc: Exception) -> str:
+    """The traceback of `exc` (and of the exceptions chained to it) without our frames."""
+    report = traceback.TracebackException.from_exception(exc)
+    todo, seen = [report], set()
+    while todo:
+        part = todo.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        part.stack = traceback.StackSummary.from_list(
+            [frame for frame in part.stack if not _ours(frame.filename)]
+        )
+        todo += [p for p in (part.__cause__, part.__context__) if p is not None]
+    return "".join(report.format())
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:

@@ -27,6 +27,7 @@ from .patterns import NON_PYTHON_FILES
 from .validate import (
     abs_dir,
     absolute_remote,
+    check_env_vars,
     check_secrets,
     check_str_list,
     check_uv_version,
@@ -551,6 +552,7 @@ class Image:
         bad = [k for k, v in vars.items() if not isinstance(v, str)]
         if bad or not all(isinstance(k, str) for k in vars):
             raise InvalidError(f"Image ENV variables must be strings. Invalid keys: {bad}")
+        check_env_vars(vars)
         op = SetConfig("env", tuple(vars.items()))
         return self._step("env", describe("env", dict(vars)), (op,), inherit_force=False)
 

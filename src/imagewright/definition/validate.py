@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
+from .._callsite import user_callsite
 from ..exception import InvalidError
 from ..secret import Secret
 from .ops import IgnoreSpec
@@ -15,6 +16,7 @@ from .patterns import FilePatternMatcher
 __all__ = [
     "abs_dir",
     "absolute_remote",
+    "check_env_vars",
     "check_secrets",
     "check_str_list",
     "check_uv_version",
@@ -82,6 +84,32 @@ def check_secrets(
     if env:
         items.append(Secret.from_dict(env))
     return tuple(items)
+
+
+# execve refuses (E2BIG) any one NAME=value string longer than this (MAX_ARG_STRLEN, 32 pages).
+MAX_ENV_STRING = 32 * 4096
+
+
+def check_env_vars(env: Mapping[str, str]) -> None:
+    """Refuse what no process environment can hold, naming the user's file:line: a name that is
+    empty or holds '=' or NUL, a value that holds NUL, or one NAME=value too long for execve."""
+    for name, value in env.items():
+        problem = None
+        if not name or "=" in name or "\0" in name:
+            problem = "a name must be non-empty and hold no '=' or NUL character"
+        elif "\0" in value:
+            problem = "its value holds a NUL character, which ends a C string"
+        else:
+            size = len(f"{name}={value}".encode(errors="surrogatepass")) + 1
+            if size > MAX_ENV_STRING:
+                problem = (
+                    f"NAME=value is {size} bytes, and execve takes at most {MAX_ENV_STRING} "
+                    "in one variable ('Argument list too long')"
+                )
+        if problem:
+            raise InvalidError(
+                f"Invalid environment variable {name[:60]!r}: {problem} (at {user_callsite()})"
+            )
 
 
 def check_str_list(value: object, message: str) -> None:

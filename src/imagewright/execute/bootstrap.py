@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..definition.pythons import BaseRelease
 from ..exception import ExecutionError
-from .sandbox import stream
+from .sandbox import spawn_host_tool, stream
 
 __all__ = ["bootstrap_rootfs", "mmdebstrap_argv", "ubuntu_keyring"]
 
@@ -80,7 +80,10 @@ def mmdebstrap_argv(release: BaseRelease, target: Path, tools_dir: Path) -> list
         raise ExecutionError(
             "mmdebstrap is needed to build base images: apt-get install mmdebstrap"
         )
-    argv = ["mmdebstrap", "--variant=minbase", '--aptopt=APT::Install-Recommends "false"']
+    # root mode, as root of the sandbox's user namespace; /sys stays unmounted in the tree,
+    # as sysfs belongs to the host's network namespace
+    argv = ["mmdebstrap", "--mode=root", "--skip=chroot/mount/sys", "--variant=minbase"]
+    argv += ['--aptopt=APT::Install-Recommends "false"']
     argv += [f"--dpkgopt={f}" for f in _SLIM_FILTERS]
     argv += [f"--include={','.join((*release.packages, *_COMMON_PACKAGES))}"]
     argv += [f"--customize-hook={_FIX_ETC}"]
@@ -97,18 +100,19 @@ def mmdebstrap_argv(release: BaseRelease, target: Path, tools_dir: Path) -> list
 def bootstrap_rootfs(
     release: BaseRelease, target: Path, tools_dir: Path, on_line: Callable[[str], None]
 ) -> int:
-    """Run mmdebstrap into `target`, then drop the device nodes it made (bwrap provides /dev)."""
+    """Run mmdebstrap into `target` in a sandbox (it runs the packages' maintainer scripts),
+    then drop whatever it put in /dev (bwrap provides /dev)."""
     argv = mmdebstrap_argv(release, target, tools_dir)
     on_line("$ " + " ".join(argv))
-    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000", "LC_ALL": "C.UTF-8"}
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/tmp",
+        "SOURCE_DATE_EPOCH": "1700000000",
+        "LC_ALL": "C.UTF-8",
+        **{k: v for k, v in os.environ.items() if k.lower().endswith("_proxy")},
+    }
+    readable = [str(tools_dir)] if tools_dir.is_dir() else []
+    proc = spawn_host_tool(argv, [str(target)], readable, env)
     status = stream(proc, on_line)
     dev = target / "dev"
     if status == 0 and dev.is_dir() and not _is_mounted_below(dev):

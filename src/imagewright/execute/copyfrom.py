@@ -1,7 +1,10 @@
 """COPY --from: copy paths from another image's tree into a layer, each side in its own chroot.
 
-Run as `python -I -S copyfrom.py SOURCE MERGED SPEC` by the sandbox's mount script, with
-SOURCE the other image mounted read-only and MERGED this step's overlay. It forks: the child
+Run as `python -I -S copyfrom.py SOURCE MERGED SPEC` in a helper sandbox
+(sandbox.spawn_helper), with SOURCE the other image mounted read-only and MERGED this step's
+overlay. Everything it imports is imported before it chroots (an import afterwards would read
+Python files from the image), and tar never looks up user or group names (glibc would load the
+image's NSS libraries for that): owners are copied as numbers. It forks: the child
 chroots into SOURCE and writes the paths as a tar stream, so every source path and symlink
 resolves inside the source image and never on the host; the parent chroots into MERGED and
 unpacks the stream there, so destinations resolve inside this image. Symlinks are copied as
@@ -13,6 +16,7 @@ missing and left as it is when present.
 
 from __future__ import annotations
 
+import fnmatch  # noqa: F401  (used by copyrules.glob_paths after the chroot)
 import marshal
 import os
 import sys
@@ -26,6 +30,8 @@ else:  # run as a plain script: its own directory is not on sys.path under -I
 
 __all__ = ["main"]
 
+# No name lookups: numeric owners only (see the docstring).
+tarfile.pwd = tarfile.grp = None  # type: ignore[attr-defined]
 # Python 3.14 refuses absolute symlinks by default; the chroot is what keeps us inside.
 _TRUSTED = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 # Marks the destination directory of a directory copy: it takes no metadata from its source.

@@ -1,9 +1,11 @@
 """Copy planned local files into a layer, from inside a chroot of the merged overlay.
 
-Run as `python -I -S copyin.py MERGED SPEC` by the sandbox's mount script: a plain script that
-needs only the standard library. It opens the host root first, then chroots into the image:
-every destination path, symlinks included, resolves inside the image and never on the host,
-while sources are opened relative to the saved host root with O_NOFOLLOW. Each file is hashed
+Run as `python -I -S copyin.py MERGED SPEC` in a helper sandbox (sandbox.spawn_helper): a plain
+script that needs only the standard library. It opens the sandbox's root first (where the
+sources' directories are bound read-only), then chroots into the image: every destination path,
+symlinks included, resolves inside the image and never on the host, while sources are opened
+relative to the saved root with O_NOFOLLOW. Nothing here looks up a user or group name, so
+libc never loads a library from the image. Each file is hashed
 as it is copied; a file that no longer matches the digest the plan was keyed on fails the step
 (exit status 3). Entries belong to root, or to the --chown owner, or keep the owner an entry
 names itself (files unpacked from an ADD archive).

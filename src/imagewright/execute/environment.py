@@ -6,6 +6,7 @@ variables and bind mounts only, so none of them is written into a layer or the i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -18,7 +19,15 @@ from ..exception import ExecutionError
 from ..store.store import Store
 from .sandbox import Bind
 
-__all__ = ["cache_binds", "container_env", "host_ca_bundle", "step_binds", "step_env", "uv_binary"]
+__all__ = [
+    "cache_binds",
+    "cache_scope",
+    "container_env",
+    "host_ca_bundle",
+    "step_binds",
+    "step_env",
+    "uv_binary",
+]
 
 _CA_IN_SANDBOX = "/tmp/.imagewright/ca-certificates.crt"
 _CACHE_IN_SANDBOX = "/tmp/.imagewright/cache"
@@ -81,15 +90,21 @@ def step_env(config: ImageConfig, secrets: dict[str, str]) -> dict[str, str]:
     return {**caches, **container_env(config, secrets)}
 
 
-def step_binds(store: Store, uv: str | None) -> tuple[Bind, ...]:
-    """Bind mounts for a build step: resolver, CA bundle, package caches, and uv if needed."""
-    apt = store.cache_dir("apt")
+def step_binds(store: Store, uv: str | None, scope: str) -> tuple[Bind, ...]:
+    """Bind mounts for a build step: resolver, CA bundle, package caches, and uv if needed.
+
+    The apt, uv and pip caches are writable, and code from a package runs while they are
+    mounted, so a step could plant a poisoned package there for the next reader. Each `scope`
+    (see `cache_scope`) therefore has caches of its own.
+    """
+    caches = f"packages/{scope}"
+    apt = store.cache_dir(f"{caches}/apt")
     (apt / "partial").mkdir(exist_ok=True)
     binds = [
         Bind("/etc/resolv.conf", "/etc/resolv.conf"),
         Bind(str(apt), "/var/cache/apt/archives", readonly=False),
-        Bind(str(store.cache_dir("uv")), f"{_CACHE_IN_SANDBOX}/uv", readonly=False),
-        Bind(str(store.cache_dir("pip")), f"{_CACHE_IN_SANDBOX}/pip", readonly=False),
+        Bind(str(store.cache_dir(f"{caches}/uv")), f"{_CACHE_IN_SANDBOX}/uv", readonly=False),
+        Bind(str(store.cache_dir(f"{caches}/pip")), f"{_CACHE_IN_SANDBOX}/pip", readonly=False),
     ]
     ca = host_ca_bundle()
     if ca:
@@ -99,14 +114,21 @@ def step_binds(store: Store, uv: str | None) -> tuple[Bind, ...]:
     return tuple(binds)
 
 
+def cache_scope(callsite: str) -> str:
+    """Whose package caches a step uses: those of the file that defines it (`callsite` is
+    "file:line"). Images of one definition file share them, so editing a package list or an
+    earlier step keeps them warm; images defined in different files never read what the other
+    wrote."""
+    path = os.path.abspath(callsite.rpartition(":")[0] or callsite)
+    return hashlib.sha256(path.encode()).hexdigest()[:32]
+
+
 def cache_binds(store: Store, targets: tuple[str, ...]) -> tuple[Bind, ...]:
     """RUN --mount=type=cache: one host dir per target path, kept in the store across builds.
 
     Nothing written under the target lands in the image; the mount point itself does, empty,
     as in Docker.
     """
-    import hashlib
-
     binds = []
     for target in targets:
         name = hashlib.sha256(target.encode()).hexdigest()[:16]

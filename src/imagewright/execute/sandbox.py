@@ -1,25 +1,41 @@
 """The sandbox: our own overlay mount in a private mount namespace, then bubblewrap over it.
 
 bubblewrap 0.8 (Debian 12) cannot mount overlays itself, so `unshare` gives the step a private
-mount namespace, a few lines of sh mount the overlay there, and bwrap runs the command with the
-merged tree as `/`. The mount vanishes with the namespace, so a killed build leaves none behind;
-bwrap's --die-with-parent takes the whole PID namespace down if the builder dies.
+mount namespace, a few lines of sh mount the overlay there (as the host's root, so overlayfs
+keeps its privileged whiteouts and xattrs), and bwrap runs the command with the merged tree as
+`/`. The mount vanishes with the namespace, so a killed build leaves none behind; bwrap's
+--die-with-parent takes the whole PID namespace down if the builder dies.
 
-The step gets its own PID, IPC and UTS namespaces, a private /tmp, /proc and /dev, a clean
-environment, the host network, and Docker's default capabilities minus CAP_MKNOD (and so without
-CAP_SYS_ADMIN): it can install packages but cannot mount, make device nodes or load modules.
+What a sandboxed process is, and is not:
+- It runs in a user namespace of its own (userns.py). Its uids are the host's, so files it
+  writes in a layer belong to the right owners, but its capabilities count only inside that
+  namespace: not for the host's network (no raw sockets, no privileged ports), keyrings, kernel
+  modules, mounts or sysctls.
+- It keeps Docker's default capabilities minus CAP_MKNOD and CAP_NET_RAW, under a seccomp
+  filter at least as strict as Docker's default profile (seccomp.py): no new namespaces, no
+  keyctl, bpf or perf_event_open, no TIOCSTI.
+- /proc is its own, with /proc/sys, /proc/sysrq-trigger and the other host-global files read-only
+  or masked, as in Docker; /sys is read-only with its firmware masked.
+- It has its own PID, IPC and UTS namespaces, a private /tmp and /dev, the host network (steps
+  download packages), and only the environment we give it. The environment reaches bwrap through
+  its own environ, never its argv, so `ps` shows no secret.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from .seccomp import filter_fd
 from .user import as_user
+from .userns import identity_userns
 
 __all__ = [
     "Bind",
@@ -28,28 +44,51 @@ __all__ = [
     "remove_placeholders",
     "run_sandboxed",
     "spawn",
+    "spawn_helper",
+    "spawn_host_tool",
     "spawn_in_namespace",
     "stream",
 ]
 
-# Docker's default capability set without CAP_MKNOD.
+# Docker's default capability set without CAP_MKNOD and CAP_NET_RAW.
 CAPABILITIES = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_NET_RAW", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
-    "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 )  # fmt: skip
+# The copy helpers only create files, with any owner, and chroot into images.
+HELPER_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_SYS_CHROOT",
+)  # fmt: skip
+# Docker's masked and read-only paths: host-global files a container has no business with.
+_PROC_READONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+_PROC_MASKED_FILES = (
+    "/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/sched_debug",
+    "/proc/latency_stats", "/proc/kallsyms", "/proc/kmsg", "/proc/kpagecount", "/proc/kpageflags",
+    "/proc/kpagecgroup", "/proc/config.gz", "/proc/vmallocinfo",
+)  # fmt: skip
+# What of the host's /etc a package tool needs: apt's and dpkg's settings, trust stores, name
+# resolution and the account files apt drops privileges with. Nothing else of /etc is visible.
+_HOST_ETC = (
+    "apt", "dpkg", "mmdebstrap", "ssl", "ca-certificates", "alternatives", "resolv.conf", "hosts",
+    "gai.conf", "nsswitch.conf", "passwd", "group", "localtime", "ld.so.cache",
+)  # fmt: skip
+_MASKED_DIRS = ("/proc/acpi", "/proc/scsi", "/proc/asound", "/sys/firmware", "/sys/kernel/debug")
 
 # Mount the overlay (and a read-only one of another image, for COPY --from), note which bind
 # targets are missing (bwrap creates them in the upper dir and we remove those placeholders
-# afterwards), then become bwrap.
+# afterwards), then become bwrap. Our IW_ variables leave the environment before bwrap: the
+# rest of it is the sandbox's.
 _MOUNT_SCRIPT = r"""
 set -e
+mount=$IW_MOUNT; targets=$IW_BIND_TARGETS; ro_lowers=$IW_RO_LOWERS; ro_merged=$IW_RO_MERGED
+unset IW_MOUNT IW_BIND_TARGETS IW_RO_LOWERS IW_RO_MERGED
 options="lowerdir=$1,upperdir=$2,workdir=$3,redirect_dir=off,metacopy=off,index=off"
-mount -t overlay overlay -o "$options" "$4"
-[ -z "$IW_RO_LOWERS" ] || mount -t overlay overlay -o "ro,lowerdir=$IW_RO_LOWERS" "$IW_RO_MERGED"
+"$mount" -t overlay overlay -o "$options" "$4"
+[ -z "$ro_lowers" ] || "$mount" -t overlay overlay -o "ro,lowerdir=$ro_lowers" "$ro_merged"
 merged=$4; created=$5; shift 5
 : > "$created"
-for target in $IW_BIND_TARGETS; do
+for target in $targets; do
   path=
   IFS=/
   for part in $target; do
@@ -99,27 +138,60 @@ class SandboxCommand:
     private_tmp: bool = True  # a fresh tmpfs on /tmp, rather than the image's /tmp
 
 
-def _bwrap_argv(merged: Path, cmd: SandboxCommand) -> list[str]:
+def _isolation_args(capabilities: tuple[str, ...], seccomp: int) -> list[str]:
+    """What every sandbox gets: its own user, PID, IPC and UTS namespaces, the seccomp filter
+    (an fd bwrap reads at start), /proc and /dev of its own with host-global files read-only or
+    masked, and `capabilities`."""
     args = [
-        "bwrap", "--bind", str(merged), "/",
-        "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc",
-        "--ro-bind", "/sys", "/sys",
-        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "imagewright",
-        "--die-with-parent", "--clearenv", "--cap-drop", "ALL",
+        "--userns", str(identity_userns()), "--seccomp", str(seccomp),
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+        "--hostname", "imagewright", "--die-with-parent",
+        "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc", "--ro-bind", "/sys", "/sys",
     ]  # fmt: skip
+    for path in _PROC_READONLY:
+        if os.path.exists(path):
+            args += ["--ro-bind", path, path]
+    for path in _PROC_MASKED_FILES:
+        if os.path.exists(path):
+            args += ["--ro-bind", "/dev/null", path]
+    for path in _MASKED_DIRS:
+        if os.path.isdir(path):
+            args += ["--tmpfs", path, "--remount-ro", path]
+    args += ["--cap-drop", "ALL"]
+    for cap in capabilities:
+        args += ["--cap-add", cap]
+    return args
+
+
+def _bwrap_argv(merged: Path, cmd: SandboxCommand, seccomp: int) -> list[str]:
+    args = ["bwrap", "--bind", str(merged), "/", *_isolation_args(CAPABILITIES, seccomp)]
     if cmd.private_tmp:
         args += ["--perms", "1777", "--tmpfs", "/tmp"]
-    for cap in CAPABILITIES:
-        args += ["--cap-add", cap]
     if not cmd.interactive:
         args.append("--new-session")  # no controlling terminal to inject keystrokes into
     for bind in cmd.binds:
         if cmd.private_tmp and bind.target.startswith("/tmp/"):
             args += ["--dir", os.path.dirname(bind.target)]
         args += ["--ro-bind" if bind.readonly else "--bind", bind.source, bind.target]
-    for key, value in cmd.env.items():
-        args += ["--setenv", key, value]
     args += ["--chdir", cmd.workdir, "--", *as_user(cmd.argv, cmd.user)]
+    return args
+
+
+def _host_root_args(etc: tuple[str, ...]) -> list[str]:
+    """Binds that make the host's own programs usable inside a sandbox, read-only: /usr and its
+    merged-usr links, this interpreter's prefix, and the files `etc` names under /etc."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in etc:
+        if os.path.exists(f"/etc/{name}"):
+            args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            args += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            args += ["--ro-bind", top, top]
+    prefix = os.path.realpath(sys.base_prefix)
+    if not prefix.startswith("/usr/"):
+        args += ["--ro-bind", prefix, prefix]
     return args
 
 
@@ -128,42 +200,115 @@ def spawn_in_namespace(
     inner: Sequence[str],
     bind_targets: Sequence[str] = (),
     readonly: tuple[tuple[str, ...], Path] | None = None,
-    **popen: object,
+    env: Mapping[str, str] | None = None,
+    **popen: Any,
 ) -> subprocess.Popen[bytes]:
-    """Mount `overlay` in a private mount namespace and exec `inner` there.
+    """Mount `overlay` in a private mount namespace and exec `inner` (a bwrap command) there,
+    with `env` as its environment.
 
     `readonly` is (lower dirs, mount point) of a second tree mounted read-only beside it.
     """
-    if not shutil.which("bwrap") or not shutil.which("unshare"):
+    tools = {name: shutil.which(name) for name in ("bwrap", "unshare", "mount")}
+    if not all(tools.values()):
         from ..exception import ExecutionError
 
         raise ExecutionError(
-            "bubblewrap (bwrap) and unshare are needed to run build steps: "
-            "apt-get install bubblewrap util-linux"
+            "bubblewrap (bwrap), unshare and mount are needed to run build steps: "
+            "apt-get install bubblewrap util-linux mount"
         )
     created = overlay.work.parent / "placeholders"
     argv = [
-        "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_SCRIPT, "sh",
-        ":".join(overlay.lowers), str(overlay.upper), str(overlay.work), str(overlay.merged),
-        str(created), *inner,
+        tools["unshare"], "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_SCRIPT,
+        "sh", ":".join(overlay.lowers), str(overlay.upper), str(overlay.work),
+        str(overlay.merged), str(created), tools["bwrap"], *inner[1:],
     ]  # fmt: skip
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-        "IW_BIND_TARGETS": " ".join(bind_targets),
-    }
+    control = {"IW_MOUNT": tools["mount"], "IW_BIND_TARGETS": " ".join(bind_targets)}
     if readonly is not None:
-        env["IW_RO_LOWERS"], env["IW_RO_MERGED"] = ":".join(readonly[0]), str(readonly[1])
-    return subprocess.Popen(argv, cwd=overlay.cwd, env=env, **popen)  # type: ignore[call-overload]
+        control["IW_RO_LOWERS"], control["IW_RO_MERGED"] = ":".join(readonly[0]), str(readonly[1])
+    return subprocess.Popen(argv, cwd=overlay.cwd, env={**(env or {}), **control}, **popen)
 
 
-def spawn(overlay: Overlay, cmd: SandboxCommand, **popen: object) -> subprocess.Popen[bytes]:
+@contextlib.contextmanager
+def _isolated(popen: dict[str, Any], mounts: bool = False) -> Iterator[int]:
+    """The seccomp filter's fd for one bwrap start; `popen` gains the fds bwrap must inherit."""
+    seccomp = filter_fd(mounts)
+    try:
+        popen["pass_fds"] = (*popen.get("pass_fds", ()), identity_userns(), seccomp)
+        yield seccomp
+    finally:
+        os.close(seccomp)
+
+
+def spawn(overlay: Overlay, cmd: SandboxCommand, **popen: Any) -> subprocess.Popen[bytes]:
     """Start `cmd` in a sandbox over `overlay`. The caller owns the returned process."""
     # mount points bwrap must create in the image are removed afterwards (not those in a tmpfs)
     in_tmpfs = ("/tmp/",) if cmd.private_tmp else ()
     targets = [
         b.target for b in cmd.binds if not (b.target.startswith(in_tmpfs) or b.keep_mount_point)
     ]
-    return spawn_in_namespace(overlay, _bwrap_argv(overlay.merged, cmd), targets, **popen)
+    with _isolated(popen) as seccomp:
+        argv = _bwrap_argv(overlay.merged, cmd, seccomp)
+        return spawn_in_namespace(overlay, argv, targets, env=cmd.env, **popen)
+
+
+def spawn_helper(
+    overlay: Overlay,
+    script: str,
+    args: Sequence[str],
+    binds: Sequence[Bind],
+    readonly: tuple[tuple[str, ...], Path] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Run one of our standard-library scripts (`python -I -S script args`) on the host's own
+    interpreter, but sandboxed: the image's merged tree is bound at /image, and `binds` add
+    what else it may read. It gets no network, only the capabilities a copy needs, and no host
+    file beyond its interpreter and `binds`; it may chroot into the image, and whatever it meets
+    there meets the same walls as a build step. Output (stdout and stderr) comes on a pipe.
+    """
+    popen: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+    }
+    with _isolated(popen) as seccomp:
+        argv = [
+            "bwrap", *_host_root_args(("ld.so.cache",)),
+            *_isolation_args(HELPER_CAPABILITIES, seccomp), "--unshare-net", "--new-session",
+            "--bind", str(overlay.merged), "/image",
+            "--ro-bind", os.path.dirname(script), os.path.dirname(script),
+        ]  # fmt: skip
+        for bind in binds:
+            argv += ["--ro-bind" if bind.readonly else "--bind", bind.source, bind.target]
+        argv += ["--chdir", "/", "--", os.path.realpath(sys.executable), "-I", "-S", script, *args]
+        return spawn_in_namespace(overlay, argv, readonly=readonly, **popen)
+
+
+def spawn_host_tool(
+    argv: Sequence[str], writable: Sequence[str], readable: Sequence[str], env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """Run a host program that executes package code (mmdebstrap runs maintainer scripts) in a
+    sandbox: the host's /usr and the few /etc files a package tool reads, `readable` paths
+    read-only and `writable` ones read-write, a private /tmp, and the host network. It keeps
+    CAP_SYS_ADMIN, but only over its own user and mount namespaces, and its seccomp filter lets
+    it mount (a bootstrap mounts /proc and /dev into the tree it builds) and nothing more than a
+    build step otherwise. Output (stdout and stderr) comes on a pipe."""
+    popen: dict[str, Any] = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.STDOUT,
+        "start_new_session": True,
+        "env": dict(env),
+    }
+    with _isolated(popen, mounts=True) as seccomp:
+        args = [
+            shutil.which("bwrap") or "bwrap", *_host_root_args(_HOST_ETC),
+            *_isolation_args((*CAPABILITIES, "CAP_SYS_ADMIN"), seccomp),
+            "--new-session", "--tmpfs", "/tmp",
+        ]  # fmt: skip
+        for path in readable:
+            args += ["--ro-bind", path, path]
+        for path in writable:
+            args += ["--bind", path, path]
+        return subprocess.Popen([*args, "--", *argv], **popen)
 
 
 def stream(proc: subprocess.Popen[bytes], on_line: Callable[[str], None]) -> int:

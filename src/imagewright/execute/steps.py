@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import marshal
-import subprocess
-import sys
+import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..definition.ops import Run
@@ -29,13 +28,14 @@ from ..plan.planner import (
 from ..plan.pulled import AddPython, PullLayer
 from ..store.store import LayerRecord, Scratch, Store
 from .builder import lowers_for
-from .environment import cache_binds, step_binds, step_env
+from .environment import cache_binds, cache_scope, step_binds, step_env
 from .events import Reporter
-from .sandbox import Overlay, SandboxCommand, run_sandboxed, spawn_in_namespace, stream
+from .sandbox import Bind, Overlay, SandboxCommand, run_sandboxed, spawn_helper, stream
 
-__all__ = ["copy_from", "copy_into", "run_step"]
+__all__ = ["copy_from", "copy_into", "redaction", "run_step"]
 
 _TAIL_LINES = 25
+_HOST = "/.host"  # where the copy helper sees the host files it copies
 
 
 def run_step(
@@ -46,12 +46,13 @@ def run_step(
     log_path = store.log_path(step.key)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=_TAIL_LINES)
+    hidden = redaction(secrets.values())
+    scope = cache_scope(step.layer.callsite)
     with store.scratch() as area, open(log_path, "w") as log:
 
         def on_line(line: str) -> None:
-            for value in secrets.values():
-                if value:
-                    line = line.replace(value, "***")  # secrets never reach a log
+            for value in hidden:
+                line = line.replace(value, "***")  # secrets never reach a log
             tail.append(line)
             log.write(line + "\n")
             reporter.step_output(index, line)
@@ -64,12 +65,23 @@ def run_step(
             area.merged,
         )
         for action in step.actions:
-            status, what = _run_action(action, overlay, area, store, secrets, on_line)
+            status, what = _run_action(action, overlay, area, store, secrets, on_line, scope)
             if status != 0:
                 log.flush()
                 raise _build_error(plan, step, what, status, list(tail), log_path)
         seconds = time.monotonic() - t0
         return store.commit(area, step.key, step.parent_key, step.description, seconds)
+
+
+def redaction(values: Iterable[str]) -> list[str]:
+    """The strings to hide from build output for these secret values, longest first: each value,
+    and each line of a multi-line one (output arrives line by line, so a PEM key echoed by a
+    step shows up one line at a time). Lines under 4 characters are left, as they would hide
+    ordinary output."""
+    hidden = {v for v in values if v}
+    for value in list(hidden):
+        hidden.update(part for part in (p.strip() for p in value.splitlines()) if len(part) >= 4)
+    return sorted(hidden, key=len, reverse=True)
 
 
 def _run_action(
@@ -79,8 +91,10 @@ def _run_action(
     store: Store,
     secrets: dict[str, str],
     on_line: Callable[[str], None],
+    scope: str,
 ) -> tuple[int, str]:
-    """Run one action; returns (exit status, what ran) so errors can name the failing part."""
+    """Run one action (`scope` names its package caches); returns (exit status, what ran) so
+    errors can name the failing part."""
     if isinstance(action, RootfsFromArchive):
         from .bootstrap import bootstrap_rootfs
 
@@ -126,7 +140,7 @@ def _run_action(
             # the image's ENV wins over build args of the same name, as in Docker
             env={**dict(run.env), **step_env(config, secrets)},
             workdir=config.workdir,
-            binds=step_binds(store, run.uv) + cache_binds(store, run.cache_targets),
+            binds=step_binds(store, run.uv, scope) + cache_binds(store, run.cache_targets),
             user=config.user,
             private_tmp=not run.image_tmp,
         )
@@ -192,34 +206,46 @@ def copy_into(
     on_line: Callable[[str], None],
     owner: str | None = None,
 ) -> int:
-    """Create `entries` in the overlay's upper dir through a chroot of the merged tree;
-    `owner` is a --chown value for entries that carry no owner of their own."""
+    """Create `entries` in the overlay's upper dir (copyin.py, in a helper sandbox that chroots
+    into the merged tree); `owner` is a --chown value for entries that carry no owner of their
+    own. The helper sees the host only through read-only binds of the sources' directories."""
     spec = overlay.work.parent / "copy.spec"
     listed = []
     for e in entries:
         entry = {"dest": e.dest, "kind": e.kind, "mode": e.mode, "digest": e.digest}
-        entry |= {"source": e.source, "target": e.target}
+        # a file named directly may be a symlink: its target is what was hashed, and is copied
+        source = _HOST + os.path.realpath(e.source) if e.kind == "file" else e.source
+        entry |= {"source": source, "target": e.target}
         if e.owner is not None:
             entry["uid"], entry["gid"] = e.owner
         listed.append(entry)
     # marshal, not JSON: the script runs on this same interpreter, and importing json (and
     # with it re) would cost a fresh interpreter more time than the copy itself
     spec.write_bytes(marshal.dumps({"owner": owner, "entries": listed}))
-    # Run copyin.py as a plain script (-I -S: no site, no package import): it needs only the
-    # standard library, and a bare interpreter starts in a fraction of the time.
+    files = [str(entry["source"])[len(_HOST) :] for entry in listed if entry["kind"] == "file"]
+    binds = [Bind(path, _HOST + path) for path in _source_roots(files)]
     from . import copyin
 
-    inner = [sys.executable, "-I", "-S", copyin.__file__, str(overlay.merged), str(spec)]
-    proc = spawn_in_namespace(
-        overlay, inner, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    binds.append(Bind(str(spec), "/spec"))
+    proc = spawn_helper(overlay, copyin.__file__, ["/image", "/spec"], binds)
     return stream(proc, on_line)
+
+
+def _source_roots(paths: list[str]) -> list[str]:
+    """The fewest paths to bind so that each of `paths` is visible: their directories, minus
+    those inside another, and the files themselves where a directory would be the host's /."""
+    roots: list[str] = []
+    for path in sorted({os.path.dirname(p) if os.path.dirname(p) != "/" else p for p in paths}):
+        if not roots or not path.startswith(roots[-1].rstrip("/") + "/"):
+            roots.append(path)
+    return roots
 
 
 def copy_from(
     action: CopyFromPlan, overlay: Overlay, store: Store, on_line: Callable[[str], None]
 ) -> int:
-    """Copy `action.paths` from its (built) source image into the overlay (copyfrom.py)."""
+    """Copy `action.paths` from its (built) source image into the overlay (copyfrom.py, in a
+    helper sandbox with the source image bound read-only at /source)."""
     spec = overlay.work.parent / "copy-from.spec"
     fields = {"paths": list(action.paths), "dest": action.dest}
     spec.write_bytes(marshal.dumps({**fields, "chmod": action.chmod, "owner": action.owner}))
@@ -229,15 +255,9 @@ def copy_from(
     lowers = (*lowers_for(action.source, store), store.empty_dir())
     from . import copyfrom
 
-    inner = [sys.executable, "-I", "-S", copyfrom.__file__, str(source), str(overlay.merged)]
-    proc = spawn_in_namespace(
-        overlay,
-        [*inner, str(spec)],
-        readonly=(lowers, source),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    binds = [Bind(str(source), "/source"), Bind(str(spec), "/spec")]
+    args = ["/source", "/image", "/spec"]
+    proc = spawn_helper(overlay, copyfrom.__file__, args, binds, readonly=(lowers, source))
     return stream(proc, on_line)
 
 

@@ -8,14 +8,18 @@ Layout under the store root:
 
 One small index file per (layer, compression, epoch) means no shared file is ever rewritten:
 concurrent exports only ever add files. Every file appears whole or not at all (a temp file in
-the same directory, fsynced, then os.replace). An entry is used only while the layer it was made
-from is the one in the store (its `created` time matches: `build --force` replaces layers under
-the same key) and the blob it names is there with the recorded size.
+the same directory, fsynced, then os.replace); an entry is written before its blob is renamed
+into place, so a prune never sees a finished blob that no entry names. An entry is used only
+while the layer it was made from is the one in the store (its `created` time matches: `build
+--force` replaces layers under the same key) and the blob it names is there with the recorded
+size. Blobs are not trusted further than that here: whatever copies one out checks its digest
+(export/layout.py), and `discard` drops a blob that failed the check, so it is made again.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,6 +32,7 @@ __all__ = ["LayerBlob", "LayerBlobs"]
 
 # Bump when the tar a layer gives changes (walk order, header fields), so old blobs are redone.
 TAR_FORMAT = 1
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class LayerBlob(NamedTuple):
@@ -80,32 +85,39 @@ class LayerBlobs:
                 write_layer(upper, LowerLayers(lowers), writer, clamp_mtime=clamp_mtime)
                 digests = writer.finish()
                 out.name = digests.digest.removeprefix("sha256:")
-            entry = {"tar_format": TAR_FORMAT, "layer_created": record.created}
-            write_atomic(entry_path, json.dumps({**entry, **digests._asdict()}).encode())
+                entry = {"tar_format": TAR_FORMAT, "layer_created": record.created}
+                write_atomic(entry_path, json.dumps({**entry, **digests._asdict()}).encode())
         return LayerBlob(*digests, compression, self.path_of(digests.digest))
 
     def prune(self) -> int:
         """Drop index entries of layers no longer in the store, then blobs no entry names.
 
         Returns the bytes freed. Called by `imagewright prune` after layers were removed.
+        Layers a live process uses keep their entries, so an export in flight keeps its blobs.
         """
-        live_digests: set[str] = set()
-        for entry_path in self.index_dir.glob("*.json"):
-            key = entry_path.name.split(".", 1)[0]
-            try:
-                entry = json.loads(entry_path.read_text())
-            except (FileNotFoundError, ValueError):
-                continue
-            if self.store.lookup(key) is None:
-                entry_path.unlink(missing_ok=True)
-            else:
-                live_digests.add(str(entry.get("digest", "")).removeprefix("sha256:"))
         freed = 0
-        for blob in self.blob_dir.glob("*"):
-            if blob.name not in live_digests and not blob.name.startswith("."):
-                freed += blob.stat().st_size
-                blob.unlink(missing_ok=True)
+        with self.store.pruning() as in_use:
+            layers = {record.key for record in self.store.layers()} | in_use
+            live_digests: set[str] = set()
+            for entry_path in self.index_dir.glob("*.json"):
+                key = entry_path.name.split(".", 1)[0]
+                if key not in layers:
+                    entry_path.unlink(missing_ok=True)
+                    continue
+                try:
+                    digest = json.loads(entry_path.read_text()).get("digest")
+                except (FileNotFoundError, ValueError, AttributeError):
+                    continue
+                live_digests.add(str(digest).removeprefix("sha256:"))
+            for blob in self.blob_dir.glob("*"):
+                if blob.name not in live_digests and not blob.name.startswith("."):
+                    freed += blob.stat().st_size
+                    blob.unlink(missing_ok=True)
         return freed
+
+    def discard(self, digest: str) -> None:
+        """Drop a stored blob that failed its digest check; the next use makes it again."""
+        self.path_of(digest).unlink(missing_ok=True)
 
     def _entry_path(self, record: LayerRecord, compression: str, clamp_mtime: int | None) -> Path:
         suffix = f".sde{clamp_mtime}" if clamp_mtime is not None else ""
@@ -114,14 +126,19 @@ class LayerBlobs:
     def _read(self, entry_path: Path, record: LayerRecord, compression: str) -> LayerBlob | None:
         try:
             entry = json.loads(entry_path.read_text())
-        except (FileNotFoundError, ValueError):
+            if entry["tar_format"] != TAR_FORMAT or entry["layer_created"] != record.created:
+                return None
+            blob = LayerBlob(
+                str(entry["digest"]), str(entry["diff_id"]), int(entry["size"]), compression,
+                self.path_of(str(entry["digest"])),
+            )  # fmt: skip
+        except (FileNotFoundError, ValueError, KeyError, TypeError):  # missing or unreadable
             return None
-        if entry.get("tar_format") != TAR_FORMAT or entry.get("layer_created") != record.created:
+        if not _DIGEST.fullmatch(blob.digest) or not _DIGEST.fullmatch(blob.diff_id):
             return None
-        path = self.path_of(entry["digest"])
         try:
-            if path.stat().st_size != entry["size"]:
+            if blob.path.stat().st_size != blob.size:
                 return None
         except FileNotFoundError:  # pruned, or lost: make it again
             return None
-        return LayerBlob(entry["digest"], entry["diff_id"], entry["size"], compression, path)
+        return blob

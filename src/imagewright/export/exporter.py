@@ -37,6 +37,7 @@ from ..oci.manifest import (
 from ..oci.reference import Reference, parse_reference
 from ..plan.planner import Plan, plan_image
 from ..store.store import Store
+from .atomic import CorruptBlobError
 from .blobs import LayerBlob, LayerBlobs
 from .layout import ImageFiles, blob_name, write_archive, write_oci_dir
 
@@ -103,13 +104,24 @@ def export_image(
             "part of the exported image; use copy=True to include them.",
             stacklevel=2,
         )
-    layers, history, reused = image_layers(plan, store, compression, epoch, progress)
-    files = image_files(plan.config, layers, history, compression, epoch, ref, format)
     out = Path(path)
-    if format == "docker" or out.name.endswith(".tar"):
-        write_archive(out, files, mtime=epoch or 0)
-    else:
-        write_oci_dir(out, files)
+    for attempt in (1, 2):
+        layers, history, reused = image_layers(plan, store, compression, epoch, progress)
+        files = image_files(plan.config, layers, history, compression, epoch, ref, format)
+        try:
+            if format == "docker" or out.name.endswith(".tar"):
+                write_archive(out, files, mtime=epoch or 0)
+            else:
+                write_oci_dir(out, files)
+            break
+        except CorruptBlobError as exc:
+            # The stored blob changed on disk since it was made (an older export's hard link
+            # edited in place, say): drop it and make it again, once.
+            if attempt == 2:
+                raise
+            LayerBlobs(store).discard(exc.digest)
+            if progress is not None:
+                progress(f"{exc}: making it again")
     return ExportResult(
         out,
         format,

@@ -6,23 +6,27 @@ The docker-archive is one tar that is both an OCI layout and what `docker load` 
 
 A layout directory may already hold other images: blobs are added, and the index keeps every
 manifest except one with the same tag (`org.opencontainers.image.ref.name`), as skopeo does.
-Blobs come into a directory as hard links to the store's copies when both are on one filesystem
-(they are immutable, named by digest); the index is written last, so a reader never sees it
-name a blob that is not there yet.
+Blobs come into a directory as copies of the store's (never hard links: editing an output in
+place must not reach the store), and every blob copied out of the store, into a directory or an
+archive, is checked against its digest on the way (CorruptBlobError otherwise). A blob already
+in a directory is kept only if it has its digest. The `oci-layout` file is written first, so an
+export stopped midway can be run again into the same directory, and the index last, so a reader
+never sees it name a blob that is not there yet.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from ..exception import InvalidError
 from ..oci.manifest import LAYOUT_FILE, Descriptor, image_index
-from .atomic import atomic_file, place_file, write_atomic
+from .atomic import CorruptBlobError, atomic_file, file_digest, place_file, write_atomic
 
 __all__ = ["ImageFiles", "write_archive", "write_oci_dir"]
 
@@ -50,17 +54,17 @@ def write_oci_dir(path: Path, files: ImageFiles) -> None:
     layout = path / "oci-layout"
     if path.is_dir() and any(path.iterdir()) and not layout.is_file():
         raise InvalidError(f"{path} is not empty and holds no OCI layout; pick another path")
+    if not layout.is_file():  # first, so an export stopped midway can be run again into it
+        write_atomic(layout, LAYOUT_FILE)
     for digest, source in sorted(files.blobs.items()):
         dest = path / blob_name(digest)
-        if dest.is_file() and dest.stat().st_size == _size(source):
-            continue  # content-addressed: the same name means the same bytes
+        if dest.is_file() and dest.stat().st_size == _size(source) and file_digest(dest) == digest:
+            continue  # already there, intact
         dest.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(source, Path):
-            place_file(source, dest)
+            place_file(source, dest, digest)
         else:
             write_atomic(dest, source)
-    if not layout.is_file():
-        write_atomic(layout, LAYOUT_FILE)
     write_atomic(path / "index.json", image_index(_merged(path / "index.json", files.manifest)))
 
 
@@ -83,22 +87,24 @@ def write_archive(path: Path, files: ImageFiles, *, mtime: int) -> None:
     Members are sorted, owned by 0:0 with no user or group names, and dated `mtime`, so the
     same image always gives the same archive bytes.
     """
-    members: list[tuple[str, Path | bytes | None]] = [("blobs/", None)]
+    members: list[tuple[str, Path | bytes | None, str]] = [("blobs/", None, "")]
     algorithms = sorted({d.partition(":")[0] for d in files.blobs})
-    members += [(f"blobs/{a}/", None) for a in algorithms]
-    members += [(blob_name(d), files.blobs[d]) for d in sorted(files.blobs)]
-    members.append(("index.json", image_index([files.manifest.to_json()])))
+    members += [(f"blobs/{a}/", None, "") for a in algorithms]
+    members += [(blob_name(d), files.blobs[d], d) for d in sorted(files.blobs)]
+    members.append(("index.json", image_index([files.manifest.to_json()]), ""))
     if files.docker_manifest is not None:
-        members.append(("manifest.json", files.docker_manifest))
-    members.append(("oci-layout", LAYOUT_FILE))
-    with atomic_file(path.parent) as out:
+        members.append(("manifest.json", files.docker_manifest, ""))
+    members.append(("oci-layout", LAYOUT_FILE, ""))
+    with atomic_file(path.parent, path.name) as out:
         with tarfile.open(fileobj=out.file, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for name, source in members:
-                _add(tar, name, source, mtime)
+            for name, source, digest in members:
+                _add(tar, name, source, mtime, digest)
         out.name = path.name
 
 
-def _add(tar: tarfile.TarFile, name: str, source: Path | bytes | None, mtime: int) -> None:
+def _add(
+    tar: tarfile.TarFile, name: str, source: Path | bytes | None, mtime: int, digest: str
+) -> None:
     info = tarfile.TarInfo(name)
     info.mtime = mtime
     if source is None:
@@ -108,9 +114,25 @@ def _add(tar: tarfile.TarFile, name: str, source: Path | bytes | None, mtime: in
     info.mode, info.size = 0o644, _size(source)
     if isinstance(source, Path):
         with open(source, "rb") as f:
-            tar.addfile(info, f)
+            hashing = _Hashing(f)
+            tar.addfile(info, hashing)  # type: ignore[arg-type]
+        if f"sha256:{hashing.sha.hexdigest()}" != digest:  # the archive is then not kept
+            raise CorruptBlobError(source, digest)
     else:
         tar.addfile(info, io.BytesIO(source))
+
+
+class _Hashing:
+    """A reader that hashes what is read through it: a blob is checked as it is archived."""
+
+    def __init__(self, f: BinaryIO):
+        self.f = f
+        self.sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.f.read(size)
+        self.sha.update(data)
+        return data
 
 
 def _size(source: Path | bytes) -> int:

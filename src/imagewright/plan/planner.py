@@ -1,10 +1,11 @@
 """Image → Plan: ordered steps with resolved file lists, configs and cache keys.
 
 Everything a build can reject is checked here, before any step runs: Python series, local
-files, the add_local ordering rule. A step's key is a digest of its parent's key, its canonical
-ops (with the content digests of the files it copies), the names of its secrets and the builder
-version. Excluded on purpose: secret values (rotating a token must not rebuild), host paths of
-copied files (moving a checkout must not rebuild), the call site, and proxy/CA settings.
+files, the add_local ordering rule, an environment too large to start a process with. A step's
+key is a digest of its parent's key, its canonical ops (with the content digests of the files it
+copies), the names of its secrets and the builder version. Excluded on purpose: secret values
+(rotating a token must not rebuild), host paths of copied files (moving a checkout must not
+rebuild), the call site, and proxy/CA settings.
 """
 
 from __future__ import annotations
@@ -174,9 +175,31 @@ def plan_image(image: Image, *, force: bool = False) -> Plan:
         parent = steps[-1].key if steps else None
         step_force = force or node._force
         for planned in _plan_layer(layer, parent, config, step_force):
+            _check_environment(planned)
             steps.append(planned)
             parent, config = planned.key, planned.config
     return Plan(tuple(steps), image._mounts)
+
+
+# Room left for what imagewright adds to a step's environment and command line (caches, CA and
+# proxy variables, the sandbox's arguments).
+_EXEC_RESERVE = 64 << 10
+
+
+def _check_environment(step: PlannedStep) -> None:
+    """Refuse a step whose environment (the image's ENV and its secrets) is too large for
+    execve, which fails with E2BIG when arguments and environment pass ARG_MAX together."""
+    env = step.config.env_dict()
+    env.update({k: v for secret in step.layer.secrets for k, v in secret.env.items()})
+    # each variable costs "NAME=value\0" plus its pointer in envp
+    size = sum(len(f"{k}={v}".encode(errors="surrogatepass")) + 1 + 8 for k, v in env.items())
+    limit = os.sysconf("SC_ARG_MAX") - _EXEC_RESERVE
+    if size > limit:
+        raise InvalidError(
+            f"{step.layer.where}: the environment of this step would be {size} bytes, more than "
+            f"the {limit} a process can be started with here (execve: 'Argument list too long', "
+            "E2BIG); make the image's ENV or the step's secrets smaller"
+        )
 
 
 def resolve_mounts(mounts: tuple[LocalMount, ...]) -> tuple[FileEntry, ...]:

@@ -7,7 +7,11 @@ which manifest), the HTTP status and the registry's own error code and message.
 Scheme: registries on loopback are spoken to over plain HTTP, as Docker does; others over HTTPS,
 and with `insecure` also over HTTPS without verification, then plain HTTP.
 Auth: a 401 is answered once per request, Basic with stored credentials or Bearer with a token
-fetched from the challenge's realm (anonymously when there are no credentials).
+fetched from the challenge's realm (anonymously when there are no credentials). As in Docker,
+credentials go only to the registry's own origin (scheme, host and port) and, Basic, to its
+token realm: never to an upload `Location` or a redirect that names another host or port,
+and a 401 from another origin is not answered. GET and HEAD follow redirects (registries send
+blob downloads to storage elsewhere), without credentials when the target is elsewhere.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..exception import RegistryError
 from .auth import Challenge, Credentials, credentials_for, parse_challenge
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["RegistryClient", "is_loopback"]
 
 CHUNK_THRESHOLD = 8 << 20  # blobs above this go up in PATCH chunks of this size
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 5
 _PIECE = 1 << 20  # bytes read and reported at a time
 Body = Callable[[], bytes | Iterable[bytes]]  # called again when a request is retried
 
@@ -115,31 +121,45 @@ class RegistryClient:
         body: Body | None = None,
         stream: bool = False,
     ) -> httpx.Response:
-        """Send one request (URL absolute, or relative to the registry); retry once on 401."""
+        """Send one request (URL absolute, or relative to the registry); retry once on 401.
+
+        Credentials go only to the registry's own origin (see the module docstring).
+        """
         import httpx
 
-        url = urljoin(self.base() + "/", url)
-        for attempt in (1, 2):
+        base = self.base()
+        url = urljoin(base + "/", url)
+        answered = False  # a 401 is answered once
+        for _hop in range(_MAX_REDIRECTS + 2):
+            own = _origin(url) == _origin(base)
             sent = dict(headers or {})
-            if self._auth:
+            if self._auth and own:
                 sent["Authorization"] = self._auth
             try:
                 request = self._http.build_request(
                     method, url, headers=sent, content=body() if body else None
                 )
                 response = self._http.send(request, stream=stream)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise self._error(what, _describe(exc)) from None
-            if response.status_code == 401 and attempt == 1:
+            if response.status_code == 401 and own and not answered:
                 response.close()
                 self._authenticate(response, what)
+                answered = True
+                continue
+            location = response.headers.get("location")
+            if response.status_code in _REDIRECTS and location and method in ("GET", "HEAD"):
+                response.close()
+                url = urljoin(url, location)
                 continue
             if response.status_code not in expect:
-                raise self._status_error(response, what)
+                raise self._status_error(response, what, elsewhere=not own)
             return response
-        raise AssertionError("unreachable")
+        raise self._error(what, f"more than {_MAX_REDIRECTS} redirects")
 
-    def _status_error(self, response: httpx.Response, what: str) -> RegistryError:
+    def _status_error(
+        self, response: httpx.Response, what: str, elsewhere: bool = False
+    ) -> RegistryError:
         import httpx
 
         with contextlib.suppress(httpx.HTTPError):  # a closed stream: the status must do
@@ -153,7 +173,12 @@ class RegistryClient:
             pass
         detail = f"HTTP {response.status_code}" + (f" {code}" if code else "")
         detail += f": {message}" if message else ""
-        if response.status_code == 401:
+        if response.status_code == 401 and elsewhere:
+            detail += (
+                f" (from {urlsplit(str(response.url)).netloc}, which is not {self.registry}: "
+                "the registry's credentials are not sent there)"
+            )
+        elif response.status_code == 401:
             detail += (
                 f" (credentials for {self.registry} come from $DOCKER_CONFIG/config.json or "
                 "~/.docker/config.json; none were found)"
@@ -216,7 +241,7 @@ class RegistryClient:
             expect=(201, 202),
             headers={"Content-Length": "0"},
         )
-        return None if response.status_code == 201 else response.headers["location"]
+        return None if response.status_code == 201 else _location(response)
 
     def upload_blob(
         self,
@@ -230,13 +255,15 @@ class RegistryClient:
         what = f"uploading blob {digest}"
         size = source.stat().st_size if isinstance(source, Path) else len(source)
         if location is None:
-            location = self.request(
-                "POST",
-                self._path("blobs", "uploads/"),
-                what=what,
-                expect=(202,),
-                headers={"Content-Length": "0"},
-            ).headers["location"]
+            location = _location(
+                self.request(
+                    "POST",
+                    self._path("blobs", "uploads/"),
+                    what=what,
+                    expect=(202,),
+                    headers={"Content-Length": "0"},
+                )
+            )
         octets = {"Content-Type": "application/octet-stream"}
         if size > self.chunk_size:
             start = 0
@@ -252,7 +279,7 @@ class RegistryClient:
                     headers=headers,
                     body=lambda s=start, e=end: _pieces(source, s, e, progress),  # type: ignore[misc]
                 )
-                location, start = response.headers["location"], end
+                location, start = _location(response), end
             body: Body = lambda: b""  # noqa: E731
             headers = {**octets, "Content-Length": "0"}
         else:
@@ -303,6 +330,25 @@ class RegistryClient:
             raise self._error(what, _describe(exc)) from None
         finally:
             response.close()
+
+
+def _location(response: httpx.Response) -> str:
+    """The response's Location, made absolute against the URL that gave it: a relative one
+    from an upload host elsewhere stays there."""
+    if "location" not in response.headers:
+        raise RegistryError(f"{response.url}: the registry answered with no Location to go on at")
+    return urljoin(str(response.url), response.headers["location"])
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of `url`, default ports filled in: what credentials are bound to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme, 0)
+    except ValueError:  # a port that is no number: the same origin as nothing
+        return ("", "", -1)
+    return scheme, (parts.hostname or "").lower(), port
 
 
 def _pieces(

@@ -5,13 +5,18 @@ unpack its layers, verifying every digest.
 of a pulled image get the right cache keys and base config; `pull_layer` runs when a layer's
 step is not in the store. Layers are streamed to a file in the step's scratch area while being
 hashed, checked against the manifest's digest, and only then decompressed and unpacked.
+
+A registry's documents are untrusted input: a manifest, index or config of the wrong shape, or a
+digest that is not `sha256:<64 hex>`, is a RegistryError naming the image, never a KeyError.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import IO, NamedTuple
 
@@ -33,6 +38,7 @@ _MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 _PLATFORM = {"os": "linux", "architecture": "amd64"}
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class LayerRef(NamedTuple):
@@ -60,29 +66,49 @@ def resolve(tag: str, credentials: Credentials | None) -> PulledImage:
     """The linux/amd64 image `tag` names: manifest digest, config and layers."""
     ref = parse_reference(tag)
     registry, repository = split_registry(ref.name)
-    with RegistryClient(registry, repository, credentials=credentials, push=False) as client:
-        data, media_type = client.get_manifest(ref.tag, (*_INDEX_TYPES, *_MANIFEST_TYPES))
-        document = _load(data, f"manifest of {tag}")
-        media_type = document.get("mediaType") or media_type
-        if media_type in _INDEX_TYPES:
-            chosen = _pick_platform(document, tag)
-            data, media_type = client.get_manifest(chosen["digest"], _MANIFEST_TYPES)
-            if _digest(data) != chosen["digest"]:
-                raise RegistryError(f"{tag}: manifest {chosen['digest']} arrived corrupted")
-            document = _load(data, f"manifest {chosen['digest']} of {tag}")
+    what = f"manifest of {tag}"
+    try:
+        with RegistryClient(registry, repository, credentials=credentials, push=False) as client:
+            data, media_type = client.get_manifest(ref.tag, (*_INDEX_TYPES, *_MANIFEST_TYPES))
+            document = _load(data, what)
             media_type = document.get("mediaType") or media_type
-        if media_type not in _MANIFEST_TYPES:
-            raise RegistryError(f"{tag}: unsupported manifest type {media_type!r}")
-        config_digest = document["config"]["digest"]
-        config_bytes = b"".join(client.get_blob(config_digest))
-        if _digest(config_bytes) != config_digest:
-            raise RegistryError(f"{tag}: config blob {config_digest} failed its digest check")
-    config = _load(config_bytes, f"config of {tag}")
-    layers = tuple(
-        LayerRef(registry, repository, d["digest"], int(d["size"]), d.get("mediaType", ""))
-        for d in document.get("layers") or []
-    )
-    return PulledImage(tag, _digest(data), _image_config(config.get("config") or {}), layers)
+            if media_type in _INDEX_TYPES:
+                what = f"image index of {tag}"
+                chosen = _checked_digest(_pick_platform(document, tag)["digest"], what)
+                data, media_type = client.get_manifest(chosen, _MANIFEST_TYPES)
+                if _digest(data) != chosen:
+                    raise RegistryError(f"{tag}: manifest {chosen} arrived corrupted")
+                what = f"manifest {chosen} of {tag}"
+                document = _load(data, what)
+                media_type = document.get("mediaType") or media_type
+            if media_type not in _MANIFEST_TYPES:
+                raise RegistryError(f"{tag}: unsupported manifest type {media_type!r}")
+            config_digest = _checked_digest(document["config"]["digest"], what)
+            layers = tuple(
+                LayerRef(registry, repository, _checked_digest(d["digest"], what), *_sized(d))
+                for d in document.get("layers") or []
+            )
+            config_bytes = b"".join(client.get_blob(config_digest))
+            if _digest(config_bytes) != config_digest:
+                raise RegistryError(f"{tag}: config blob {config_digest} failed its digest check")
+        what = f"config of {tag}"
+        config = _image_config(_load(config_bytes, what).get("config") or {})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise RegistryError(f"{what} is malformed ({type(exc).__name__}: {detail})") from None
+    return PulledImage(tag, _digest(data), config, layers)
+
+
+def _sized(descriptor: dict) -> tuple[int, str]:  # type: ignore[type-arg]
+    """A layer descriptor's size and media type."""
+    return int(descriptor["size"]), str(descriptor.get("mediaType", ""))
+
+
+def _checked_digest(value: object, what: str) -> str:
+    """`value` if it is a sha256 digest: it goes into URLs and is compared with hashes."""
+    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
+        raise RegistryError(f"{what} names {value!r}, which is not a sha256 digest")
+    return value
 
 
 def _load(data: bytes, what: str) -> dict:  # type: ignore[type-arg]
@@ -135,7 +161,12 @@ def pull_layer(layer: LayerRef, credentials: Credentials | None, scratch: Path, 
     ):
         for piece in client.get_blob(layer.digest):
             sha.update(piece)
-            out.write(piece)
+            try:
+                out.write(piece)
+            except OSError as exc:  # no space left, say: name the file, as open() would
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename is None:
+                    raise OSError(exc.errno, exc.strerror, str(blob)) from None
+                raise
     if f"sha256:{sha.hexdigest()}" != layer.digest:
         raise RegistryError(
             f"{what}: the blob failed its digest check (got sha256:{sha.hexdigest()})"

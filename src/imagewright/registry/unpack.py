@@ -6,16 +6,26 @@ is opened with O_NOFOLLOW | O_DIRECTORY from the root's descriptor, so a symlink
 earlier entry can never redirect a later write outside the root. OCI whiteouts become what
 overlayfs reads: `.wh.<name>` a 0:0 character device, `.wh..wh..opq` the
 `trusted.overlay.opaque=y` xattr. `trusted.overlay.*` xattrs in the tar itself are dropped (they
-would steer overlayfs). The caller unpacks into a scratch area and commits only on success.
+would steer overlayfs). A whiteout of `.`, `..` or of nothing (`.wh.`) is refused: it would
+name the directory itself or its parent. The caller unpacks into a scratch area and commits
+only on success.
+
+Every way a layer can be bad ends in RegistryError naming the layer: a refused entry, a tar that
+does not parse, and a stream the decompressor rejects (truncated or corrupt gzip, zstd, xz,
+bzip2). Errors of the filesystem written to (no space left, say) stay OSErrors, with the entry's
+path when the OS did not name one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import lzma
 import os
 import shutil
 import stat
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -33,23 +43,61 @@ class _Refused(Exception):
     pass
 
 
+class _BadStream(Exception):
+    """The decompressor rejected the layer's bytes."""
+
+
+class _Checked:
+    """The layer stream, with the errors of whatever decompresses it made into _BadStream."""
+
+    def __init__(self, stream: IO[bytes]):
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except (EOFError, zlib.error, lzma.LZMAError) as exc:
+            raise _BadStream(str(exc) or type(exc).__name__) from None
+        except OSError as exc:
+            if exc.errno is not None:  # a real I/O error; gzip and bz2 data errors have none
+                raise
+            raise _BadStream(str(exc)) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("zstandard"):  # ZstdError
+                raise _BadStream(str(exc)) from None
+            raise
+
+
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
 def unpack_layer(stream: IO[bytes], root: Path, what: str) -> int:
     """Apply the tar read from `stream` to the empty directory `root`; returns entries written.
 
-    `what` names the layer in errors. Raises RegistryError for an entry it refuses.
+    `what` names the layer in errors. Raises RegistryError for an entry it refuses and for
+    data that is not a whole, valid (compressed) tar.
     """
     root_fd = os.open(root, _DIR_FLAGS)
     count = 0
     try:
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
+        with tarfile.open(fileobj=_Checked(stream), mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
                 try:
                     _apply(tar, member, root_fd)
                 except _Refused as exc:
                     raise RegistryError(f"{what}: refused entry {member.name!r}: {exc}") from None
+                except (ValueError, OverflowError) as exc:  # a NUL in a name, a huge uid or time
+                    raise RegistryError(f"{what}: refused entry {member.name!r}: {exc}") from None
+                except OSError as exc:
+                    if exc.errno in _WRITE_ERRORS and exc.filename is None:
+                        path = str(root / member.name.lstrip("/"))
+                        raise OSError(exc.errno, exc.strerror, path) from None
+                    raise
                 count += 1
     except tarfile.TarError as exc:
         raise RegistryError(f"{what}: not a valid layer tar ({exc})") from None
+    except _BadStream as exc:
+        raise RegistryError(f"{what}: the data is corrupt or cut short ({exc})") from None
     finally:
         os.close(root_fd)
     return count
@@ -117,7 +165,9 @@ def _apply(tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int) -> None:
             return
         if name.startswith(_WHITEOUT):
             target = name[len(_WHITEOUT) :]
-            if not target or not member.isfile():
+            if target in ("", ".", ".."):  # the directory itself or its parent: never
+                raise _Refused(f"a whiteout of {target!r}, which names no entry")
+            if not member.isfile():
                 raise _Refused("a malformed whiteout")
             _remove(target, dir_fd, keep_dir=False)
             os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=dir_fd)

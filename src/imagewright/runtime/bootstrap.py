@@ -1,6 +1,11 @@
 """Entry point inside a function's container: import the function by name, then serve calls.
 
-The host binds this package into the container and starts the image's own Python on `main()`.
+The host binds this package into the container and starts the image's own Python on `main()`,
+with -S and the channel's fd (protocol.py). The launch line reads the token from that fd before
+anything of the image's site runs: .pth files, sitecustomize and usercustomize run only when
+`main()` turns site on, so they can never read it (a token in the environment or argv, or still
+waiting in the socket, they could). Should the host's end of the channel close while the
+container still runs (the host died), it ends the whole container at once.
 It must run on Python 3.9 to 3.14 with nothing installed, so it uses the standard library only.
 """
 
@@ -8,13 +13,16 @@ from __future__ import annotations
 
 import importlib
 import os
+import select
+import signal
 import socket
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .protocol import dumps, loads, recv_message, send_message
+from .protocol import TOKEN_SIZE, dumps, loads, recv_message, send_message
 
 __all__ = ["main"]
 
@@ -27,45 +35,113 @@ def _resolve(module_name: str, qualname: str) -> Callable[..., Any]:
     return getattr(obj, "raw_f", obj)
 
 
-def _exception_message(exc: BaseException) -> dict[str, Any]:
+def _exception_message(exc: BaseException) -> tuple[dict[str, Any], bytes]:
     try:
         pickled = dumps(exc)
         loads(pickled)  # an exception that pickles but cannot be rebuilt is sent as text only
     except Exception:
-        pickled = None
-    return {
+        pickled = b""
+    header = {
         "kind": "exception",
-        "exc": pickled,
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
     }
+    return header, pickled
 
 
-def _serve(sock: socket.socket, function: Callable[..., Any]) -> None:
+def _serve(sock: socket.socket, token: bytes, function: Callable[..., Any]) -> None:
     while True:
         request = recv_message(sock)
-        if request is None or request["kind"] == "stop":
+        if request is None or request[0]["kind"] != "call":
             return
-        args, kwargs = loads(request["args"])
+        args, kwargs = loads(request[1])
         try:
-            reply = {"kind": "result", "value": dumps(function(*args, **kwargs))}
+            reply: tuple[dict[str, Any], bytes] = (
+                {"kind": "result"},
+                dumps(function(*args, **kwargs)),
+            )
         except BaseException as exc:  # the user's exception goes back to the caller
             reply = _exception_message(exc)
         sys.stdout.flush()
         sys.stderr.flush()
-        send_message(sock, reply)
+        send_message(sock, *reply, token=token)
 
 
-def main() -> None:
-    """Connect to the host, import the function, and answer calls until told to stop."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(os.environ["IMAGEWRIGHT_SOCKET"])
+def _end_container() -> None:
+    """The host is gone: end every process of this container, then this one.
+
+    Exiting alone is not enough: bwrap's init lives on while any process the function started
+    does, and with it the container.
+    """
+    try:
+        if os.getpid() != 1:  # (as PID 1, exiting ends the PID namespace by itself)
+            with open("/proc/1/comm") as comm:
+                init = comm.read().strip()
+            if init == "bwrap":  # our own PID namespace, where -1 means just this container
+                os.kill(-1, signal.SIGKILL)
+    finally:
+        os._exit(0)
+
+
+def _exit_with_host(sock: socket.socket) -> None:
+    """End the container the moment the host's end of the channel closes, whatever the
+    function is doing.
+
+    The host only closes it after killing the container, or by dying. bwrap's --die-with-parent
+    normally takes the container down with the host, but not if bwrap's own parent died while
+    bwrap was still setting up.
+    """
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLRDHUP)
+        while True:
+            for _, events in poller.poll():
+                if events & select.POLLNVAL:
+                    return
+                if events & (select.POLLHUP | select.POLLRDHUP | select.POLLERR):
+                    _end_container()
+
+    threading.Thread(target=watch, name="imagewright-host-watch", daemon=True).start()
+
+
+def _enable_site() -> None:
+    """Do now what -S left out at startup: site-packages, .pth files, sitecustomize."""
+    import subprocess
+
+    # A child interpreter the function starts (multiprocessing's spawn, say) copies our flags,
+    # and -S was ours, not the user's.
+    flags = getattr(subprocess, "_args_from_interpreter_flags", None)
+    if flags is not None:
+        subprocess._args_from_interpreter_flags = lambda: [f for f in flags() if f != "-S"]  # type: ignore[attr-defined]
+    import site
+
+    site.main()
+
+
+def main(fd: int, token: bytes) -> None:
+    """Import the function, then answer calls on the channel `fd` until the host is done.
+
+    `token` is what the host sent first on the channel: every message we send carries it.
+    """
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(False)  # processes the function starts do not get the channel
+    os.environ.pop("IMAGEWRIGHT_CHANNEL_FD", None)
+    if len(token) != TOKEN_SIZE:
+        return  # the host died before it could send it
+    _exit_with_host(sock)
+    _enable_site()
     module_name, qualname = os.environ["IMAGEWRIGHT_FUNCTION"].split(":")
     try:
-        function = _resolve(module_name, qualname)
-    except BaseException as exc:
-        send_message(sock, _exception_message(exc))
-        return
-    send_message(sock, {"kind": "ready", "python": sys.version.split()[0]})
-    _serve(sock, function)
+        try:
+            function = _resolve(module_name, qualname)
+        except BaseException as exc:
+            send_message(sock, *_exception_message(exc), token=token)
+            return
+        send_message(sock, {"kind": "ready", "python": sys.version.split()[0]}, token=token)
+        _serve(sock, token, function)
+    except ConnectionError:
+        pass
+    # The host closed its end without killing us first: it is gone.
+    _end_container()

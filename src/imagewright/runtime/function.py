@@ -132,6 +132,8 @@ class Function:
     def _start_spare(self) -> None:
         import concurrent.futures
 
+        from .invoke import start_thread
+
         future: concurrent.futures.Future[Container] = concurrent.futures.Future()
 
         def start() -> None:
@@ -142,7 +144,7 @@ class Function:
 
         with self._spare_lock:
             self._spare = future
-        threading.Thread(target=start, daemon=True).start()
+        start_thread(start)
 
     def stop_spare(self) -> None:
         """Stop the container started ahead (when the app stops running)."""
@@ -176,6 +178,8 @@ class Function:
         """Start a call in the background; returns a FunctionCall to `.get()` it."""
         import concurrent.futures
 
+        from .invoke import start_thread
+
         self.app._require_running(self)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
@@ -185,7 +189,7 @@ class Function:
             except BaseException as exc:
                 future.set_exception(exc)
 
-        threading.Thread(target=run, daemon=True).start()
+        start_thread(run)
         return FunctionCall(future)
 
     def map(
@@ -258,9 +262,9 @@ class _MapRun:
         self.stopping = threading.Event()
 
     def results(self) -> Iterator[Any]:
-        threads = [threading.Thread(target=self._work, daemon=True) for _ in range(self.workers)]
-        for thread in threads:
-            thread.start()
+        from .invoke import start_thread
+
+        threads = [start_thread(self._work) for _ in range(self.workers)]
         try:
             yield from self._collect()
         finally:

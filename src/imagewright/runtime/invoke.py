@@ -1,17 +1,25 @@
-"""Host side of a function call: start a container, talk to it over a socket, relay output.
+"""Host side of a function call: start a container, talk to it over a channel, relay output.
 
 A container runs the image's own Python on our bootstrap (bound in read-only, with cloudpickle),
 imports the function by name and serves calls one after another until it is stopped. Its stdout
 and stderr are relayed live. A call that runs past its timeout, or a container that dies, is
 killed and reported as an error; nothing waits forever.
+
+The channel is a socketpair whose other end the container inherits (protocol.py): nothing else
+can reach it, and what the container sends is trusted only with the token we sent it first.
+No container outlives this process: each is killed when the thread that forked it exits (one
+thread forks them all, and lives as long as the process), and its bootstrap exits when our end
+of the channel closes.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import pickle
 import queue
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,20 +36,32 @@ from ..execute.container import runtime_binds
 from ..execute.environment import container_env
 from ..execute.sandbox import Bind, Overlay, SandboxCommand, spawn
 from ..store.store import Scratch, Store
-from .protocol import dumps, loads, recv_message, send_message
+from .protocol import TOKEN_SIZE, ProtocolError, dumps, loads, recv_message, send_message
 
-__all__ = ["Container", "RemoteTraceback"]
+__all__ = ["Container", "RemoteTraceback", "start_thread"]
 
 _PY_IN_CONTAINER = "/tmp/.imagewright/py"
-_IPC_IN_CONTAINER = "/tmp/.imagewright/ipc"
 _START_TIMEOUT = 120.0
+# Run with -S, read the token first: nothing from the image's site (.pth files, sitecustomize)
+# runs before it is out of the socket (bootstrap.py turns site on afterwards). posix is built
+# in, so no file on sys.path can stand in for it.
 _LAUNCH = (
-    "import sys; sys.path[:0] = ['/root', '" + _PY_IN_CONTAINER + "']; "
-    "from imagewright.runtime.bootstrap import main; main()"
+    "import posix, sys; fd = int(posix.environ[b'IMAGEWRIGHT_CHANNEL_FD']); "
+    f"token = posix.read(fd, {TOKEN_SIZE}); "
+    "sys.path[:0] = ['/root', '" + _PY_IN_CONTAINER + "']; "
+    "from imagewright.runtime.bootstrap import main; main(fd, globals().pop('token'))"
 )
+_PR_SET_PDEATHSIG = 1
+# Ctrl-C and SIGTERM become KeyboardInterrupt in the main thread, and only there: one the kernel
+# hands to another thread waits until the main thread next runs Python code, which a call
+# blocked on its container for minutes does not. Our threads block them, so it never does.
+_MAIN_THREAD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 _live: set[Container] = set()  # stopped on interpreter exit, so no container outlives us
 _live_lock = threading.Lock()
+_live_changed = threading.Condition(_live_lock)
+_starting = 0  # containers in start(), which interpreter exit waits for
+_exiting = False  # set at interpreter exit: containers still starting then stop themselves
 
 
 class RemoteTraceback(Exception):
@@ -72,6 +92,20 @@ def _writer(target: IO[str]) -> Callable[[str], None]:
     return write
 
 
+def start_thread(
+    target: Callable[..., object], *args: object, name: str | None = None
+) -> threading.Thread:
+    """Start a daemon thread that leaves Ctrl-C and SIGTERM to the main thread."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    # blocked around start(), so that the thread has them blocked from its first instruction
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return thread
+
+
 def _relay(pipe: IO[bytes], sink: Callable[[str], None]) -> None:
     for raw in iter(pipe.readline, b""):
         sink(raw.decode("utf-8", "replace").rstrip("\n"))
@@ -94,17 +128,15 @@ def _spawner_loop() -> None:
 def _from_spawner_thread(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     """Run `start` on one thread that lives as long as the process.
 
-    bwrap's --die-with-parent fires when the *thread* that forked it exits, so a container
-    started from a short-lived thread (a spare started ahead, a map worker) would be killed
-    with it. Forking every container from one long-lived thread ties them to the process.
+    A parent-death signal (ours, and bwrap's --die-with-parent) fires when the *thread* that
+    forked the process exits, so a container started from a short-lived thread (a spare started
+    ahead, a map worker) would be killed with it. Forking every container from one long-lived
+    thread ties them to the process.
     """
     global _spawner
     with _spawner_started:
         if _spawner is None:
-            _spawner = threading.Thread(
-                target=_spawner_loop, name="imagewright-spawner", daemon=True
-            )
-            _spawner.start()
+            _spawner = start_thread(_spawner_loop, name="imagewright-spawner")
     reply: queue.Queue[Any] = queue.Queue(maxsize=1)
     _spawn_requests.put((start, reply))
     ok, value = reply.get()
@@ -113,8 +145,36 @@ def _from_spawner_thread(start: Callable[[], subprocess.Popen[bytes]]) -> subpro
     return value
 
 
+_prctl: Any = None
+
+
+def _killed_with_us() -> Callable[[], None]:
+    """A preexec_fn giving the child SIGKILL when the thread that forks it exits.
+
+    bwrap's --die-with-parent arms the same signal, but only once bwrap runs: unshare and the
+    overlay mount come first, and a container whose parent died in between would live on.
+    The signal survives those execs (none is set-user-ID).
+    """
+    global _prctl
+    if _prctl is None:
+        import ctypes
+
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl, parent = _prctl, os.getpid()
+
+    def arm() -> None:
+        # what our threads block is the process's to get: exec keeps a blocked signal blocked
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _MAIN_THREAD_SIGNALS)
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            raise OSError("prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # we died before it was armed: no signal will come
+            os._exit(1)
+
+    return arm
+
+
 class Container:
-    """One running container of a function's image, serving calls over a unix socket."""
+    """One running container of a function's image, serving calls over a socketpair."""
 
     def __init__(
         self,
@@ -138,29 +198,34 @@ class Container:
         self._stack = contextlib.ExitStack()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
+        self._token = secrets.token_bytes(TOKEN_SIZE)
         self._relays: list[threading.Thread] = []
+        self._stop_lock = threading.Lock()
 
     # ---- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> Container:
         """Start the container and wait until the function is imported inside it."""
+        global _starting
+        with _live_lock:
+            if _exiting:
+                raise ExecutionError("imagewright is exiting")
+            _starting += 1
         try:
             self._start()
         except BaseException:
             self.stop()
             raise
+        finally:
+            with _live_lock:
+                _starting -= 1
+                _live_changed.notify_all()
         return self
 
     def _start(self) -> None:
         area = self._area or self._stack.enter_context(self.store.scratch())
-        ipc = area.root / "ipc"
-        ipc.mkdir()
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._stack.callback(listener.close)
-        listener.bind(str(ipc / "sock"))
-        if not self.config.runs_as_root:  # the image's USER must be able to connect
-            (ipc / "sock").chmod(0o666)
-        listener.listen(1)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._sock = ours
         env = {
             **self._env,
             "IMAGEWRIGHT_IN_CONTAINER": "1",
@@ -168,119 +233,155 @@ class Container:
             # never write bytecode: it would land in a run_function layer. (A pycache prefix
             # would also keep it out, but makes Python ignore every compiled file the image has.)
             "PYTHONDONTWRITEBYTECODE": "1",
-            "IMAGEWRIGHT_SOCKET": f"{_IPC_IN_CONTAINER}/sock",
+            "IMAGEWRIGHT_CHANNEL_FD": str(theirs.fileno()),
             "IMAGEWRIGHT_FUNCTION": self.function_ref,
         }
         workdir = self.config.workdir if self.config.workdir != "/" else "/root"
-        binds = (*runtime_binds(), *_package_binds(), Bind(str(ipc), _IPC_IN_CONTAINER, False))
+        binds = (*runtime_binds(), *_package_binds())
         argv = [
             "/bin/sh",
             "-c",
-            'exec "$(command -v python3 || command -v python)" -c "$0"',
+            'exec "$(command -v python3 || command -v python)" -S -c "$0"',
             _LAUNCH,
         ]
         env = container_env(self.config, env)
         cmd = SandboxCommand(argv, env, workdir, binds, user=self.config.user)
         overlay = Overlay(self.store.root, self.lowers, area.upper, area.work, area.merged)
-        self._proc = _from_spawner_thread(
-            lambda: spawn(
-                overlay,
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
+        try:
+            self._proc = _from_spawner_thread(
+                lambda: spawn(
+                    overlay,
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    pass_fds=(theirs.fileno(),),
+                    preexec_fn=_killed_with_us(),
+                )
             )
-        )
+        finally:
+            theirs.close()  # the container holds it now: it closes when the container is gone
         with _live_lock:
+            if _exiting:
+                raise ExecutionError("imagewright is exiting")
             _live.add(self)
         for pipe, target in ((self._proc.stdout, sys.stdout), (self._proc.stderr, sys.stderr)):
             sink = self._on_output or _writer(target)
-            relay = threading.Thread(target=_relay, args=(pipe, sink), daemon=True)
-            relay.start()
-            self._relays.append(relay)
-        self._sock = self._accept(listener)
+            self._relays.append(start_thread(_relay, pipe, sink))
+        with contextlib.suppress(ConnectionError):  # then the receive below says how it died
+            ours.send(self._token)
         hello = self._receive(_START_TIMEOUT, "starting")
-        if hello["kind"] != "ready":
+        if hello[0]["kind"] == "exception":
             raise self._remote_exception(hello, "import")
-
-    def _accept(self, listener: socket.socket) -> socket.socket:
-        deadline = time.monotonic() + _START_TIMEOUT
-        listener.settimeout(0.05)
-        while True:
-            try:
-                conn, _ = listener.accept()
-                conn.settimeout(None)
-                return conn
-            except TimeoutError:
-                assert self._proc is not None
-                if self._proc.poll() is not None:
-                    raise self._died("starting") from None
-                if time.monotonic() > deadline:
-                    raise ExecutionError(
-                        f"container for {self.function_ref} did not start"
-                    ) from None
+        if hello[0]["kind"] != "ready":
+            raise self._protocol_error(f"a {hello[0]['kind']!r} message while starting")
 
     def stop(self) -> None:
         """Stop the container and drop its scratch area.
 
         Its filesystem is thrown away, so there is nothing to shut down cleanly: killing bwrap
         takes the whole PID namespace down at once, which is faster than waiting for an exit.
+        It dies before its channel closes: the other way round, a container still writing or
+        reading would see the connection reset, and print a traceback about it.
         """
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        if self._proc is not None:
-            self.kill()
-            self._proc.wait()
-            for relay in self._relays:
-                relay.join(timeout=5)  # everything the function printed is shown first
-            self._proc = None
-        with _live_lock:
-            _live.discard(self)
-        self._stack.close()
+        with self._stop_lock:
+            if self._proc is not None:
+                self.kill()
+                self._proc.wait()
+                for relay in self._relays:
+                    relay.join(timeout=5)  # everything the function printed is shown first
+                self._proc = None
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            with _live_lock:
+                _live.discard(self)
+            self._stack.close()
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
     def kill(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
+        """Kill bwrap, which takes the container's PID namespace down, and bwrap's child.
+
+        Until bwrap has set its child up (the namespace's future init), that child waits for it
+        on an eventfd, without a parent-death signal yet: killing bwrap alone in that moment
+        would leave it waiting forever, holding the container's pipes and channel.
+        """
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.kill(proc.pid, signal.SIGSTOP)  # no new child from here on
+            os.waitid(os.P_PID, proc.pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            children = []
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
+        proc.kill()
 
     # ---- calls ------------------------------------------------------------------------------
 
     def call(self, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None) -> Any:
         """Run one call; returns its value or raises what the function raised."""
         assert self._sock is not None
-        send_message(self._sock, {"kind": "call", "args": dumps((args, kwargs))})
-        reply = self._receive(timeout, "running")
-        if reply["kind"] == "result":
-            return loads(reply["value"])
-        raise self._remote_exception(reply, "call")
-
-    def _receive(self, timeout: float | None, doing: str) -> dict[str, Any]:
-        assert self._sock is not None
-        self._sock.settimeout(timeout)
         try:
-            message = recv_message(self._sock)
+            self._sock.settimeout(timeout)
+            send_message(self._sock, {"kind": "call"}, dumps((args, kwargs)))
         except TimeoutError:
-            self.kill()
-            raise FunctionTimeoutError(
-                f"{self.function_ref} timed out after {timeout:g} s; its container was killed"
-            ) from None
+            raise self._timed_out(timeout) from None
+        except ConnectionError:
+            raise self._died("running") from None
+        reply = self._receive(timeout, "running")
+        if reply[0]["kind"] == "result":
+            return loads(reply[1])
+        if reply[0]["kind"] == "exception":
+            raise self._remote_exception(reply, "call")
+        raise self._protocol_error(f"a {reply[0]['kind']!r} message in answer to a call")
+
+    def _receive(self, timeout: float | None, doing: str) -> tuple[dict[str, Any], memoryview]:
+        """The container's next message, dropping what does not carry our token."""
+        assert self._sock is not None
+        try:
+            message = recv_message(self._sock, self._token, timeout)
+        except TimeoutError:
+            if doing == "starting":
+                self.kill()
+                raise ExecutionError(
+                    f"the container for {self.function_ref} did not start within "
+                    f"{timeout:g} s; it was killed"
+                ) from None
+            raise self._timed_out(timeout) from None
+        except ProtocolError as exc:
+            raise self._protocol_error(str(exc)) from None
         except ConnectionError:
             message = None
         if message is None:
             raise self._died(doing)
         return message
 
+    def _timed_out(self, timeout: float | None) -> FunctionTimeoutError:
+        self.kill()
+        return FunctionTimeoutError(
+            f"{self.function_ref} timed out after {timeout:g} s; its container was killed"
+        )
+
+    def _protocol_error(self, what: str) -> RemoteError:
+        self.kill()
+        return RemoteError(f"The container of {self.function_ref} broke the protocol: {what}")
+
     def _died(self, doing: str) -> RemoteError:
-        assert self._proc is not None
+        proc = self._proc
+        if proc is None:  # stop() got there first, from another thread (Ctrl-C, exit)
+            return RemoteError(f"The container {doing} {self.function_ref} was stopped")
         try:
-            status = self._proc.wait(timeout=5)
+            status = proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
-            status = self._proc.wait()
+            proc.kill()
+            status = proc.wait()
         # bwrap reports a child killed by signal N as status 128 + N
         signum = -status if status < 0 else status - 128 if status > 128 else 0
         if signum:
@@ -293,16 +394,21 @@ class Container:
             how = f"exited with status {status}"
         return RemoteError(f"The container {doing} {self.function_ref} {how}")
 
-    def _remote_exception(self, reply: dict[str, Any], phase: str) -> BaseException:
-        remote_tb = RemoteTraceback(f"\n\nRemote traceback:\n{reply['traceback']}")
+    def _remote_exception(
+        self, reply: tuple[dict[str, Any], memoryview], phase: str
+    ) -> BaseException:
+        header, payload = reply
+        remote_tb = RemoteTraceback(f"\n\nRemote traceback:\n{header.get('traceback')}")
         exc: BaseException | None = None
-        if reply.get("exc") is not None:
+        if len(payload):
             with contextlib.suppress(Exception):
-                exc = pickle.loads(reply["exc"])
+                exc = pickle.loads(payload)
+            if not isinstance(exc, BaseException):
+                exc = None
         if exc is None:
             what = "importing" if phase == "import" else "running"
             exc = RemoteError(
-                f"{reply['type']} while {what} {self.function_ref}: {reply['message']}"
+                f"{header.get('type')} while {what} {self.function_ref}: {header.get('message')}"
             )
         exc.__cause__ = remote_tb
         return exc
@@ -314,7 +420,20 @@ def stop_all() -> None:
         live = list(_live)
     for container in live:
         container.kill()
+    for container in live:
         container.stop()
 
 
-atexit.register(stop_all)
+@atexit.register
+def _stop_all_at_exit() -> None:
+    global _exiting
+    with _live_lock:
+        _exiting = True  # a spare that is still starting stops itself instead of registering
+    stop_all()
+    # A container still starting (the spare started ahead) stops itself, now that it is killed
+    # or sees _exiting: wait the moment that takes, so that its scratch area goes too.
+    deadline = time.monotonic() + 10
+    with _live_lock:
+        while _starting and time.monotonic() < deadline:
+            _live_changed.wait(deadline - time.monotonic())
+    stop_all()

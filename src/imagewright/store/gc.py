@@ -1,29 +1,49 @@
-"""Garbage collection: remove layers that no recorded image needs."""
+"""Garbage collection: remove layers that no recorded image needs and no live process uses."""
 
 from __future__ import annotations
 
-from .store import Store
+from typing import NamedTuple
 
-__all__ = ["prune"]
+from .store import Store, dir_size
+
+__all__ = ["PruneResult", "prune"]
 
 
-def prune(store: Store, *, everything: bool = False) -> tuple[int, int]:
-    """Remove unreferenced layers (all of them with `everything`). Returns (bytes, layers)."""
+class PruneResult(NamedTuple):
+    freed: int  # bytes
+    removed: int  # layers
+    in_use: int  # layers kept because a running build or container uses them
+
+
+def prune(store: Store, *, everything: bool = False) -> PruneResult:
+    """Remove unreferenced layers (all of them with `everything`), and broken layer directories,
+    except those live processes use (see the store module's use records)."""
     store.clean_stale()
     keep: set[str] = set()
-    images = store.images()
-    if everything:
-        for record in images:
-            store.remove_image(str(record["key"]))
-    else:
-        for record in images:
-            keep.update(record.get("steps", []))  # type: ignore[arg-type]
-    freed = count = 0
-    for layer in store.layers():
-        if layer.key in keep or (layer.parent in keep and layer.description.startswith("local")):
-            continue
-        store.remove_layer(layer.key)
-        freed += layer.size
-        count += 1
+    freed = count = kept = 0
+    with store.pruning() as in_use:
+        for record in store.images():
+            if not isinstance(record, dict):
+                continue
+            if everything:
+                store.remove_image(str(record.get("key")))
+            elif isinstance(steps := record.get("steps"), list):
+                keep.update(str(step) for step in steps)
+        for layer in store.layers():
+            attached = layer.parent in keep and layer.description.startswith("local")
+            if layer.key in keep or attached:  # attached: an image's copy=False files
+                continue
+            if layer.key in in_use:
+                kept += 1
+                continue
+            store.remove_layer(layer.key)
+            freed += layer.size
+            count += 1
+        for key in store.broken_layers():  # an unreadable record or a missing diff/
+            if key in in_use:
+                continue
+            freed += dir_size(store.layer_dir(key))
+            store.remove_layer(key)
+            count += 1
     store.clean_stale()  # empties the trash the removed layers went to
-    return freed, count
+    return PruneResult(freed, count, kept)

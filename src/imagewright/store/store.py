@@ -1,4 +1,5 @@
-"""On-disk layer store under IMAGEWRIGHT_HOME: atomic commits, per-key locks, stale cleanup.
+"""On-disk layer store under IMAGEWRIGHT_HOME: atomic commits, per-key locks, stale cleanup, and
+use records that keep prune away from the layers live processes use.
 
 Layout (short names keep overlayfs mount options under a page for deep images, as Docker's
 overlay2 does with its l/ links):
@@ -11,6 +12,24 @@ overlay2 does with its l/ links):
     logs/<key>.log            the output of the last run of a step
     images/<key>.json         records of built images, for `imagewright images`
     cache/{apt,uv,pip}/       package caches, bind-mounted into build steps, never in layers
+    use/<pid>-<id>            the layer keys one live process uses, one a line (see below)
+    gc.lock                   prune holds it exclusively; adding to a use record, shared
+    trash/<key>-<id>          removed or replaced layers, deleted once no live process uses them
+
+Use records: every key a process looks up or commits is appended to that process's use record
+*before* the layer is read, and stays there until the process exits; the process holds a flock
+on its record all along, so a record whose flock is free belongs to a dead process and is
+deleted. Appending holds gc.lock shared and prune's scan holds it exclusively, so prune sees
+every key a process added before it read the layer. Prune, and the sweep that empties the
+trash, skip every key in a live record. So an in-flight build never loses a layer it looked up
+or just committed, and a running container (its lower layers were looked up to mount them)
+never loses one, whether to `imagewright prune` or to a `build --force` elsewhere that moved
+the old layer to the trash. Nothing outside this module needs to call anything for this. The
+price: a long-lived process keeps every layer it touched from prune until it exits.
+
+Corruption: a layer whose record cannot be read (garbage, empty, truncated, wrong fields) or
+whose diff/ directory is missing counts as missing: `lookup` returns None, the step is built
+again and its commit replaces the broken directory; prune removes such directories.
 """
 
 from __future__ import annotations
@@ -20,10 +39,13 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
+
+from ..exception import InvalidError
 
 __all__ = ["LayerRecord", "Scratch", "Store", "dir_size"]
 
@@ -58,6 +80,20 @@ class Scratch(NamedTuple):
         return self.root / "merged"
 
 
+class _UseRecord:
+    """This process's use record in one store: the open, flocked file and the keys in it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.keys: set[str] = set()
+        self.mutex = threading.Lock()
+
+
+# (store root, pid) -> record; the pid part gives a forked child a record of its own.
+_use_records: dict[tuple[str, int], _UseRecord] = {}
+_use_records_mutex = threading.Lock()
+
+
 class Store:
     """The content-addressed layer store. Safe for several processes at once."""
 
@@ -86,30 +122,70 @@ class Store:
         return self.root / "logs" / f"{key}.log"
 
     def cache_dir(self, name: str) -> Path:
-        path = self.root / "cache" / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self._subdir(f"cache/{name}")
 
     def empty_dir(self) -> str:
         """A relative path to an empty directory, the lowerdir of a step on from_scratch()."""
-        (self.root / "empty").mkdir(parents=True, exist_ok=True)
+        self._subdir("empty")
         return "empty"
+
+    def _subdir(self, name: str) -> Path:
+        """The store's directory `name`, made if missing; a clear error if a file is in the way."""
+        path = self.root / name
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocker = path  # the deepest component that exists is the file in the way
+            while blocker != blocker.parent and not os.path.lexists(blocker):
+                blocker = blocker.parent
+            needs = "a directory there" if blocker == path else f"the directory {path}"
+            raise InvalidError(
+                f"{blocker} is not a directory, but the imagewright store needs {needs}: move "
+                "it away (or point IMAGEWRIGHT_HOME elsewhere)"
+            ) from None
+        return path
 
     # ---- reading ----------------------------------------------------------------------------
 
     def lookup(self, key: str) -> LayerRecord | None:
-        """The committed layer for `key`, or None."""
-        try:
-            data = json.loads((self.layer_dir(key) / "layer.json").read_text())
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return LayerRecord(**data)
+        """The committed layer for `key`, or None when it is missing or broken.
+
+        The key goes into this process's use record first, so prune leaves the layer alone
+        from now until this process exits.
+        """
+        self._pin(key)
+        return self._read(key)
 
     def layers(self) -> list[LayerRecord]:
-        found = []
-        for path in sorted((self.root / "layers").glob("*/layer.json")):
-            found.append(LayerRecord(**json.loads(path.read_text())))
-        return found
+        """Every intact layer (not counted as in use by this process)."""
+        return [r for r in (self._read(key) for key in self._layer_keys()) if r is not None]
+
+    def broken_layers(self) -> list[str]:
+        """Keys of layer directories whose record is unreadable or whose diff/ is missing."""
+        return [key for key in self._layer_keys() if self._read(key) is None]
+
+    def _layer_keys(self) -> list[str]:
+        try:
+            names = os.listdir(self.root / "layers")
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(n for n in names if not n.startswith("."))
+
+    def _read(self, key: str) -> LayerRecord | None:
+        """The record of layer `key` if it is intact: a readable record and a diff/ directory."""
+        path = self.layer_dir(key) / "layer.json"
+        try:
+            data = json.loads(path.read_bytes())
+            record = LayerRecord(**data)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except (ValueError, TypeError):  # garbage, empty, truncated, or not a record's fields
+            return None
+        if not _well_formed(record, key):
+            return None
+        if not os.path.isdir(self.layer_dir(key) / "diff"):
+            return None
+        return record
 
     # ---- writing ----------------------------------------------------------------------------
 
@@ -120,8 +196,7 @@ class Store:
         A plain flock: the kernel releases it when its holder dies, so a killed build never
         leaves a stale lock behind.
         """
-        locks = self.root / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
+        locks = self._subdir("locks")
         fd = os.open(locks / f"{key}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -136,8 +211,7 @@ class Store:
         The area's lock file is held for the life of this process, so `clean_stale` can tell
         an abandoned area (its builder was killed) from one still in use.
         """
-        tmp = self.root / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self._subdir("tmp")
         name = f"{os.getpid()}-{os.urandom(4).hex()}"
         lock_fd = os.open(tmp / f"{name}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
@@ -155,6 +229,7 @@ class Store:
         self, area: Scratch, key: str, parent: str | None, description: str, seconds: float = 0.0
     ) -> LayerRecord:
         """Publish the area's upper dir as layer `key`, atomically: whole, or not at all."""
+        self._pin(key)  # this process uses what it commits: prune must not take it
         record = LayerRecord(
             key=key,
             parent=parent,
@@ -168,18 +243,15 @@ class Store:
         (layer_src / "layer.json").write_text(json.dumps(record._asdict()))
         _fsync_tree_root(layer_src)
         dest = self.layer_dir(record.key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists():  # a forced rebuild: the old layer may still be mounted elsewhere
-            trash = self.root / "trash"
-            trash.mkdir(exist_ok=True)
-            os.rename(dest, trash / f"{record.key}-{os.urandom(4).hex()}")
+        self._subdir("layers")
+        if os.path.lexists(dest):  # a forced rebuild, or a broken layer: keep it for its users
+            os.rename(dest, self._subdir("trash") / f"{record.key}-{os.urandom(4).hex()}")
         os.rename(layer_src, dest)
         self._link(record.key)
         return record
 
     def _link(self, key: str) -> None:
-        links = self.root / "l"
-        links.mkdir(exist_ok=True)
+        links = self._subdir("l")
         link = self.root / self.lower_name(key)
         if os.path.islink(link):
             return
@@ -192,8 +264,7 @@ class Store:
         self._link(key)
 
     def record_image(self, key: str, data: dict[str, object]) -> None:
-        images = self.root / "images"
-        images.mkdir(parents=True, exist_ok=True)
+        images = self._subdir("images")
         tmp = images / f".{key}.{os.urandom(3).hex()}"
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, images / f"{key}.json")
@@ -208,32 +279,113 @@ class Store:
                 records.append(json.loads(path.read_text()))
         return records
 
+    # ---- use records ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _gc_lock(self, operation: int) -> Iterator[None]:
+        fd = os.open(self.root / "gc.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, operation)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+    def _pin(self, key: str) -> None:
+        """Add `key` to this process's use record, unless it is there already."""
+        ident = (os.path.abspath(self.root), os.getpid())
+        record = _use_records.get(ident)
+        if record is not None and key in record.keys:
+            return  # the fast path of a cached build: no system call
+        with _use_records_mutex:
+            record = _use_records.get(ident)
+            if record is None:
+                uses = self._subdir("use")
+                with self._gc_lock(fcntl.LOCK_SH):  # so no sweep sees it before it is locked
+                    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+                    fd = os.open(uses / f"{os.getpid()}-{os.urandom(4).hex()}", flags, 0o600)
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # held until this process exits
+                record = _use_records[ident] = _UseRecord(fd)
+        with record.mutex:
+            if key in record.keys:
+                return
+            with self._gc_lock(fcntl.LOCK_SH):
+                os.write(record.fd, f"{key}\n".encode())
+            record.keys.add(key)
+
+    @contextlib.contextmanager
+    def pruning(self) -> Iterator[frozenset[str]]:
+        """Hold off every process from starting to use a layer, for a prune.
+
+        Yields the keys live processes use: those must not be removed. Records of dead
+        processes are deleted on the way.
+        """
+        self._subdir("use")
+        with self._gc_lock(fcntl.LOCK_EX):
+            yield frozenset(self._live_keys())
+
+    def _live_keys(self) -> set[str]:
+        """Keys in the use records of live processes (call with gc.lock held exclusively)."""
+        keys: set[str] = set()
+        uses = self.root / "use"
+        try:
+            names = os.listdir(uses)
+        except (FileNotFoundError, NotADirectoryError):
+            return keys
+        for name in names:
+            try:
+                fd = os.open(uses / name, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # its process is alive
+                    with open(fd, "rb", closefd=False) as f:
+                        keys.update(line.decode(errors="replace") for line in f.read().split())
+                else:
+                    os.unlink(uses / name)  # its process is gone; exclusive gc.lock: none new
+            finally:
+                os.close(fd)
+        return keys
+
     # ---- cleanup ----------------------------------------------------------------------------
 
     def clean_stale(self) -> int:
-        """Remove work areas whose builder died (their lock is free). Returns how many."""
+        """Remove work areas whose builder died (their lock is free), the use records of dead
+        processes, and trashed layers no live process uses. Returns how many work areas."""
         tmp = self.root / "tmp"
         removed = 0
-        if not tmp.is_dir():
-            return 0
-        for lock_path in tmp.glob("*.lock"):
-            fd = os.open(lock_path, os.O_RDWR)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its builder is alive
-            shutil.rmtree(tmp / lock_path.name.removesuffix(".lock"), ignore_errors=True)
-            os.unlink(lock_path)
-            os.close(fd)
-            removed += 1
-        shutil.rmtree(self.root / "trash", ignore_errors=True)
+        if tmp.is_dir():
+            for lock_path in tmp.glob("*.lock"):
+                fd = os.open(lock_path, os.O_RDWR)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(fd)
+                    continue  # its builder is alive
+                shutil.rmtree(tmp / lock_path.name.removesuffix(".lock"), ignore_errors=True)
+                os.unlink(lock_path)
+                os.close(fd)
+                removed += 1
+        # Listed before the use records are read: whoever still uses a trashed layer looked it
+        # up, so added its key, before it was moved there.
+        try:
+            trashed = os.listdir(self.root / "trash")
+        except (FileNotFoundError, NotADirectoryError):
+            trashed = []
+        if trashed or os.path.isdir(self.root / "use"):
+            with self.pruning() as in_use:
+                pass
+            for name in trashed:
+                if name.rsplit("-", 1)[0] not in in_use:
+                    shutil.rmtree(self.root / "trash" / name, ignore_errors=True)
         return removed
 
     def remove_layer(self, key: str) -> None:
+        """Move layer `key` to the trash (call inside `pruning()`, for a key not in use)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.root / self.lower_name(key))
-        trash = self.root / "trash"
-        trash.mkdir(exist_ok=True)
+        trash = self._subdir("trash")
         with contextlib.suppress(FileNotFoundError):
             os.rename(self.layer_dir(key), trash / f"{key}-{os.urandom(4).hex()}")
         with contextlib.suppress(FileNotFoundError):
@@ -242,6 +394,20 @@ class Store:
     def remove_image(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.root / "images" / f"{key}.json")
+
+
+def _well_formed(record: LayerRecord, key: str) -> bool:
+    """Whether a parsed record has the types a LayerRecord needs, for the key it is under."""
+    number = (int, float)
+    return (
+        record.key == key
+        and (record.parent is None or isinstance(record.parent, str))
+        and isinstance(record.description, str)
+        and isinstance(record.created, number)
+        and isinstance(record.seconds, number)
+        and isinstance(record.size, int)
+        and isinstance(record.empty, bool)
+    )
 
 
 def _fsync_tree_root(path: Path) -> None:
