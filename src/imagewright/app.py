@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from .definition.image import Image
 from .exception import ExecutionError, InvalidError
-from .runtime.function import Function, check_gpu_arg
+from .function import Function, check_gpu_arg
 from .secret import Secret
 
 if TYPE_CHECKING:
+    from .execute.builder import LayerCache
     from .plan.planner import Plan
     from .store.store import Store
 
@@ -126,16 +127,17 @@ class App:
     # ---- running ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def run(self, **_ignored: Any) -> Iterator[App]:
-        """Build every function's image, then let its functions be called remotely."""
+    def run(self, *, cache: LayerCache | None = None, **_ignored: Any) -> Iterator[App]:
+        """Build every function's image, then let its functions be called remotely.
+
+        `cache` is a shared layer cache for those builds (default: build_image's).
+        """
         from .execute.builder import build_image
-        from .plan.planner import plan_image
-        from .runtime.invoke import stop_all
+        from .execute.functions import stop_all
 
         for function in self.registered_functions.values():
-            plan = plan_image(function.image)
-            self._plans[id(function)] = plan
-            build_image(function.image, store=self._store)
+            build = build_image(function.image, store=self._store, cache=cache)
+            self._plans[id(function)] = build.plan
         self._running = True
         try:
             yield self
@@ -145,7 +147,7 @@ class App:
         finally:
             self._running = False
             for function in self.registered_functions.values():
-                function.stop_spare()
+                function._stop_spare()
 
     @property
     def _store(self) -> Store:

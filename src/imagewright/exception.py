@@ -19,6 +19,9 @@ __all__ = [
     "FunctionTimeoutError",
     "ImageBuildError",
     "InvalidError",
+    "InvalidTypeError",
+    "InvalidValueError",
+    "LocalFileNotFoundError",
     "NotFoundError",
     "RegistryError",
     "RemoteError",
@@ -36,6 +39,23 @@ class InvalidError(Error):
 
 class NotFoundError(Error):
     """Raised when a file, module or stored image that was named does not exist."""
+
+
+# Where Modal (or Python) answers bad input with a built-in exception, ours is also that
+# built-in: `except TypeError` in a user's code still catches it, and the CLI, which catches
+# only imagewright's own errors, shows it as one line.
+
+
+class InvalidTypeError(InvalidError, TypeError):
+    """An argument of the wrong type (Modal raises TypeError)."""
+
+
+class InvalidValueError(InvalidError, ValueError):
+    """An argument with a value that cannot work (a bad pattern, an unknown compression)."""
+
+
+class LocalFileNotFoundError(NotFoundError, FileNotFoundError):
+    """A local file or directory that a definition names does not exist."""
 
 
 class VersionError(Error):

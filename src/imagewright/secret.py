@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from .definition.envvars import check_env_vars
 from .exception import InvalidError, NotFoundError
 
 __all__ = ["Secret"]
@@ -23,8 +24,6 @@ class Secret:
     __slots__ = ("_env",)
 
     def __init__(self, env: Mapping[str, str]):
-        from .definition.validate import check_env_vars  # it imports this module
-
         check_env_vars(env)  # names and values a process environment can hold
         self._env = dict(env)
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..execute.builder import LayerCache
 
 __all__ = ["build", "dockerfile", "export", "images", "prune", "push", "run", "shell"]
 
@@ -18,10 +21,20 @@ def _load_image(ref: str) -> Any:
     return pick(load_module(path), name, Image, "Image")
 
 
+def _layer_cache(args: argparse.Namespace) -> LayerCache | None:
+    """The --cache-registry cache for every build the command starts (functions' images too);
+    None leaves the builder's default, $IMAGEWRIGHT_CACHE_REGISTRY."""
+    if not args.cache_registry:
+        return None
+    from ..registry.layercache import RegistryLayerCache
+
+    return RegistryLayerCache(args.cache_registry)
+
+
 def build(args: argparse.Namespace) -> int:
     from ..execute.builder import build_image
 
-    result = build_image(_load_image(args.ref), force=args.force)
+    result = build_image(_load_image(args.ref), force=args.force, cache=_layer_cache(args))
     if args.as_json:
         print(json.dumps(result.to_json()))
     return 0
@@ -30,8 +43,8 @@ def build(args: argparse.Namespace) -> int:
 def _shell_target(ref: str) -> tuple[Any, tuple[Any, ...], dict[str, str]]:
     """The image, extra mounts and env for `shell FILE[::NAME]`; NAME may name a function."""
     from ..definition.image import Image
-    from ..runtime.function import Function
-    from ..runtime.source import source_mounts
+    from ..function import Function
+    from ..plan.functionsource import source_mounts
     from .loader import load_module, pick, split_ref
 
     path, name = split_ref(ref)
@@ -47,13 +60,11 @@ def _shell_target(ref: str) -> tuple[Any, tuple[Any, ...], dict[str, str]]:
 def shell(args: argparse.Namespace) -> int:
     from ..execute.builder import build_image
     from ..execute.container import run_container
-    from ..plan.planner import plan_image
     from ..store.store import Store
 
     image, mounts, env = _shell_target(args.ref)
     store = Store.default()
-    build_image(image, store=store)
-    plan = plan_image(image)
+    plan = build_image(image, store=store, cache=_layer_cache(args)).plan
     if args.command_string is None:
         argv = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
         status, _ = run_container(plan, store, argv, interactive=True, env=env, extra_mounts=mounts)
@@ -67,7 +78,7 @@ def shell(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from .run import run_target
 
-    return run_target(args.ref, args.args)
+    return run_target(args.ref, args.args, _layer_cache(args))
 
 
 def export(args: argparse.Namespace) -> int:
@@ -81,6 +92,7 @@ def export(args: argparse.Namespace) -> int:
         format=args.format,
         compression=args.compression,
         tag=args.tag,
+        cache=_layer_cache(args),
         progress=lambda line: print(line, file=sys.stderr),
     )
     print(
@@ -107,13 +119,14 @@ def dockerfile(args: argparse.Namespace) -> int:
 def push(args: argparse.Namespace) -> int:
     import sys
 
-    from ..registry.push import push_image
+    from ..export.push import push_image
 
     result = push_image(
         _load_image(args.ref),
         args.target,
         insecure=args.insecure,
         compression=args.compression,
+        cache=_layer_cache(args),
         progress=lambda line: print(line, file=sys.stderr),
     )
     print(
@@ -134,15 +147,21 @@ def images(args: argparse.Namespace) -> int:
         print("No images built yet.")
         return 0
     print(f"{'IMAGE ID':28} {'SIZE':>9}  {'STEPS':>5}  SOURCE")
-    for rec in sorted(records, key=lambda r: float(r.get("built", 0)), reverse=True):  # type: ignore[arg-type]
-        size = f"{int(rec.get('size', 0)) / 1e6:.0f} MB"  # type: ignore[call-overload]
-        steps = len(rec.get("steps", []))  # type: ignore[arg-type]
-        print(f"{rec['image_id']!s:28} {size:>9}  {steps:>5}  {rec.get('source', '')}")
+    for rec in sorted(records, key=lambda r: _number(r.get("built")), reverse=True):
+        size = f"{_number(rec.get('size')) / 1e6:.0f} MB"
+        steps = rec.get("steps")
+        count = len(steps) if isinstance(steps, list) else 0
+        print(f"{rec['image_id']!s:28} {size:>9}  {count:>5}  {rec.get('source', '')}")
     return 0
 
 
+def _number(value: object) -> float:
+    """A number field of an image record; 0 where the record lacks it."""
+    return value if isinstance(value, (int, float)) else 0
+
+
 def prune(args: argparse.Namespace) -> int:
-    from ..export.blobs import LayerBlobs
+    from ..store.blobs import LayerBlobs
     from ..store.gc import prune as prune_store
     from ..store.store import Store
 

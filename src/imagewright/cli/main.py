@@ -2,10 +2,11 @@
 
 The parser is the standard library's argparse: click costs about 70 ms to import here, half of
 the 150 ms a fully cached `imagewright build` may take. Commands live in `commands.py` and are
-imported only once a command has been chosen. Errors imagewright raises on purpose are shown as
-one clear message, never as a traceback; so are OS errors (a full disk, a read-only store), with
-the path they concern. The only traceback shown is the user's own, when their module fails to
-import, with their frames only.
+imported only once a command has been chosen. Errors imagewright raises on purpose (its own
+exception types) are shown as one clear message, never as a traceback; so are the machine's
+failures (a full disk, a read-only store), with the path they concern. Anything else is a bug and
+keeps its traceback. The user's own traceback, when their module fails to import, shows their
+frames only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import errno
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["ExitCode", "main"]
 
@@ -181,14 +182,16 @@ def run(argv: Sequence[str]) -> int:
     """Parse `argv`, run the command, and return the exit code."""
     args = _parser().parse_args(argv)
     if getattr(args, "cache_registry", None):
-        # Every build a command starts (functions' images too) reads the cache from here.
-        os.environ["IMAGEWRIGHT_CACHE_REGISTRY"] = args.cache_registry
+        from .. import settings
+
+        settings.use_cache_registry(args.cache_registry)  # for builds the user's code starts
     from ..exception import Error, RegistryError, RemoteError
     from . import commands
     from .loader import UserCodeError
 
     try:
-        return getattr(commands, args.command)(args)
+        command: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
+        return command(args)
     except UserCodeError as exc:
         sys.stderr.write(exc.traceback)
         return _fail(str(exc), ExitCode.INVALID)
@@ -196,21 +199,20 @@ def run(argv: Sequence[str]) -> int:
         return _fail(str(exc), ExitCode.FAILED)
     except RegistryError as exc:  # the registry was reached and failed us: not bad input
         return _fail(f"{type(exc).__name__}: {exc}", ExitCode.FAILED)
-    except (
-        Error,
-        FileNotFoundError,
-        NotADirectoryError,
-        IsADirectoryError,
-        ValueError,
-        TypeError,
-    ) as exc:
+    except Error as exc:
         return _fail(f"{type(exc).__name__}: {exc}", ExitCode.INVALID)
-    except OSError as exc:  # the machine failed us (a full disk, say): not bad input
+    except OSError as exc:
+        if exc.errno not in _MACHINE_ERRORS:
+            raise  # a bug of ours: its traceback says where
         return _fail(_os_error(exc), ExitCode.FAILED)
     except KeyboardInterrupt as exc:
         if isinstance(exc, _Terminated):
             return _fail("terminated", ExitCode.TERMINATED)
         return _fail("interrupted", ExitCode.INTERRUPTED)
+
+
+# The machine failed us, not the input and not our code: a full disk, a read-only store.
+_MACHINE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def _os_error(exc: OSError) -> str:

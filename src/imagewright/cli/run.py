@@ -13,12 +13,15 @@ import inspect
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..app import App, LocalEntrypoint
 from ..exception import InvalidError, NotFoundError
-from ..runtime.function import Function
+from ..function import Function
 from .loader import load_module, pick, split_ref
+
+if TYPE_CHECKING:
+    from ..execute.builder import LayerCache
 
 __all__ = ["run_target"]
 
@@ -77,13 +80,13 @@ def _find_target(app: App, name: str | None, path: str) -> tuple[str, Function |
     raise NotFoundError(f"{path} has no functions or local entrypoints")
 
 
-def run_target(ref: str, argv: Sequence[str]) -> int:
-    """Run FILE[::NAME] with CLI arguments; returns the exit code."""
+def run_target(ref: str, argv: Sequence[str], cache: LayerCache | None = None) -> int:
+    """Run FILE[::NAME] with CLI arguments, building through `cache`; returns the exit code."""
     path, name = split_ref(ref)
     app = pick(load_module(path), None, App, "App")
     name, target = _find_target(app, name, path)
     kwargs = _parse_args(target.raw_f, name, argv)
-    with app.run():
+    with app.run(cache=cache):
         if isinstance(target, LocalEntrypoint):
             try:
                 target(**kwargs)

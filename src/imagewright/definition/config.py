@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 __all__ = ["DEFAULT_PATH", "ImageConfig"]
 
@@ -39,15 +39,36 @@ class ImageConfig(NamedTuple):
         return self._replace(labels=tuple(merged.items()))
 
     def with_field(self, field: str, value: object) -> ImageConfig:
-        """Apply one SetConfig op."""
-        if field == "env":
-            return self.with_env(value)  # type: ignore[arg-type]
-        if field == "labels":
-            return self.with_labels(value)  # type: ignore[arg-type]
+        """Apply one SetConfig op.
+
+        Every SetConfig is built with a value of its field's type (pairs for env and labels,
+        words for exposed_ports, volumes, entrypoint, cmd and shell, else a str), so the casts
+        below restate what holds by construction.
+        """
+        if field in ("env", "labels"):
+            pairs = cast("tuple[tuple[str, str], ...]", value)
+            return self.with_env(pairs) if field == "env" else self.with_labels(pairs)
         if field in ("exposed_ports", "volumes"):  # these accumulate, as in Docker
-            merged = dict.fromkeys((*getattr(self, field), *value))  # type: ignore[misc]
-            return self._replace(**{field: tuple(merged)})
-        return self._replace(**{field: value})
+            added = cast("tuple[str, ...]", value)
+            if field == "exposed_ports":
+                return self._replace(exposed_ports=_merged(self.exposed_ports, added))
+            return self._replace(volumes=_merged(self.volumes, added))
+        if field == "entrypoint":
+            return self._replace(entrypoint=cast("tuple[str, ...] | None", value))
+        if field == "cmd":
+            return self._replace(cmd=cast("tuple[str, ...] | None", value))
+        if field == "shell":
+            return self._replace(shell=cast("tuple[str, ...]", value))
+        text = cast(str, value)
+        if field == "workdir":
+            return self._replace(workdir=text)
+        if field == "user":
+            return self._replace(user=text)
+        if field == "stop_signal":
+            return self._replace(stop_signal=text)
+        if field == "healthcheck":
+            return self._replace(healthcheck=text)
+        raise ValueError(f"Got unexpected field names: {[field]!r}")  # as _replace(**) raised
 
     @property
     def runs_as_root(self) -> bool:
@@ -81,3 +102,8 @@ class ImageConfig(NamedTuple):
         if self.shell != ImageConfig._field_defaults["shell"]:  # Docker records SHELL only
             out["Shell"] = list(self.shell)
         return out
+
+
+def _merged(old: tuple[str, ...], added: tuple[str, ...]) -> tuple[str, ...]:
+    """`old` then the new entries of `added`, each once, in first-seen order."""
+    return tuple(dict.fromkeys((*old, *added)))

@@ -3,49 +3,51 @@
 Every method returns a new Image that points at its parent; nothing is read or built here.
 Argument shapes are checked eagerly with Modal's exception types; everything that needs the
 filesystem (local files, Python versions, pyproject contents) is checked by the planner, before
-any step runs.
+any step runs. What builds, ships or parses Dockerfiles is reached through definition/engine.py,
+so this layer imports nothing above it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .. import settings
 from .._callsite import user_callsite
-from ..dockerfile.context import AUTO_DOCKERIGNORE, make_context
-from ..exception import InvalidError
+from ..exception import InvalidError, InvalidTypeError
 from ..mount import Mount
 from ..secret import Secret
+from .engine import engine
+from .envvars import check_env_vars
 from .layer import Layer, LocalMount
 from .ops import Bootstrap, CopyLocal, FromRegistry, Op, Run, RunFunction, SetConfig
-from .patterns import NON_PYTHON_FILES
+from .packages import (
+    apt_install_ops,
+    pip_flags,
+    pip_install_op,
+    pip_requirements_ops,
+    uv_pip_install_ops,
+    uv_sync_ops,
+)
+from .patterns import AUTO_DOCKERIGNORE, NON_PYTHON_FILES
+from .reference import split_reference
 from .validate import (
     abs_dir,
     absolute_remote,
-    check_env_vars,
     check_secrets,
     check_str_list,
     check_uv_version,
     describe,
     flatten,
     ignore_spec,
-    join,
-    pip_flags,
     refuse_flags,
 )
 
-if TYPE_CHECKING:
-    from ..export.exporter import ExportResult
-    from ..registry.push import PushResult
-
 __all__ = ["Image"]
-
-_UV = "/.uv/uv"
 
 
 class Image:
@@ -100,7 +102,7 @@ class Image:
     def debian_slim(python_version: str | None = None, force_build: bool = False) -> Image:
         """A slim Debian base with the requested Python series (default: the host's)."""
         if isinstance(python_version, float):
-            raise TypeError("The `python_version` argument should be a string, not a float.")
+            raise InvalidTypeError("The `python_version` argument should be a string, not a float.")
         call = describe("Image.debian_slim", python_version=python_version)
         op = Bootstrap("debian", python_version)
         return Image._make(
@@ -111,7 +113,7 @@ class Image:
     def ubuntu(python_version: str | None = None, force_build: bool = False) -> Image:
         """An Ubuntu base (jammy for 3.10, noble for 3.12, the default) set up like debian_slim."""
         if isinstance(python_version, float):
-            raise TypeError("The `python_version` argument should be a string, not a float.")
+            raise InvalidTypeError("The `python_version` argument should be a string, not a float.")
         call = describe("Image.ubuntu", python_version=python_version)
         op = Bootstrap("ubuntu", python_version)
         return Image._make(None, Layer("ubuntu", call, user_callsite(), (op,), (), force_build))
@@ -191,12 +193,11 @@ class Image:
         force_build: bool,
         forced_auth: str | None,
     ) -> Image:
-        from ..oci.reference import parse_reference
         from .registryauth import registry_auth
 
         if not isinstance(tag, str):
             raise InvalidError(f"from_registry() needs the image reference as a str, not {tag!r}")
-        parse_reference(tag)
+        split_reference(tag)
         secrets = check_secrets([secret] if secret is not None else None, None)
         names = {"aws": "from_aws_ecr", "gcp": "from_gcp_artifact_registry"}
         name = names.get(forced_auth or "", "from_registry")
@@ -240,24 +241,10 @@ class Image:
         current directory; `ignore` defaults to the Dockerfile's .dockerignore (see §7 of
         Modal's docs). Steps that fail name their Dockerfile line.
         """
-        from ..dockerfile.frontend import translate
-        from ..dockerfile.parser import parse
-
-        local = os.path.expanduser(str(path))
-        try:
-            with open(local, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as exc:
-            raise InvalidError(f"from_dockerfile: cannot read {path}: {exc}") from None
-        if context_mount is not None:
-            context_dir = context_mount.local_dir
-        root = os.path.abspath(os.path.expanduser(str(context_dir or ".")))
-        dockerfile = parse(text, filename=_display(local))
-        context = make_context(root, os.path.abspath(local), ignore, {})
-        all_secrets = check_secrets(secrets, env)
-        return translate(
-            dockerfile, None, context, dict(build_args), all_secrets, force_build, add_python,
-            "from_dockerfile",
+        return engine().from_dockerfile(
+            path, context_dir=context_dir, context_mount=context_mount, build_args=build_args,
+            ignore=ignore, force_build=force_build, secrets=secrets, env=env,
+            add_python=add_python,
         )  # fmt: skip
 
     def dockerfile_commands(
@@ -273,21 +260,10 @@ class Image:
         **_ignored: Any,
     ) -> Image:
         """Dockerfile instructions (no FROM) on top of this image, one step per instruction."""
-        from ..dockerfile.frontend import translate
-        from ..dockerfile.parser import parse
-
-        lines = flatten("dockerfile_commands", "dockerfile_commands", dockerfile_commands)
-        if not lines:
-            return self
-        # the parser needs a FROM; the stand-in line is subtracted from reported line numbers
-        dockerfile = parse("FROM scratch\n" + "\n".join(lines), filename="dockerfile_commands")
-        root = os.path.abspath(os.path.expanduser(str(context_dir or ".")))
-        files = {k.strip("/"): os.path.abspath(v) for k, v in context_files.items()}
-        context = make_context(root, None, ignore, files)
-        all_secrets = check_secrets(secrets, env)
-        return translate(
-            dockerfile, self, context, dict(build_args), all_secrets, force_build or self._force,
-            None, "dockerfile_commands", line_offset=1,
+        return engine().dockerfile_commands(
+            self, dockerfile_commands, context_files=context_files, context_dir=context_dir,
+            ignore=ignore, build_args=build_args, secrets=secrets, env=env,
+            force_build=force_build,
         )  # fmt: skip
 
     # ---- build steps ------------------------------------------------------------------------
@@ -320,7 +296,7 @@ class Image:
         pkgs = flatten("apt_install", "packages", packages)
         if not pkgs:
             return self
-        ops = (Run("apt-get update"), Run(f"apt-get install -y {shlex.join(pkgs)}"))
+        ops = apt_install_ops(pkgs)
         call = describe("apt_install", *pkgs)
         return self._step(
             "apt_install", call, ops, force_build=force_build, env=env, secrets=secrets
@@ -345,7 +321,7 @@ class Image:
             return self
         refuse_flags("pip_install", pkgs)
         flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
-        op = Run(join("python -m pip install", shlex.join(pkgs), flags))
+        op = pip_install_op(pkgs, flags)
         call = describe("pip_install", *pkgs, index_url=index_url, extra_options=extra_options)
         return self._step(
             "pip_install", call, (op,), force_build=force_build, env=env, secrets=secrets
@@ -375,19 +351,10 @@ class Image:
         if not pkgs and not requirements:
             return self
         refuse_flags("uv_pip_install", pkgs)
-        ops: list[Op] = []
-        args = [f"{_UV} pip install --python $(command -v python) --compile-bytecode"]
-        args += [f"--find-links {shlex.quote(find_links)}"] if find_links else []
-        args += [f"--index-url {shlex.quote(index_url)}"] if index_url else []
-        args += [f"--extra-index-url {shlex.quote(extra_index_url)}"] if extra_index_url else []
-        args += ["--prerelease allow"] if pre else []
-        args += [extra_options] if extra_options else []
-        for i, req in enumerate(requirements or []):
-            target = f"/.uv/{i}/{os.path.basename(req)}"
-            ops.append(CopyLocal(os.path.expanduser(req), target))
-            args.append(f"--requirements {target}")
-        args += [shlex.quote(p) for p in pkgs]
-        ops.append(Run(" ".join(args), uv=check_uv_version(uv_version)))
+        ops = uv_pip_install_ops(
+            pkgs, requirements or [], find_links, index_url, extra_index_url, pre, extra_options,
+            check_uv_version(uv_version),
+        )  # fmt: skip
         call = describe("uv_pip_install", *pkgs, requirements=requirements, uv_version=uv_version)
         return self._step(
             "uv_pip_install", call, ops, force_build=force_build, env=env, secrets=secrets
@@ -414,10 +381,7 @@ class Image:
         """Install a requirements file with pip."""
         local = os.path.expanduser(requirements_txt)
         flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
-        ops = (
-            CopyLocal(local, "/.requirements.txt"),
-            Run(join("python -m pip install -r /.requirements.txt", flags)),
-        )
+        ops = pip_requirements_ops(local, flags)
         call = describe("pip_install_from_requirements", requirements_txt)
         return self._step(
             "pip_install_from_requirements",
@@ -448,7 +412,7 @@ class Image:
 
         deps = sorted(read_dependencies(os.path.expanduser(pyproject_toml), optional_dependencies))
         flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
-        op = Run(join("python -m pip install", " ".join(shlex.quote(d) for d in deps), flags))
+        op = pip_install_op(deps, flags)
         call = describe("pip_install_from_pyproject", pyproject_toml)
         return self._step(
             "pip_install_from_pyproject",
@@ -481,16 +445,8 @@ class Image:
                 raise InvalidError(f"Image.uv_sync: {name} must be a list of strings")
         project = Path(os.path.expanduser(uv_project_dir))
         check_uv_project(project / "pyproject.toml")
-        lock = project / "uv.lock"
-        ops: list[Op] = [CopyLocal(str(project / "pyproject.toml"), "/.uv/pyproject.toml")]
-        if lock.exists():
-            ops.append(CopyLocal(str(lock), "/.uv/uv.lock"))
-        cmd = [f"{_UV} sync --project=/.uv --no-install-workspace --compile-bytecode"]
-        cmd += [f"--group={g}" for g in groups or []] + [f"--extra={e}" for e in extras or []]
-        cmd += [extra_options] if extra_options else []
-        cmd += ["--frozen"] if frozen and lock.exists() else []
-        ops.append(Run(" ".join(cmd), uv=check_uv_version(uv_version)))
-        ops.append(SetConfig("env_expand", (("PATH", "/.uv/.venv/bin:$PATH"),)))
+        uv = check_uv_version(uv_version)
+        ops = uv_sync_ops(project, groups or [], extras or [], frozen, extra_options, uv)
         call = describe("uv_sync", uv_project_dir)
         return self._step("uv_sync", call, ops, force_build=force_build, env=env, secrets=secrets)
 
@@ -657,9 +613,7 @@ class Image:
 
     def build(self, *, force: bool = False) -> Image:
         """Build every layer now (with a live view on a terminal) and return self."""
-        from ..execute.builder import build_image
-
-        build_image(self, force=force)
+        engine().build(self, force=force)
         return self
 
     def export(
@@ -669,7 +623,7 @@ class Image:
         format: str = "oci",
         compression: str | None = None,
         tag: str = "imagewright:latest",
-    ) -> ExportResult:
+    ) -> Any:
         """Build if needed, then write the image to `path` as an OCI layout or docker-archive.
 
         `format="oci"` writes an OCI image layout (a directory, or a tar of one when `path`
@@ -677,27 +631,22 @@ class Image:
         `compression` is "zstd", "gzip" or "none" (default: zstd for oci, gzip for docker).
         Returns an `ExportResult` with the manifest digest and image ID.
         """
-        from ..export import export_image
-
-        return export_image(self, path, format=format, compression=compression, tag=tag)
+        return engine().export(self, path, format=format, compression=compression, tag=tag)
 
     def to_dockerfile(self, directory: str | os.PathLike[str], **options: bool | str) -> Path:
         """Write DIRECTORY/Dockerfile and its build context (see imagewright.export.dockerfile
         for `uv_from_context`, `ca_bundle` and `bare_base`); nothing is built."""
-        from ..export.dockerfile import write_dockerfile
+        return engine().to_dockerfile(self, directory, **options)
 
-        return write_dockerfile(self, directory, **options)  # type: ignore[arg-type]
-
-    def push(self, ref: str, *, insecure: bool = False, compression: str = "gzip") -> PushResult:
+    def push(self, ref: str, *, insecure: bool = False, compression: str = "gzip") -> Any:
         """Build if needed, then push the image to `ref` (REGISTRY/REPO[:TAG]).
 
         Blobs the registry already holds are not sent again. Credentials come from
         $DOCKER_CONFIG/config.json; `insecure` allows plain HTTP (loopback registries always
-        use it). Raises RegistryError when the registry refuses or drops the push.
+        use it). Raises RegistryError when the registry refuses or drops the push. Returns a
+        `PushResult`.
         """
-        from ..registry.push import push_image
-
-        return push_image(self, ref, insecure=insecure, compression=compression)
+        return engine().push(self, ref, insecure=insecure, compression=compression)
 
     @contextlib.contextmanager
     def imports(self) -> Iterator[None]:
@@ -709,7 +658,7 @@ class Image:
         try:
             yield
         except Exception as exc:
-            if os.environ.get("IMAGEWRIGHT_IN_CONTAINER") == "1":
+            if settings.in_container():
                 raise
             if not isinstance(exc, ImportError):
                 warnings.warn(
@@ -718,17 +667,13 @@ class Image:
                 )
 
 
-def _display(path: str) -> str:
-    """How errors name a Dockerfile: relative to the current directory when under it."""
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
-
-
 def _refuse_secrets(method: str, kwargs: dict[str, object]) -> None:
     """Modal's from_aws_ecr / from_gcp_artifact_registry take one `secret`, never `secrets`."""
     if "secrets" in kwargs:
-        raise TypeError(
+        raise InvalidTypeError(
             "Passing a list of 'secrets' is not supported; use the singular 'secret' argument."
         )
     if kwargs:
-        raise TypeError(f"{method}() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        raise InvalidTypeError(
+            f"{method}() got an unexpected keyword argument {next(iter(kwargs))!r}"
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..secret import Secret
-from .ops import Op
+from .ops import IgnoreSpec, Op
 
 __all__ = ["Layer", "LocalMount"]
 
@@ -31,6 +31,6 @@ class LocalMount(NamedTuple):
 
     local: str
     remote: str
-    ignore: object  # an IgnoreSpec; kept opaque here so callables stay hashable by identity
+    ignore: IgnoreSpec  # a predicate hashes and compares by identity
     is_dir: bool
     callsite: str

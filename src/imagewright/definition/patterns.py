@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
 from typing import NamedTuple
 
-__all__ = ["NON_PYTHON_FILES", "FilePatternMatcher", "PatternPredicate"]
+from ..exception import InvalidValueError
+
+__all__ = ["AUTO_DOCKERIGNORE", "NON_PYTHON_FILES", "FilePatternMatcher", "PatternPredicate"]
 
 PatternPredicate = Callable[[Path], bool]
 
@@ -36,7 +38,7 @@ def _translate_class(pattern: str, i: int) -> tuple[str, int]:
             out += ch if ch == "-" else re.escape(ch)
         i += 1
     if i == len(pattern):
-        raise ValueError(f'Bad pattern: unclosed "[" in "{pattern}"')
+        raise InvalidValueError(f'Bad pattern: unclosed "[" in "{pattern}"')
     return f"[{out}]", i + 1
 
 
@@ -78,7 +80,7 @@ def _compile(lines: Iterable[str]) -> list[_Pattern]:
         body = (line[1:] if exclusion else line).strip("/")
         if not body:
             if exclusion:
-                raise ValueError('Illegal exclusion pattern: "!"')
+                raise InvalidValueError('Illegal exclusion pattern: "!"')
             continue
         regex = re.compile(_translate(posixpath.normpath(body)), re.DOTALL)
         patterns.append(_Pattern(regex, exclusion))
@@ -177,3 +179,12 @@ class FilePatternMatcher:
 
 
 NON_PYTHON_FILES = ~FilePatternMatcher("**/*.py")
+
+
+class _AutoDockerignore:
+    def __repr__(self) -> str:
+        return "AUTO_DOCKERIGNORE"
+
+
+AUTO_DOCKERIGNORE = _AutoDockerignore()
+"""Use the .dockerignore next to the Dockerfile, else the one in the context dir (Modal's rule)."""

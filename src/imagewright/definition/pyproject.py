@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..exception import InvalidError
+from ..exception import InvalidError, InvalidValueError, LocalFileNotFoundError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -17,19 +17,21 @@ __all__ = ["check_uv_project", "read_dependencies"]
 
 def _load(path: Path) -> dict[str, object]:
     try:
-        return tomllib.loads(path.read_text())
+        # typed here, as the tomli that mypy checks Python 3.10 against is not installed
+        data: dict[str, object] = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InvalidError(f"{path} is not valid TOML: {exc}") from exc
+    return data
 
 
 def read_dependencies(pyproject_toml: str, optional_groups: list[str]) -> list[str]:
     """`[project].dependencies` plus each named optional group that exists."""
     path = Path(pyproject_toml)
     if not path.is_file():
-        raise FileNotFoundError(f"pyproject file not found: {path}")
+        raise LocalFileNotFoundError(f"pyproject file not found: {path}")
     project = _load(path).get("project", {})
     if not isinstance(project, dict) or "dependencies" not in project:
-        raise ValueError(
+        raise InvalidValueError(
             f"No [project.dependencies] section in {path}. If it is a Poetry project, use"
             " Image.poetry_install_from_file() instead."
         )

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from .._callsite import user_callsite
 from ..exception import InvalidError
 from ..secret import Secret
 from .ops import IgnoreSpec
@@ -16,26 +14,23 @@ from .patterns import FilePatternMatcher
 __all__ = [
     "abs_dir",
     "absolute_remote",
-    "check_env_vars",
     "check_secrets",
     "check_str_list",
     "check_uv_version",
     "describe",
     "flatten",
     "ignore_spec",
-    "join",
-    "pip_flags",
     "refuse_flags",
 ]
 
 
-def flatten(method: str, arg: str, values: Sequence[object]) -> list[str]:
+def flatten(method: str, arg: str, values: Sequence[str | list[str]]) -> list[str]:
     out: list[str] = []
     for value in values:
         items = value if isinstance(value, list) else [value]
         if not all(isinstance(x, str) for x in items):
             raise InvalidError(f"{method}: {arg} must only contain strings")
-        out.extend(items)  # type: ignore[arg-type]
+        out.extend(items)
     return out
 
 
@@ -53,28 +48,6 @@ def refuse_flags(method: str, packages: list[str]) -> None:
         )
 
 
-def pip_flags(
-    find_links: str | None,
-    index_url: str | None,
-    extra_index_url: str | None,
-    pre: bool,
-    extra_options: str,
-) -> str:
-    pairs = (
-        ("--find-links", find_links),
-        ("--index-url", index_url),
-        ("--extra-index-url", extra_index_url),
-    )
-    flags = [f"{flag} {shlex.quote(value)}" for flag, value in pairs if value is not None]
-    flags += ["--pre"] if pre else []
-    flags += [extra_options] if extra_options else []
-    return " ".join(flags)
-
-
-def join(*parts: str) -> str:
-    return " ".join(p for p in parts if p)
-
-
 def check_secrets(
     secrets: Sequence[Secret] | None, env: Mapping[str, str | None] | None
 ) -> tuple[Secret, ...]:
@@ -84,32 +57,6 @@ def check_secrets(
     if env:
         items.append(Secret.from_dict(env))
     return tuple(items)
-
-
-# execve refuses (E2BIG) any one NAME=value string longer than this (MAX_ARG_STRLEN, 32 pages).
-MAX_ENV_STRING = 32 * 4096
-
-
-def check_env_vars(env: Mapping[str, str]) -> None:
-    """Refuse what no process environment can hold, naming the user's file:line: a name that is
-    empty or holds '=' or NUL, a value that holds NUL, or one NAME=value too long for execve."""
-    for name, value in env.items():
-        problem = None
-        if not name or "=" in name or "\0" in name:
-            problem = "a name must be non-empty and hold no '=' or NUL character"
-        elif "\0" in value:
-            problem = "its value holds a NUL character, which ends a C string"
-        else:
-            size = len(f"{name}={value}".encode(errors="surrogatepass")) + 1
-            if size > MAX_ENV_STRING:
-                problem = (
-                    f"NAME=value is {size} bytes, and execve takes at most {MAX_ENV_STRING} "
-                    "in one variable ('Argument list too long')"
-                )
-        if problem:
-            raise InvalidError(
-                f"Invalid environment variable {name[:60]!r}: {problem} (at {user_callsite()})"
-            )
 
 
 def check_str_list(value: object, message: str) -> None:
@@ -127,12 +74,12 @@ def abs_dir(local: str | Path) -> str:
     return os.path.abspath(os.path.expanduser(local))
 
 
-def ignore_spec(ignore: object) -> IgnoreSpec:
+def ignore_spec(ignore: Sequence[str] | Callable[[Path], bool]) -> IgnoreSpec:
     if isinstance(ignore, FilePatternMatcher) or callable(ignore):
-        return ignore  # type: ignore[return-value]
-    if isinstance(ignore, str) or not all(isinstance(p, str) for p in ignore):  # type: ignore[attr-defined]
+        return ignore
+    if isinstance(ignore, str) or not all(isinstance(p, str) for p in ignore):
         raise InvalidError("ignore must be a list of patterns or a callable taking a Path")
-    return tuple(ignore)  # type: ignore[arg-type]
+    return tuple(ignore)
 
 
 def describe(method: str, *args: object, **kwargs: object) -> str:

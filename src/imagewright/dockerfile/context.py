@@ -18,13 +18,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from .._copyrules import glob_paths
 from ..definition.ops import CopyLocal, Download
-from ..definition.patterns import FilePatternMatcher
-from ..execute.copyrules import glob_paths
+from ..definition.patterns import AUTO_DOCKERIGNORE, FilePatternMatcher
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
-    "AUTO_DOCKERIGNORE",
     "Context",
     "context_ops",
     "heredoc_file",
@@ -32,14 +31,6 @@ __all__ = [
     "make_context",
 ]
 
-
-class _AutoDockerignore:
-    def __repr__(self) -> str:
-        return "AUTO_DOCKERIGNORE"
-
-
-AUTO_DOCKERIGNORE = _AutoDockerignore()
-"""Use the .dockerignore next to the Dockerfile, else the one in the context dir (Modal's rule)."""
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
 

@@ -1,40 +1,110 @@
 """Dockerfile → Image: translate a Dockerfile's stages into imagewright build steps.
 
-Each instruction becomes its own cached step whose call site is the Dockerfile's `file:line`,
-so build errors name the line. Variables are expanded here, with Docker's ARG/ENV scoping
-(`substitute.resolve_args`) over the base's known ENV; RUN/CMD/ENTRYPOINT shell text is left
-to the shell, as in Docker.
+`from_dockerfile` and `dockerfile_commands` are what Image's methods of those names run (through
+the engine): read and parse, set up the build context, translate. Each instruction becomes its
+own cached step whose call site is the Dockerfile's `file:line`, so build errors name the line.
+Variables are expanded here, with Docker's ARG/ENV scoping (`substitute.resolve_args`) over the
+base's known ENV; RUN/CMD/ENTRYPOINT shell text is left to the shell, as in Docker.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import cast
+from pathlib import Path
+from typing import TypedDict, cast
 
 from ..definition.config import ImageConfig
 from ..definition.image import Image
 from ..definition.layer import Layer
 from ..definition.ops import Op, Run, SetConfig
 from ..definition.pythons import DEBIAN
+from ..definition.validate import check_secrets, flatten
 from ..exception import InvalidError
+from ..mount import Mount
 from ..secret import Secret
-from .context import Context, context_ops, heredoc_file
+from .context import Context, context_ops, heredoc_file, make_context
 from .instructions import Command, CopyArgs
-from .parser import Dockerfile, DockerfileError, Instruction, Stage
+from .parser import Dockerfile, DockerfileError, Instruction, Stage, parse
 from .stages import BuiltStage, Stages, copy_from
 from .substitute import expand, expand_heredoc, resolve_args
 
-__all__ = ["translate"]
+__all__ = ["dockerfile_commands", "from_dockerfile", "translate"]
 
 _PYTHON_SLIM = re.compile(r"(?:docker\.io/)?(?:library/)?python:(3\.\d+)-slim(?:-(\w+))?")
 _DEBIAN_SLIM = re.compile(r"(?:docker\.io/)?(?:library/)?debian:(\w+)-slim")
 _DURATIONS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9}
 _HEALTH_FLAGS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
                  "start-interval": "StartInterval"}  # fmt: skip
+
+
+def from_dockerfile(
+    path: str | Path,
+    *,
+    context_dir: str | Path | None,
+    context_mount: Mount | None,
+    build_args: Mapping[str, str],
+    ignore: object,
+    force_build: bool,
+    secrets: Sequence[Secret] | None,
+    env: Mapping[str, str | None] | None,
+    add_python: str | None,
+) -> Image:
+    """Image.from_dockerfile: the image the Dockerfile at `path` describes (its last stage)."""
+    local = os.path.expanduser(str(path))
+    try:
+        with open(local, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise InvalidError(f"from_dockerfile: cannot read {path}: {exc}") from None
+    if context_mount is not None:
+        context_dir = context_mount.local_dir
+    root = os.path.abspath(os.path.expanduser(str(context_dir or ".")))
+    dockerfile = parse(text, filename=_display(local))
+    context = make_context(root, os.path.abspath(local), ignore, {})
+    all_secrets = check_secrets(secrets, env)
+    return translate(
+        dockerfile, None, context, dict(build_args), all_secrets, force_build, add_python,
+        "from_dockerfile",
+    )  # fmt: skip
+
+
+def dockerfile_commands(
+    image: Image,
+    commands: Sequence[str | list[str]],
+    *,
+    context_files: Mapping[str, str],
+    context_dir: str | Path | None,
+    ignore: object,
+    build_args: Mapping[str, str],
+    secrets: Sequence[Secret] | None,
+    env: Mapping[str, str | None] | None,
+    force_build: bool,
+) -> Image:
+    """Image.dockerfile_commands: instructions (no FROM) on top of `image`."""
+    lines = flatten("dockerfile_commands", "dockerfile_commands", commands)
+    if not lines:
+        return image
+    # the parser needs a FROM; the stand-in line is subtracted from reported line numbers
+    dockerfile = parse("FROM scratch\n" + "\n".join(lines), filename="dockerfile_commands")
+    root = os.path.abspath(os.path.expanduser(str(context_dir or ".")))
+    files = {k.strip("/"): os.path.abspath(v) for k, v in context_files.items()}
+    context = make_context(root, None, ignore, files)
+    all_secrets = check_secrets(secrets, env)
+    return translate(
+        dockerfile, image, context, dict(build_args), all_secrets, force_build or image._force,
+        None, "dockerfile_commands", line_offset=1,
+    )  # fmt: skip
+
+
+def _display(path: str) -> str:
+    """How errors name a Dockerfile: relative to the current directory when under it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def translate(
@@ -200,20 +270,28 @@ def _image(name: str, where: str, force: bool, add_python: str | None = None) ->
     return Image._make(None, image._layer._replace(callsite=where), (), force)
 
 
+class _RunFields(TypedDict):
+    """The Run fields every form of a Dockerfile RUN sets alike."""
+
+    cache_targets: tuple[str, ...]
+    image_tmp: bool
+    env: tuple[tuple[str, str], ...]
+
+
 def _run(instruction: Instruction, shell: tuple[str, ...], args: Mapping[str, str]) -> Run:
     command = cast(Command, instruction.args)
     targets: list[str] = []
     for mount in cast(tuple[str, ...], instruction.flags.get("mount", ())):
-        fields = dict(f.partition("=")[::2] for f in mount.split(","))
-        target = fields.get("target") or fields.get("dst") or fields.get("destination")
-        if fields.get("type") != "cache" or not target:
+        options = dict(f.partition("=")[::2] for f in mount.split(","))
+        target = options.get("target") or options.get("dst") or options.get("destination")
+        if options.get("type") != "cache" or not target:
             raise ValueError(f"RUN --mount={mount}: only type=cache,target=DIR is supported yet")
         targets.append(target)
     for flag in ("network", "security", "device"):
         if instruction.flags.get(flag) not in (None, "default", "sandbox", ()):
             raise ValueError(f"RUN --{flag} is not supported yet")
     # build args reach RUN as environment variables, not kept in the image
-    fields = {
+    fields: _RunFields = {
         "cache_targets": tuple(targets),
         "image_tmp": True,
         "env": tuple(sorted(args.items())),

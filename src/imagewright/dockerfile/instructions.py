@@ -8,6 +8,7 @@ carrying the location. Messages and rules follow BuildKit's Dockerfile frontend.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import NamedTuple
 
 from .words import (
@@ -84,6 +85,8 @@ Args = (
     | None
 )
 Flags = dict[str, str | tuple[str, ...]]
+# (keyword, rest of the line, its heredocs, escape character) -> the instruction's args
+_ArgumentParser = Callable[[str, str, tuple[Heredoc, ...], str], Args]
 
 
 def _parse_flags(keyword: str, words: list[str]) -> Flags:
@@ -197,6 +200,7 @@ def _key_values(
     words = parse_words(rest, escape)
     if not words:
         raise ValueError(f"{keyword} requires at least one argument")
+    pairs: tuple[tuple[str, str], ...]
     if "=" not in words[0]:
         # legacy `ENV NAME value with spaces`: the whole rest of the line is the value
         legacy = WHITESPACE.split(rest, maxsplit=1)
@@ -262,7 +266,7 @@ def _onbuild(keyword: str, rest: str, heredocs: tuple[Heredoc, ...], escape: str
     return rest + "".join(f"\n{doc.content}{doc.name}" for doc in heredocs)
 
 
-_ARGUMENT_PARSERS = {
+_ARGUMENT_PARSERS: dict[str, _ArgumentParser] = {
     "ADD": _copy,
     "ARG": _arg,
     "CMD": _command,

@@ -169,7 +169,9 @@ def _directives(text: str, filename: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for number, line in enumerate(text.split("\n"), start=1):
         match = _DIRECTIVE.fullmatch(line.lstrip())
-        key = match[1].lower() if match else ""
+        if match is None:
+            break
+        key = match[1].lower()
         if key not in _KNOWN_DIRECTIVES:
             break
         if key in found:

@@ -15,30 +15,29 @@ from collections.abc import Callable
 from typing import IO
 
 from ..exception import RegistryError
+from ..oci.unpack import LayerStream, unpack_layer
 from ..plan.files import collect_dir
 from ..plan.planner import ExtractArchive
-from ..registry.unpack import unpack_layer
 from ..store.store import Scratch
+from .copies import copy_into
 from .sandbox import Overlay
 
 __all__ = ["extract_archive"]
 
 
-def _decompressed(path: str, raw: IO[bytes]) -> IO[bytes]:
+def _decompressed(path: str, raw: IO[bytes]) -> LayerStream:
     if path.endswith((".gz", ".tgz")):
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw)
     if path.endswith((".xz", ".txz")):
-        return lzma.LZMAFile(raw)  # type: ignore[return-value]
+        return lzma.LZMAFile(raw)
     if path.endswith(".bz2"):
-        return bz2.BZ2File(raw)  # type: ignore[return-value]
+        return bz2.BZ2File(raw)
     return raw
 
 
 def extract_archive(
     action: ExtractArchive, overlay: Overlay, area: Scratch, on_line: Callable[[str], None]
 ) -> int:
-    from .steps import copy_into  # it imports this module
-
     tree = area.root / "archive"
     tree.mkdir()
     try:

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import settings
 from ..definition.pythons import BaseRelease
 from ..exception import ExecutionError
 from .sandbox import spawn_host_tool, stream
@@ -42,7 +43,7 @@ _MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr"
 
 
 def _ubuntu_mirror() -> str:
-    return os.environ.get("IMAGEWRIGHT_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
+    return settings.ubuntu_mirror()
 
 
 def ubuntu_keyring(tools_dir: Path) -> str:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from .. import settings
 from ..definition.image import Image
 from ..plan.planner import CopyFromPlan, Plan, plan_image
+from ..plan.resolve import Resolver
 from ..store.store import LayerRecord, Store
 from .events import BuildResult, Reporter, StepResult
 
-__all__ = ["LayerCache", "build_image", "execute_plan", "lowers_for"]
+if TYPE_CHECKING:  # steps (and the sandbox) load on the first miss, not on the cached path
+    from .steps import StepSandbox
 
-CACHE_ENV = "IMAGEWRIGHT_CACHE_REGISTRY"
+__all__ = ["LayerCache", "build_image", "execute_plan"]
 
 
 class LayerCache(Protocol):
@@ -40,38 +43,52 @@ def build_image(
     store: Store | None = None,
     reporter: Reporter | None = None,
     cache: LayerCache | None = None,
+    resolver: Resolver | None = None,
+    sandbox: StepSandbox | None = None,
 ) -> BuildResult:
-    """Plan and build `image`, showing progress on stderr unless a reporter is given.
+    """Plan and build `image`, showing progress on stderr unless a reporter is given. The
+    result carries the plan, for what runs, exports or pushes the image next: planning again
+    would hash every local file again, and might see them changed.
 
-    `cache` defaults to the registry named by $IMAGEWRIGHT_CACHE_REGISTRY, if set.
+    `cache` defaults to the registry named by $IMAGEWRIGHT_CACHE_REGISTRY, if set; `resolver`
+    (registry images, ADD URLs) to the network's; `sandbox` (commands and copies) to bubblewrap.
     """
-    plan = plan_image(image, force=force)
+    if resolver is None:
+        from ..registry.resolve import RegistryResolver
+
+        resolver = RegistryResolver()
+    plan = plan_image(image, force=force, resolver=resolver)
     if reporter is None:
         from .progress import default_reporter
 
         reporter = default_reporter()
-    if cache is None and os.environ.get(CACHE_ENV):
+    if cache is None and (registry := settings.cache_registry()):
         from ..registry.layercache import RegistryLayerCache
 
-        cache = RegistryLayerCache(os.environ[CACHE_ENV])
-    return execute_plan(plan, store or Store.default(), reporter, cache)
+        cache = RegistryLayerCache(registry)
+    return execute_plan(plan, store or Store.default(), reporter, cache, sandbox)
 
 
 def execute_plan(
-    plan: Plan, store: Store, reporter: Reporter, cache: LayerCache | None = None
+    plan: Plan,
+    store: Store,
+    reporter: Reporter,
+    cache: LayerCache | None = None,
+    sandbox: StepSandbox | None = None,
 ) -> BuildResult:
     """Build every step of `plan` that is not cached. Raises ImageBuildError on failure."""
     started = time.monotonic()
     store.clean_stale()
     _fetch_tools(plan, store)
-    _build_sources(plan, store, reporter, cache)
+    _build_sources(plan, store, reporter, cache, sandbox)
     reporter.build_started(plan)
     try:
-        results = _execute_steps(plan, store, reporter, cache)
+        results = _execute_steps(plan, store, reporter, cache, sandbox)
     except BaseException:
         reporter.build_finished(None)
         raise
-    build = BuildResult(plan.image_id, plan.key, time.monotonic() - started, tuple(results))
+    seconds = time.monotonic() - started
+    build = BuildResult(plan.image_id, plan.key, seconds, tuple(results), plan)
     if not all(r.cached for r in results) or not store.has_image(plan.key):
         _record_image(store, plan)
     reporter.build_finished(build)
@@ -79,7 +96,11 @@ def execute_plan(
 
 
 def _execute_steps(
-    plan: Plan, store: Store, reporter: Reporter, cache: LayerCache | None
+    plan: Plan,
+    store: Store,
+    reporter: Reporter,
+    cache: LayerCache | None,
+    sandbox: StepSandbox | None,
 ) -> list[StepResult]:
     results: list[StepResult] = []
     for index, step in enumerate(plan.steps):
@@ -97,9 +118,9 @@ def _execute_steps(
                     if cached:
                         reporter.step_output(index, "pulled from cache")
                 if record is None:
-                    from .steps import run_step
+                    from .steps import BUBBLEWRAP, run_step
 
-                    record = run_step(plan, index, step, store, reporter)
+                    record = run_step(plan, index, step, store, reporter, sandbox or BUBBLEWRAP)
         elif not os.path.islink(store.root / store.lower_name(step.key)):
             store.ensure_link(step.key)
         if cache is not None:
@@ -110,13 +131,19 @@ def _execute_steps(
     return results
 
 
-def _build_sources(plan: Plan, store: Store, reporter: Reporter, cache: LayerCache | None) -> None:
+def _build_sources(
+    plan: Plan,
+    store: Store,
+    reporter: Reporter,
+    cache: LayerCache | None,
+    sandbox: StepSandbox | None,
+) -> None:
     """Build the images that missing COPY --from steps copy out of, each as its own build."""
     for step in plan.steps:
         if step.force or store.lookup(step.key) is None:
             for action in step.actions:
                 if isinstance(action, CopyFromPlan):
-                    execute_plan(action.source, store, reporter, cache)
+                    execute_plan(action.source, store, reporter, cache, sandbox)
 
 
 def _fetch_tools(plan: Plan, store: Store) -> None:
@@ -133,17 +160,6 @@ def _fetch_tools(plan: Plan, store: Store) -> None:
                 from .standalone import fetch_standalone
 
                 fetch_standalone(store, release.series, release.standalone_error)
-
-
-def lowers_for(plan: Plan, store: Store, upto: int | None = None) -> tuple[str, ...]:
-    """Overlay lowerdirs (top first) for the rootfs after step `upto` (default: the last)."""
-    steps = plan.steps if upto is None else plan.steps[: upto + 1]
-    lowers = []
-    for step in steps:
-        record = store.lookup(step.key)
-        if record is not None and not record.empty:
-            lowers.append(store.lower_name(step.key))
-    return tuple(reversed(lowers)) or (store.empty_dir(),)
 
 
 def _record_image(store: Store, plan: Plan) -> None:

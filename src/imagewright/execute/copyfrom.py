@@ -16,24 +16,38 @@ missing and left as it is when present.
 
 from __future__ import annotations
 
-import fnmatch  # noqa: F401  (used by copyrules.glob_paths after the chroot)
+import fnmatch  # noqa: F401  (used by _copyrules.glob_paths after the chroot)
 import marshal
 import os
 import sys
 import tarfile
 
-if __package__:
-    from .copyrules import ROOT, enter_image, glob_paths, has_magic, make_parents
-else:  # run as a plain script: its own directory is not on sys.path under -I
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from copyrules import ROOT, enter_image, glob_paths, has_magic, make_parents
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (and with it re)
+if TYPE_CHECKING or __package__:
+    from .._copyrules import ROOT, enter_image, glob_paths, has_magic, make_parents
+else:  # run as a plain script (-I): the package directory holds _copyrules.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from _copyrules import ROOT, enter_image, glob_paths, has_magic, make_parents
+
+if TYPE_CHECKING:
+    from typing import Literal, TypedDict
+
+    class CopyFromSpec(TypedDict):
+        paths: list[str]  # in the source image, globs allowed
+        dest: str
+        chmod: int | None  # --chmod
+        owner: str | None  # --chown
+
+    class _Filter(TypedDict, total=False):
+        filter: Literal["fully_trusted"]
+
 
 __all__ = ["main"]
 
 # No name lookups: numeric owners only (see the docstring).
-tarfile.pwd = tarfile.grp = None  # type: ignore[attr-defined]
+tarfile.pwd = tarfile.grp = None  # type: ignore[attr-defined]  # tarfile's own imports, not in typeshed
 # Python 3.14 refuses absolute symlinks by default; the chroot is what keeps us inside.
-_TRUSTED = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
+_TRUSTED: _Filter = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 # Marks the destination directory of a directory copy: it takes no metadata from its source.
 _DESTINATION = "IMAGEWRIGHT.destination"
 
@@ -99,14 +113,14 @@ def _unpack(stream: int, owner: tuple[int, int] | None) -> None:
                 os.unlink(path)  # replace, never write through, what is there
             if owner is not None:
                 member.uid, member.gid = owner
-            tar.extract(member, "/", numeric_owner=True, **_TRUSTED)  # type: ignore[arg-type]
+            tar.extract(member, "/", numeric_owner=True, **_TRUSTED)
 
 
 def main(argv: list[str]) -> int:
-    """Copy the paths listed in SPEC (written by steps.copy_from) from tree SOURCE into MERGED."""
+    """Copy the paths listed in SPEC (written by copies.copy_from) from tree SOURCE into MERGED."""
     source, merged, spec_path = argv
     with open(spec_path, "rb") as f:
-        spec = marshal.load(f)
+        spec: CopyFromSpec = marshal.load(f)  # as copies.copy_from wrote it
     source_root = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
     owner = enter_image(merged, spec["owner"])  # before forking: a bad --chown starts nothing
     read, write = os.pipe()

@@ -18,11 +18,32 @@ import marshal
 import os
 import sys
 
-if __package__:
-    from .copyrules import ROOT, enter_image, make_parents
-else:  # run as a plain script: its own directory is not on sys.path under -I
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from copyrules import ROOT, enter_image, make_parents
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (and with it re)
+if TYPE_CHECKING or __package__:
+    from .._copyrules import ROOT, enter_image, make_parents
+else:  # run as a plain script (-I): the package directory holds _copyrules.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from _copyrules import ROOT, enter_image, make_parents
+
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class _Entry(TypedDict):
+        dest: str
+        kind: str  # "file", "dir" or "symlink"
+        mode: int
+        digest: str
+        source: str
+        target: str
+
+    class CopyEntry(_Entry, total=False):
+        uid: int  # with gid: the owner an entry keeps (files unpacked from an ADD archive)
+        gid: int
+
+    class CopySpec(TypedDict):
+        owner: str | None  # a --chown value
+        entries: list[CopyEntry]
+
 
 __all__ = ["main"]
 
@@ -30,7 +51,7 @@ CHANGED_DURING_BUILD = 3
 Owner = tuple[int, int]
 
 
-def _owner(entry: dict[str, object], default: Owner) -> Owner:
+def _owner(entry: CopyEntry, default: Owner) -> Owner:
     uid, gid = entry.get("uid"), entry.get("gid")
     return (uid, gid) if isinstance(uid, int) and isinstance(gid, int) else default
 
@@ -40,8 +61,8 @@ def _replace_non_dir(path: str) -> None:
         os.unlink(path)
 
 
-def _copy_file(host_root: int, entry: dict[str, object], owner: Owner) -> bool:
-    dest, source = str(entry["dest"]), str(entry["source"]).lstrip("/")
+def _copy_file(host_root: int, entry: CopyEntry, owner: Owner) -> bool:
+    dest, source = entry["dest"], entry["source"].lstrip("/")
     src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=host_root)
     try:
         make_parents(dest, owner)
@@ -53,7 +74,7 @@ def _copy_file(host_root: int, entry: dict[str, object], owner: Owner) -> bool:
                 digest.update(chunk)
                 os.write(out, chunk)
             os.fchown(out, *_owner(entry, owner))
-            os.fchmod(out, int(entry["mode"]))  # type: ignore[call-overload]
+            os.fchmod(out, entry["mode"])
             st = os.fstat(src)
             os.utime(out, ns=(st.st_mtime_ns, st.st_mtime_ns))
         finally:
@@ -63,30 +84,30 @@ def _copy_file(host_root: int, entry: dict[str, object], owner: Owner) -> bool:
     return digest.hexdigest() == entry["digest"]
 
 
-def _make_dir(entry: dict[str, object], owner: Owner) -> None:
-    dest = str(entry["dest"])
+def _make_dir(entry: CopyEntry, owner: Owner) -> None:
+    dest = entry["dest"]
     if os.path.isdir(dest):
         return
     make_parents(dest, owner)
     _replace_non_dir(dest)
     os.mkdir(dest)
     os.chown(dest, *_owner(entry, owner))
-    os.chmod(dest, int(entry["mode"]))  # type: ignore[call-overload]
+    os.chmod(dest, entry["mode"])
 
 
-def _make_symlink(entry: dict[str, object], owner: Owner) -> None:
-    dest = str(entry["dest"])
+def _make_symlink(entry: CopyEntry, owner: Owner) -> None:
+    dest = entry["dest"]
     make_parents(dest, owner)
     _replace_non_dir(dest)
-    os.symlink(str(entry["target"]), dest)
+    os.symlink(entry["target"], dest)
     os.lchown(dest, *_owner(entry, owner))
 
 
 def main(argv: list[str]) -> int:
-    """Copy the entries listed in SPEC (written by steps.copy_into) into the tree MERGED."""
+    """Copy the entries listed in SPEC (written by copies.copy_into) into the tree MERGED."""
     merged, spec_path = argv
     with open(spec_path, "rb") as f:
-        spec = marshal.load(f)
+        spec: CopySpec = marshal.load(f)  # as copies.copy_into wrote it
     host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     owner = enter_image(merged, spec["owner"]) or ROOT
     for entry in spec["entries"]:

@@ -22,6 +22,7 @@ class BuildResult(NamedTuple):
     key: str
     seconds: float
     steps: tuple[StepResult, ...]
+    plan: Plan  # what was built, for running, exporting or pushing it without planning again
 
     def to_json(self) -> dict[str, object]:
         """The `imagewright build --json` document."""

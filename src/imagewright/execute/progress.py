@@ -5,12 +5,12 @@ rich is imported only once a step actually runs, so a fully cached build stays f
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import deque
 from typing import IO, TYPE_CHECKING, Any
 
+from .. import settings
 from .events import BuildResult, StepResult
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ __all__ = ["LiveReporter", "PlainReporter", "default_reporter"]
 def default_reporter(stream: IO[str] | None = None) -> PlainReporter:
     """A live view when `stream` (default stderr) is a terminal, else plain lines."""
     stream = stream or sys.stderr
-    if stream.isatty() and os.environ.get("IMAGEWRIGHT_PROGRESS", "auto") != "plain":
+    if stream.isatty() and not settings.plain_progress():
         return LiveReporter(stream)
     return PlainReporter(stream)
 

@@ -67,6 +67,8 @@ _PROC_MASKED_FILES = (
     "/proc/latency_stats", "/proc/kallsyms", "/proc/kmsg", "/proc/kpagecount", "/proc/kpageflags",
     "/proc/kpagecgroup", "/proc/config.gz", "/proc/vmallocinfo",
 )  # fmt: skip
+# The package's own directory: the copy scripts import _copyrules.py from it.
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 # What of the host's /etc a package tool needs: apt's and dpkg's settings, trust stores, name
 # resolution and the account files apt drops privileges with. Nothing else of /etc is visible.
 _HOST_ETC = (
@@ -208,8 +210,8 @@ def spawn_in_namespace(
 
     `readonly` is (lower dirs, mount point) of a second tree mounted read-only beside it.
     """
-    tools = {name: shutil.which(name) for name in ("bwrap", "unshare", "mount")}
-    if not all(tools.values()):
+    bwrap, unshare, mount = shutil.which("bwrap"), shutil.which("unshare"), shutil.which("mount")
+    if bwrap is None or unshare is None or mount is None:
         from ..exception import ExecutionError
 
         raise ExecutionError(
@@ -218,11 +220,11 @@ def spawn_in_namespace(
         )
     created = overlay.work.parent / "placeholders"
     argv = [
-        tools["unshare"], "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_SCRIPT,
+        unshare, "--mount", "--propagation", "private", "/bin/sh", "-c", _MOUNT_SCRIPT,
         "sh", ":".join(overlay.lowers), str(overlay.upper), str(overlay.work),
-        str(overlay.merged), str(created), tools["bwrap"], *inner[1:],
+        str(overlay.merged), str(created), bwrap, *inner[1:],
     ]  # fmt: skip
-    control = {"IW_MOUNT": tools["mount"], "IW_BIND_TARGETS": " ".join(bind_targets)}
+    control = {"IW_MOUNT": mount, "IW_BIND_TARGETS": " ".join(bind_targets)}
     if readonly is not None:
         control["IW_RO_LOWERS"], control["IW_RO_MERGED"] = ":".join(readonly[0]), str(readonly[1])
     return subprocess.Popen(argv, cwd=overlay.cwd, env={**(env or {}), **control}, **popen)
@@ -274,7 +276,7 @@ def spawn_helper(
             "bwrap", *_host_root_args(("ld.so.cache",)),
             *_isolation_args(HELPER_CAPABILITIES, seccomp), "--unshare-net", "--new-session",
             "--bind", str(overlay.merged), "/image",
-            "--ro-bind", os.path.dirname(script), os.path.dirname(script),
+            "--ro-bind", _PACKAGE_DIR, _PACKAGE_DIR,
         ]  # fmt: skip
         for bind in binds:
             argv += ["--ro-bind" if bind.readonly else "--bind", bind.source, bind.target]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import marshal
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, NamedTuple, Protocol
 
 from ..definition.ops import Run
 from ..definition.pythons import BaseRelease
@@ -27,19 +26,51 @@ from ..plan.planner import (
 )
 from ..plan.pulled import AddPython, PullLayer
 from ..store.store import LayerRecord, Scratch, Store
-from .builder import lowers_for
+from .copies import copy_from, copy_into
 from .environment import cache_binds, cache_scope, step_binds, step_env
 from .events import Reporter
-from .sandbox import Bind, Overlay, SandboxCommand, run_sandboxed, spawn_helper, stream
+from .layers import attach_files, lowers_for
+from .sandbox import Overlay, SandboxCommand, run_sandboxed
 
-__all__ = ["copy_from", "copy_into", "redaction", "run_step"]
+__all__ = ["BUBBLEWRAP", "StepSandbox", "redaction", "run_step"]
 
 _TAIL_LINES = 25
-_HOST = "/.host"  # where the copy helper sees the host files it copies
+
+
+class StepSandbox(Protocol):
+    """Where a step's commands and local-file copies run. `BUBBLEWRAP` is the real one; unit
+    tests bring a fake that needs neither root nor a kernel's namespaces."""
+
+    def run(self, overlay: Overlay, cmd: SandboxCommand, on_line: Callable[[str], None]) -> int:
+        """Run `cmd` over `overlay` to completion; its exit status."""
+        ...
+
+    def copy_into(
+        self,
+        overlay: Overlay,
+        entries: tuple[FileEntry, ...],
+        on_line: Callable[[str], None],
+        owner: str | None = None,
+    ) -> int:
+        """Create `entries` in the overlay's upper dir; 0 on success."""
+        ...
+
+
+class _Bubblewrap:
+    run = staticmethod(run_sandboxed)
+    copy_into = staticmethod(copy_into)
+
+
+BUBBLEWRAP: StepSandbox = _Bubblewrap()
 
 
 def run_step(
-    plan: Plan, index: int, step: PlannedStep, store: Store, reporter: Reporter
+    plan: Plan,
+    index: int,
+    step: PlannedStep,
+    store: Store,
+    reporter: Reporter,
+    sandbox: StepSandbox = BUBBLEWRAP,
 ) -> LayerRecord:
     t0 = time.monotonic()
     secrets = {k: v for s in step.layer.secrets for k, v in s.env.items()}
@@ -64,8 +95,9 @@ def run_step(
             area.work,
             area.merged,
         )
+        context = _Step(overlay, area, store, secrets, on_line, scope, sandbox)
         for action in step.actions:
-            status, what = _run_action(action, overlay, area, store, secrets, on_line, scope)
+            status, what = _ACTIONS[type(action)](action, context)
             if status != 0:
                 log.flush()
                 raise _build_error(plan, step, what, status, list(tail), log_path)
@@ -84,105 +116,123 @@ def redaction(values: Iterable[str]) -> list[str]:
     return sorted(hidden, key=len, reverse=True)
 
 
-def _run_action(
-    action: object,
-    overlay: Overlay,
-    area: Scratch,
-    store: Store,
-    secrets: dict[str, str],
-    on_line: Callable[[str], None],
-    scope: str,
-) -> tuple[int, str]:
-    """Run one action (`scope` names its package caches); returns (exit status, what ran) so
-    errors can name the failing part."""
-    if isinstance(action, RootfsFromArchive):
-        from .bootstrap import bootstrap_rootfs
+class _Step(NamedTuple):
+    """What each action of one step runs with."""
 
-        status = bootstrap_rootfs(action.release, area.upper, store.root / "tools", on_line)
-        return status, "mmdebstrap"
-    if isinstance(action, CopyFiles):
-        return copy_into(overlay, action.entries, on_line, action.owner), "copying files"
-    if isinstance(action, CopyFromPlan):
-        what = f"copying {' '.join(action.paths)} from {action.source.image_id}"
-        return copy_from(action, overlay, store, on_line), what
-    if isinstance(action, PullLayer):
-        from ..registry.auth import Credentials
-        from ..registry.pull import pull_layer
+    overlay: Overlay
+    area: Scratch
+    store: Store
+    secrets: dict[str, str]
+    on_line: Callable[[str], None]
+    scope: str  # names the step's package caches
+    sandbox: StepSandbox
 
-        creds = Credentials(*action.credentials) if action.credentials else None
-        count = pull_layer(action.layer, creds, area.root, area.upper)  # type: ignore[arg-type]
-        on_line(f"unpacked {count} entries")
-        return 0, ""
-    if isinstance(action, AddPython):
-        return _copy_standalone(action.release, overlay, store, "/usr/local", on_line), "add_python"
-    if isinstance(action, CallFunction):
-        return _call_function(action, overlay, area, store, secrets, on_line)
-    if isinstance(action, ExtractArchive):
-        from .archive import extract_archive
 
-        return extract_archive(action, overlay, area, on_line), f"extracting {action.source}"
-    commands: list[RunCommand]
-    if isinstance(action, BaseSetup):
-        if action.release.standalone_error:
-            from ..definition.pythons import STANDALONE_ROOT
+# An action's outcome: its exit status, and what ran, so that errors can name the failing part.
+_Outcome = tuple[int, str]
 
-            status = _copy_standalone(action.release, overlay, store, STANDALONE_ROOT, on_line)
-            if status != 0:
-                return status, "copying the standalone CPython"
-        commands = [RunCommand(Run(c, uv=""), BASE_CONFIG) for c in action.commands]
-    else:
-        assert isinstance(action, RunCommand)
-        commands = [action]
+
+def _bootstrap(action: RootfsFromArchive, step: _Step) -> _Outcome:
+    from .bootstrap import bootstrap_rootfs
+
+    tools = step.store.root / "tools"
+    return bootstrap_rootfs(action.release, step.area.upper, tools, step.on_line), "mmdebstrap"
+
+
+def _base_setup(action: BaseSetup, step: _Step) -> _Outcome:
+    if action.release.standalone_error:
+        from ..definition.pythons import STANDALONE_ROOT
+
+        status = _copy_standalone(action.release, STANDALONE_ROOT, step)
+        if status != 0:
+            return status, "copying the standalone CPython"
+    return _run_commands([RunCommand(Run(c, uv=""), BASE_CONFIG) for c in action.commands], step)
+
+
+def _run_command(action: RunCommand, step: _Step) -> _Outcome:
+    return _run_commands([action], step)
+
+
+def _run_commands(commands: list[RunCommand], step: _Step) -> _Outcome:
     for run, config in commands:
-        on_line(f"$ {run.command}")
+        step.on_line(f"$ {run.command}")
         cmd = SandboxCommand(
             argv=list(run.argv) if run.argv is not None else [*config.shell, run.command],
             # the image's ENV wins over build args of the same name, as in Docker
-            env={**dict(run.env), **step_env(config, secrets)},
+            env={**dict(run.env), **step_env(config, step.secrets)},
             workdir=config.workdir,
-            binds=step_binds(store, run.uv, scope) + cache_binds(store, run.cache_targets),
+            binds=step_binds(step.store, run.uv, step.scope)
+            + cache_binds(step.store, run.cache_targets),
             user=config.user,
             private_tmp=not run.image_tmp,
         )
-        status = run_sandboxed(overlay, cmd, on_line)
+        status = step.sandbox.run(step.overlay, cmd, step.on_line)
         if status != 0:
             return status, run.command
     return 0, ""
 
 
-def _copy_standalone(
-    release: BaseRelease, overlay: Overlay, store: Store, dest: str, on_line: Callable[[str], None]
-) -> int:
+def _copy_files(action: CopyFiles, step: _Step) -> _Outcome:
+    status = step.sandbox.copy_into(step.overlay, action.entries, step.on_line, action.owner)
+    return status, "copying files"
+
+
+def _copy_from(action: CopyFromPlan, step: _Step) -> _Outcome:
+    what = f"copying {' '.join(action.paths)} from {action.source.image_id}"
+    # over an empty dir: overlayfs needs two lower dirs when it has no upper one
+    lowers = (*lowers_for(action.source, step.store), step.store.empty_dir())
+    return copy_from(action, step.overlay, lowers, step.on_line), what
+
+
+def _extract_archive(action: ExtractArchive, step: _Step) -> _Outcome:
+    from .archive import extract_archive
+
+    status = extract_archive(action, step.overlay, step.area, step.on_line)
+    return status, f"extracting {action.source}"
+
+
+def _pull_layer(action: PullLayer, step: _Step) -> _Outcome:
+    from ..registry.auth import Credentials
+    from ..registry.pull import pull_layer
+
+    creds = Credentials(*action.credentials) if action.credentials else None
+    area = step.area
+    count = pull_layer(action.layer, creds, area.root, area.upper)  # type: ignore[arg-type]  # a LayerRef (RegistryResolver's); plan's RemoteLayer names only digest and size
+    step.on_line(f"unpacked {count} entries")
+    return 0, ""
+
+
+def _add_python(action: AddPython, step: _Step) -> _Outcome:
+    return _copy_standalone(action.release, "/usr/local", step), "add_python"
+
+
+def _copy_standalone(release: BaseRelease, dest: str, step: _Step) -> int:
     from ..plan.files import collect_dir
     from .standalone import fetch_standalone
 
-    tree = fetch_standalone(store, release.series, release.standalone_error)
-    on_line(f"$ copy {tree.name} to {dest}")
-    return copy_into(overlay, tuple(collect_dir(str(tree), dest, ())), on_line)
+    tree = fetch_standalone(step.store, release.series, release.standalone_error)
+    step.on_line(f"$ copy {tree.name} to {dest}")
+    return step.sandbox.copy_into(
+        step.overlay, tuple(collect_dir(str(tree), dest, ())), step.on_line
+    )
 
 
-def _call_function(
-    action: CallFunction,
-    overlay: Overlay,
-    area: Scratch,
-    store: Store,
-    secrets: dict[str, str],
-    on_line: Callable[[str], None],
-) -> tuple[int, str]:
+def _call_function(action: CallFunction, step: _Step) -> _Outcome:
     """Run the function in a container writing into this step's layer (run_function)."""
     import traceback
 
-    from ..runtime.invoke import Container
     from ..runtime.protocol import loads
-    from .container import attach_files
+    from .functions import Container
 
+    overlay, store, on_line = step.overlay, step.store, step.on_line
     what = f"{action.ref.split(':')[1]}()"
     on_line(f"$ python: {what}")
     parent_key = "|".join(overlay.lowers)
     open_root = not action.config.runs_as_root
     lowers = attach_files(store, parent_key, overlay.lowers, action.sources, open_root)
+    env, area = step.secrets, step.area
     container = Container(
-        store, action.config, lowers, action.ref, env=secrets, area=area, on_output=on_line
+        store, action.config, lowers, action.ref, env=env, area=area, on_output=on_line
     )
     try:
         container.start()
@@ -200,65 +250,18 @@ def _call_function(
     return 0, ""
 
 
-def copy_into(
-    overlay: Overlay,
-    entries: tuple[FileEntry, ...],
-    on_line: Callable[[str], None],
-    owner: str | None = None,
-) -> int:
-    """Create `entries` in the overlay's upper dir (copyin.py, in a helper sandbox that chroots
-    into the merged tree); `owner` is a --chown value for entries that carry no owner of their
-    own. The helper sees the host only through read-only binds of the sources' directories."""
-    spec = overlay.work.parent / "copy.spec"
-    listed = []
-    for e in entries:
-        entry = {"dest": e.dest, "kind": e.kind, "mode": e.mode, "digest": e.digest}
-        # a file named directly may be a symlink: its target is what was hashed, and is copied
-        source = _HOST + os.path.realpath(e.source) if e.kind == "file" else e.source
-        entry |= {"source": source, "target": e.target}
-        if e.owner is not None:
-            entry["uid"], entry["gid"] = e.owner
-        listed.append(entry)
-    # marshal, not JSON: the script runs on this same interpreter, and importing json (and
-    # with it re) would cost a fresh interpreter more time than the copy itself
-    spec.write_bytes(marshal.dumps({"owner": owner, "entries": listed}))
-    files = [str(entry["source"])[len(_HOST) :] for entry in listed if entry["kind"] == "file"]
-    binds = [Bind(path, _HOST + path) for path in _source_roots(files)]
-    from . import copyin
-
-    binds.append(Bind(str(spec), "/spec"))
-    proc = spawn_helper(overlay, copyin.__file__, ["/image", "/spec"], binds)
-    return stream(proc, on_line)
-
-
-def _source_roots(paths: list[str]) -> list[str]:
-    """The fewest paths to bind so that each of `paths` is visible: their directories, minus
-    those inside another, and the files themselves where a directory would be the host's /."""
-    roots: list[str] = []
-    for path in sorted({os.path.dirname(p) if os.path.dirname(p) != "/" else p for p in paths}):
-        if not roots or not path.startswith(roots[-1].rstrip("/") + "/"):
-            roots.append(path)
-    return roots
-
-
-def copy_from(
-    action: CopyFromPlan, overlay: Overlay, store: Store, on_line: Callable[[str], None]
-) -> int:
-    """Copy `action.paths` from its (built) source image into the overlay (copyfrom.py, in a
-    helper sandbox with the source image bound read-only at /source)."""
-    spec = overlay.work.parent / "copy-from.spec"
-    fields = {"paths": list(action.paths), "dest": action.dest}
-    spec.write_bytes(marshal.dumps({**fields, "chmod": action.chmod, "owner": action.owner}))
-    source = overlay.work.parent / "source"
-    source.mkdir()
-    # overlayfs needs two lower dirs when it has no upper one
-    lowers = (*lowers_for(action.source, store), store.empty_dir())
-    from . import copyfrom
-
-    binds = [Bind(str(source), "/source"), Bind(str(spec), "/spec")]
-    args = ["/source", "/image", "/spec"]
-    proc = spawn_helper(overlay, copyfrom.__file__, args, binds, readonly=(lowers, source))
-    return stream(proc, on_line)
+# One entry per kind of planned action.
+_ACTIONS: dict[type, Callable[[Any, _Step], _Outcome]] = {
+    RootfsFromArchive: _bootstrap,
+    BaseSetup: _base_setup,
+    RunCommand: _run_command,
+    CopyFiles: _copy_files,
+    CopyFromPlan: _copy_from,
+    ExtractArchive: _extract_archive,
+    PullLayer: _pull_layer,
+    AddPython: _add_python,
+    CallFunction: _call_function,
+}
 
 
 def _build_error(

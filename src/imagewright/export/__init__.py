@@ -1,4 +1,5 @@
-"""Images leave the store: OCI image layouts and docker-archives, from stored layer blobs."""
+"""Images leave the store: OCI image layouts, docker-archives and registry pushes, from stored
+layer blobs; and Dockerfiles, from the definition."""
 
 from __future__ import annotations
 

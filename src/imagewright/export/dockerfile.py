@@ -27,8 +27,9 @@ import json
 import os
 import posixpath
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from ..definition.config import ImageConfig
 from ..definition.image import Image
@@ -44,7 +45,7 @@ from ..definition.ops import (
     SetConfig,
 )
 from ..definition.pythons import release_for
-from ..exception import InvalidError
+from ..exception import InvalidError, LocalFileNotFoundError
 from ..plan.files import FileEntry
 from ..plan.planner import BASE_CONFIG, resolve_mounts
 
@@ -149,7 +150,7 @@ class _Renderer:
     def render(self, image: Image) -> Dockerfile:
         if ca_bundle := self.ca_bundle:
             if not os.path.isfile(ca_bundle):
-                raise FileNotFoundError(f"CA bundle not found: {ca_bundle}")
+                raise LocalFileNotFoundError(f"CA bundle not found: {ca_bundle}")
             self.binaries.append(("ca-certificates.crt", ca_bundle))
         self._stage(image, None)
         return Dockerfile(tuple(self.lines), tuple(self.files), tuple(self.binaries))
@@ -169,9 +170,8 @@ class _Renderer:
         for index, layer in enumerate(layers):
             # A comment ends at a newline, and a call may hold one (a multi-line command).
             self.lines.append("# " + layer.where.replace("\n", " "))
-            first = layer.ops[0] if layer.ops else None
             if index == 0:
-                self._base(layer, first, f" AS {name}" if name else "")
+                self._base(layer, f" AS {name}" if name else "")
                 continue
             if layer.secrets:
                 raise InvalidError(
@@ -179,73 +179,76 @@ class _Renderer:
                     "Dockerfile here; RUN --mount=type=secret is not supported yet"
                 )
             for number, op in enumerate(layer.ops):
-                self._op(layer, op, f"{prefix}s{index:02d}_{number}")
+                _STEP_OPS[type(op)](self, layer, op, f"{prefix}s{index:02d}_{number}")
 
-    def _base(self, layer: Layer, op: object, alias: str) -> None:
-        if isinstance(op, Bootstrap):
-            release = release_for(op.distro, op.python_version, layer.call)
-            self.config = BASE_CONFIG
-            if op.distro == "debian":
-                suite = "" if release.standalone_error else f"-{release.suite}"
-                self.lines.append(f"FROM python:{release.series}-slim{suite}{alias}")
-                setup: tuple[str, ...] = _DEBIAN_SETUP
-            else:
-                if release.standalone_error:
-                    raise InvalidError(
-                        f"{layer.where}: Ubuntu {release.suite} does not package Python "
-                        f"{release.series}; a Dockerfile cannot reproduce the standalone CPython"
-                    )
-                self.lines.append(f"FROM ubuntu:{release.suite}{alias}")
-                packages = " ".join((*release.packages, "ca-certificates", "build-essential"))
-                setup = (
-                    f"apt-get update && apt-get install -y {packages} gcc gfortran",
-                    "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED",
-                    "/.uv/uv pip install --python $(command -v python) --compile-bytecode "
-                    "pip wheel uv",
-                    _DEBCONF,
-                )
-            self._ca_args()
-            if not self.bare_base:
-                for command in setup:
-                    self._run(Run(command, "" if command.startswith("/.uv/uv") else None))
-        elif isinstance(op, FromRegistry):
-            if op.add_python is not None:
-                raise InvalidError(
-                    f"{layer.where}: add_python cannot be written as a Dockerfile; "
-                    "use an image that has Python already"
-                )
-            self.lines.append(f"FROM {op.tag}{alias}")
-            self._ca_args()
-        else:  # from_scratch: its layer has no ops
+    def _base(self, layer: Layer, alias: str) -> None:
+        """Start the stage with the FROM line for its base layer (`alias`: " AS name" or "")."""
+        if not layer.ops:  # from_scratch: its layer has no ops
             self.config = ImageConfig(env=())
             self.lines.append(f"FROM scratch{alias}")
+            return
+        op = layer.ops[0]
+        _BASE_OPS[type(op)](self, layer, op, alias)
+
+    def _bootstrap(self, layer: Layer, op: Bootstrap, alias: str) -> None:
+        release = release_for(op.distro, op.python_version, layer.call)
+        self.config = BASE_CONFIG
+        if op.distro == "debian":
+            suite = "" if release.standalone_error else f"-{release.suite}"
+            self.lines.append(f"FROM python:{release.series}-slim{suite}{alias}")
+            setup: tuple[str, ...] = _DEBIAN_SETUP
+        else:
+            if release.standalone_error:
+                raise InvalidError(
+                    f"{layer.where}: Ubuntu {release.suite} does not package Python "
+                    f"{release.series}; a Dockerfile cannot reproduce the standalone CPython"
+                )
+            self.lines.append(f"FROM ubuntu:{release.suite}{alias}")
+            packages = " ".join((*release.packages, "ca-certificates", "build-essential"))
+            setup = (
+                f"apt-get update && apt-get install -y {packages} gcc gfortran",
+                "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED",
+                "/.uv/uv pip install --python $(command -v python) --compile-bytecode pip wheel uv",
+                _DEBCONF,
+            )
+        self._ca_args()
+        if not self.bare_base:
+            for command in setup:
+                self._run(Run(command, "" if command.startswith("/.uv/uv") else None))
+
+    def _from_registry(self, layer: Layer, op: FromRegistry, alias: str) -> None:
+        if op.add_python is not None:
+            raise InvalidError(
+                f"{layer.where}: add_python cannot be written as a Dockerfile; "
+                "use an image that has Python already"
+            )
+        self.lines.append(f"FROM {op.tag}{alias}")
+        self._ca_args()
 
     def _ca_args(self) -> None:
         if self.ca_bundle:
             self.lines.extend(f"ARG {name}={CA_TARGET}" for name in _CA_VARS)
 
-    def _op(self, layer: Layer, op: object, slot: str) -> None:
-        if isinstance(op, Run):
-            self._run(op)
-        elif isinstance(op, CopyLocal):
-            self._copy(layer, op, slot)
-        elif isinstance(op, SetConfig):
-            self._config(op)
-        elif isinstance(op, RunFunction):
-            raise InvalidError(
-                f"{layer.where}: run_function runs Python at build time in imagewright's "
-                "sandbox and cannot be expressed as a Dockerfile"
-            )
-        elif isinstance(op, Download):
-            flags = [f"--chown={op.owner}"] if op.owner else []
-            flags += [f"--chmod={op.chmod:o}"] if op.chmod is not None else []
-            flags += [f"--checksum={op.checksum}"] if op.checksum else []
-            self.lines.append(" ".join(["ADD", *flags, json.dumps([op.url, op.remote])]))
-        elif isinstance(op, CopyFromImage):
-            flags = [f"--from={self.stages[id(op.source)]}"]
-            flags += [f"--chown={op.owner}"] if op.owner else []
-            flags += [f"--chmod={op.chmod:o}"] if op.chmod is not None else []
-            self.lines.append(" ".join(["COPY", *flags, json.dumps([*op.paths, op.remote])]))
+    def _run_step(self, layer: Layer, op: Run, slot: str) -> None:
+        self._run(op)
+
+    def _run_function(self, layer: Layer, op: RunFunction, slot: str) -> None:
+        raise InvalidError(
+            f"{layer.where}: run_function runs Python at build time in imagewright's "
+            "sandbox and cannot be expressed as a Dockerfile"
+        )
+
+    def _download(self, layer: Layer, op: Download, slot: str) -> None:
+        flags = [f"--chown={op.owner}"] if op.owner else []
+        flags += [f"--chmod={op.chmod:o}"] if op.chmod is not None else []
+        flags += [f"--checksum={op.checksum}"] if op.checksum else []
+        self.lines.append(" ".join(["ADD", *flags, json.dumps([op.url, op.remote])]))
+
+    def _copy_from(self, layer: Layer, op: CopyFromImage, slot: str) -> None:
+        flags = [f"--from={self.stages[id(op.source)]}"]
+        flags += [f"--chown={op.owner}"] if op.owner else []
+        flags += [f"--chmod={op.chmod:o}"] if op.chmod is not None else []
+        self.lines.append(" ".join(["COPY", *flags, json.dumps([*op.paths, op.remote])]))
 
     def _run(self, op: Run) -> None:
         command, argv = op.command, op.argv
@@ -316,7 +319,10 @@ class _Renderer:
             self.files.append((source, entry))
             self.lines.append(f"COPY {chown}{json.dumps([source, entry.dest])}")
 
-    def _config(self, op: SetConfig) -> None:
+    def _config(self, layer: Layer, op: SetConfig, slot: str) -> None:
+        # A SetConfig's value has its field's type by construction (pairs for env and labels,
+        # words for cmd, entrypoint, shell, exposed_ports and volumes, else a str): the casts
+        # below restate that.
         field, value = op.field, op.value
         if field == "workdir":
             self.config = self.config._replace(
@@ -327,21 +333,41 @@ class _Renderer:
             # Docker expands $VAR in ENV and LABEL values: plain values escape it, while
             # env_expand (uv_sync's PATH) relies on it.
             expand = field == "env_expand"
-            pairs = " ".join(f"{k}={_quote(str(v), expand)}" for k, v in value)  # type: ignore[misc, union-attr]
+            items = cast("tuple[tuple[str, str], ...]", value)
+            pairs = " ".join(f"{k}={_quote(str(v), expand)}" for k, v in items)
             self.lines.append(f"{'LABEL' if field == 'labels' else 'ENV'} {pairs}")
         elif field in ("cmd", "entrypoint", "shell"):
             self.config = self.config.with_field(field, value)
-            self.lines.append(f"{field.upper()} {json.dumps(list(value or ()))}")  # type: ignore[arg-type]
+            argv = cast("tuple[str, ...] | None", value)  # None: CMD cleared
+            self.lines.append(f"{field.upper()} {json.dumps(list(argv or ()))}")
             if field == "entrypoint" and self.config.cmd is not None:
                 # Docker clears CMD when ENTRYPOINT is set; imagewright keeps it.
                 self.lines.append(f"CMD {json.dumps(list(self.config.cmd))}")
         elif field in ("user", "stop_signal"):
             self.lines.append(f"{'USER' if field == 'user' else 'STOPSIGNAL'} {value}")
         elif field in ("exposed_ports", "volumes"):
-            words = " ".join(value) if field == "exposed_ports" else json.dumps(list(value))  # type: ignore[arg-type]
+            added = cast("tuple[str, ...]", value)
+            words = " ".join(added) if field == "exposed_ports" else json.dumps(list(added))
             self.lines.append(f"{'EXPOSE' if field == 'exposed_ports' else 'VOLUME'} {words}")
         else:
             raise InvalidError(f"config field {field!r} has no Dockerfile instruction")
+
+
+# One entry per kind of op. A base layer's op starts a stage (with its " AS name" suffix);
+# every later op becomes lines of that stage (with the context directory for its files).
+_Write = Callable[[_Renderer, Layer, Any, str], None]
+_BASE_OPS: dict[type, _Write] = {
+    Bootstrap: _Renderer._bootstrap,
+    FromRegistry: _Renderer._from_registry,
+}
+_STEP_OPS: dict[type, _Write] = {
+    Run: _Renderer._run_step,
+    CopyLocal: _Renderer._copy,
+    Download: _Renderer._download,
+    CopyFromImage: _Renderer._copy_from,
+    SetConfig: _Renderer._config,
+    RunFunction: _Renderer._run_function,
+}
 
 
 def _quote(value: str, expand: bool) -> str:

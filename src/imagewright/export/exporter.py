@@ -20,7 +20,7 @@ from typing import NamedTuple
 from ..definition.config import ImageConfig
 from ..definition.image import Image
 from ..exception import ExecutionError, InvalidError
-from ..execute.builder import build_image
+from ..execute.builder import LayerCache, build_image
 from ..execute.events import Reporter
 from ..oci.compression import COMPRESSIONS
 from ..oci.manifest import (
@@ -35,10 +35,10 @@ from ..oci.manifest import (
     rfc3339,
 )
 from ..oci.reference import Reference, parse_reference
-from ..plan.planner import Plan, plan_image
+from ..plan.planner import Plan
+from ..store.atomic import CorruptBlobError
+from ..store.blobs import LayerBlob, LayerBlobs
 from ..store.store import Store
-from .atomic import CorruptBlobError
-from .blobs import LayerBlob, LayerBlobs
 from .layout import ImageFiles, blob_name, write_archive, write_oci_dir
 
 __all__ = [
@@ -77,6 +77,7 @@ def export_image(
     tag: str = DEFAULT_TAG,
     store: Store | None = None,
     reporter: Reporter | None = None,
+    cache: LayerCache | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Build `image` if needed, then write it to `path`.
@@ -88,6 +89,7 @@ def export_image(
             schema2 has no zstd layers).
         tag: NAME[:TAG] recorded in the output (RepoTags, ref.name).
         progress: called with a line before each layer is compressed.
+        cache: a shared layer cache for the build (default: build_image's).
 
     Raises:
         InvalidError: for a bad format, compression, tag or SOURCE_DATE_EPOCH.
@@ -96,8 +98,7 @@ def export_image(
     ref = parse_reference(tag)
     epoch = source_date_epoch()
     store = store or Store.default()
-    build_image(image, store=store, reporter=reporter)
-    plan = plan_image(image)
+    plan = build_image(image, store=store, reporter=reporter, cache=cache).plan
     if plan.mounts:
         warnings.warn(
             "Files added with copy=False are attached when a container starts and are not "

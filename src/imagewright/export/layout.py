@@ -26,7 +26,7 @@ from typing import BinaryIO, NamedTuple
 
 from ..exception import InvalidError
 from ..oci.manifest import LAYOUT_FILE, Descriptor, image_index
-from .atomic import CorruptBlobError, atomic_file, file_digest, place_file, write_atomic
+from ..store.atomic import CorruptBlobError, atomic_file, file_digest, place_file, write_atomic
 
 __all__ = ["ImageFiles", "write_archive", "write_oci_dir"]
 
@@ -115,7 +115,7 @@ def _add(
     if isinstance(source, Path):
         with open(source, "rb") as f:
             hashing = _Hashing(f)
-            tar.addfile(info, hashing)  # type: ignore[arg-type]
+            tar.addfile(info, hashing)
         if f"sha256:{hashing.sha.hexdigest()}" != digest:  # the archive is then not kept
             raise CorruptBlobError(source, digest)
     else:

@@ -16,6 +16,8 @@ import gzip
 import hashlib
 from typing import BinaryIO, NamedTuple, Protocol
 
+from ..exception import InvalidValueError
+
 __all__ = ["COMPRESSIONS", "BlobDigests", "BlobWriter"]
 
 COMPRESSIONS = ("zstd", "gzip", "none")
@@ -71,7 +73,9 @@ class BlobWriter:
 
     def __init__(self, out: BinaryIO, compression: str):
         if compression not in COMPRESSIONS:
-            raise ValueError(f"unknown compression {compression!r}; use one of {COMPRESSIONS}")
+            raise InvalidValueError(
+                f"unknown compression {compression!r}; use one of {COMPRESSIONS}"
+            )
         self._diff = hashlib.sha256()
         self._sink = _CountingSink(out)
         self._compressor = _open(compression, self._sink)
@@ -98,12 +102,12 @@ def _open(compression: str, sink: _CountingSink) -> _Compressor:
             filename="",
             mode="wb",
             compresslevel=GZIP_LEVEL,
-            fileobj=sink,  # type: ignore[arg-type]
+            fileobj=sink,
             mtime=0,
         )
     if compression == "zstd":
         import zstandard  # only exports load it, so other commands start fast
 
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
-        return cctx.stream_writer(sink, closefd=False)  # type: ignore[no-any-return]
+        return cctx.stream_writer(sink, closefd=False)  # type: ignore[arg-type]  # the stub asks for IO[bytes]; zstandard calls only write (and flush)
     return _Passthrough(sink)

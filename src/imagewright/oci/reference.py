@@ -1,19 +1,13 @@
-"""Image references (`name[:tag]`) as OCI layouts, Docker and containerd spell them."""
+"""Image references (`name[:tag]`) as OCI layouts, Docker and containerd spell them; the
+grammar itself is definition/reference.py's."""
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
-from ..exception import InvalidError
+from ..definition.reference import split_reference
 
 __all__ = ["Reference", "parse_reference", "split_registry"]
-
-# Docker's grammar (distribution/reference), without digests: a registry host is recognised by
-# a dot, a port or the name "localhost" in the first component.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
 
 
 class Reference(NamedTuple):
@@ -35,16 +29,7 @@ class Reference(NamedTuple):
 
 def parse_reference(ref: str) -> Reference:
     """Split `name[:tag]` (tag defaults to "latest"). Raises InvalidError on a malformed one."""
-    name, tag = ref, "latest"
-    head, sep, tail = ref.rpartition(":")
-    if sep and "/" not in tail:
-        name, tag = head, tail
-    if not _NAME.fullmatch(name) or not _TAG.fullmatch(tag):
-        raise InvalidError(
-            f"Invalid image reference {ref!r}: expected NAME[:TAG] with a lowercase name "
-            "such as 'imagewright/app:v1'."
-        )
-    return Reference(name, tag)
+    return Reference(*split_reference(ref))
 
 
 def split_registry(name: str) -> tuple[str, str]:

@@ -25,7 +25,9 @@ import stat
 import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
+
+from ..exception import ExecutionError
 
 __all__ = ["LowerLayers", "write_layer"]
 
@@ -84,8 +86,14 @@ def _lookup(diff: str, parts: list[str]) -> str | None:
     return None
 
 
+class Sink(Protocol):
+    """Where a layer tar goes: a file, or a compression.BlobWriter."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 def write_layer(
-    upper: Path, lowers: LowerLayers, out: BinaryIO, *, clamp_mtime: int | None = None
+    upper: Path, lowers: LowerLayers, out: Sink, *, clamp_mtime: int | None = None
 ) -> None:
     """Write the layer tar of `upper` to `out` (anything with a `write` method)."""
     writer = _LayerWriter(out, lowers, clamp_mtime)
@@ -94,7 +102,7 @@ def write_layer(
 
 
 class _LayerWriter:
-    def __init__(self, out: BinaryIO, lowers: LowerLayers, clamp_mtime: int | None):
+    def __init__(self, out: Sink, lowers: LowerLayers, clamp_mtime: int | None):
         self.out = out
         self.lowers = lowers
         self.clamp = clamp_mtime
@@ -168,7 +176,7 @@ class _LayerWriter:
             while remaining:
                 chunk = f.read(min(_CHUNK, remaining))
                 if not chunk:
-                    raise OSError(f"{path} shrank while it was being exported")
+                    raise ExecutionError(f"{path} shrank while it was being exported")
                 self.out.write(chunk)
                 remaining -= len(chunk)
         if info.size % _BLOCK:

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from ..definition.ops import IgnoreSpec
 from ..definition.patterns import FilePatternMatcher
+from ..exception import InvalidValueError, LocalFileNotFoundError
 
 __all__ = ["FileEntry", "collect_dir", "collect_file", "hash_file"]
 
@@ -29,10 +30,6 @@ class FileEntry(NamedTuple):
     target: str = ""  # a symlink's target, copied verbatim and never followed
     owner: tuple[int, int] | None = None  # (uid, gid) to keep, for files unpacked from an archive
 
-    def key(self) -> list[object]:
-        """What of this entry enters a cache key (not the host path: moving a tree is no change)."""
-        return [self.dest, self.kind, self.mode, self.digest]
-
 
 def hash_file(path: str) -> str:
     h = hashlib.sha256()
@@ -46,7 +43,7 @@ def collect_file(source: str, dest: str) -> list[FileEntry]:
     """A single file the user named. A symlink named directly is resolved, as Docker does."""
     st = os.stat(source)
     if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(f"{source} is a directory; use copy_local_dir / add_local_dir")
+        raise InvalidValueError(f"{source} is a directory; use copy_local_dir / add_local_dir")
     return [FileEntry(dest, "file", stat.S_IMODE(st.st_mode), hash_file(source), source)]
 
 
@@ -54,8 +51,8 @@ def collect_dir(source: str, dest: str, ignore: IgnoreSpec) -> list[FileEntry]:
     """Every entry below `source` that `ignore` keeps, in sorted order, parents first."""
     if not os.path.isdir(source):
         if os.path.exists(source):
-            raise NotADirectoryError(f"{source} is not a directory")
-        raise FileNotFoundError(f"local directory {source} does not exist")
+            raise InvalidValueError(f"{source} is not a directory")
+        raise LocalFileNotFoundError(f"local directory {source} does not exist")
     matcher = _matcher(ignore)
     entries: list[FileEntry] = []
     for root, dirs, files in os.walk(source):
@@ -91,7 +88,9 @@ def _entry(full: str, dest: str) -> FileEntry:
             dest, "symlink", 0o777, hashlib.sha256(target.encode()).hexdigest(), target=target
         )
     if not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"{full}: only regular files, directories and symlinks can be copied")
+        raise InvalidValueError(
+            f"{full}: only regular files, directories and symlinks can be copied"
+        )
     return FileEntry(dest, "file", mode, hash_file(full), full)
 
 

@@ -1,11 +1,10 @@
 """Image → Plan: ordered steps with resolved file lists, configs and cache keys.
 
 Everything a build can reject is checked here, before any step runs: Python series, local
-files, the add_local ordering rule, an environment too large to start a process with. A step's
-key is a digest of its parent's key, its canonical ops (with the content digests of the files it
-copies), the names of its secrets and the builder version. Excluded on purpose: secret values
-(rotating a token must not rebuild), host paths of copied files (moving a checkout must not
-rebuild), the call site, and proxy/CA settings.
+files, the add_local ordering rule, an environment too large to start a process with. Each op
+kind has one handler (`_OPS`; base ops, which plan several steps, `_BASES`); keys.py builds every
+key. Nothing here reaches the network: registry images and ADD URLs come from the Resolver the
+caller passes.
 """
 
 from __future__ import annotations
@@ -14,8 +13,10 @@ import json
 import os
 import posixpath
 import shlex
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, cast
 
+from .. import settings
 from ..definition.config import ImageConfig
 from ..definition.image import Image
 from ..definition.layer import Layer, LocalMount
@@ -29,11 +30,12 @@ from ..definition.ops import (
     RunFunction,
     SetConfig,
 )
-from ..definition.pythons import BaseRelease, release_for
-from ..exception import InvalidError
-from ..version import BUILDER_VERSION
-from .canonical import digest
+from ..definition.pythons import BaseRelease, release_for, series_of
+from ..exception import InvalidError, LocalFileNotFoundError
+from . import keys
 from .files import FileEntry, collect_dir, collect_file
+from .pulled import AddPython, PullLayer
+from .resolve import OFFLINE, Resolver
 
 __all__ = [
     "BaseSetup",
@@ -122,6 +124,8 @@ Action = (
     | CopyFromPlan
     | CallFunction
     | ExtractArchive
+    | PullLayer
+    | AddPython
 )
 
 
@@ -148,7 +152,7 @@ class Plan(NamedTuple):
 
     @property
     def key(self) -> str:
-        return self.steps[-1].key if self.steps else digest({"type": "imagewright.empty"})
+        return self.steps[-1].key if self.steps else keys.empty_key()
 
     @property
     def image_id(self) -> str:
@@ -159,9 +163,13 @@ class Plan(NamedTuple):
         return self.steps[-1].config if self.steps else ImageConfig()
 
 
-def plan_image(image: Image, *, force: bool = False) -> Plan:
-    """Resolve `image` into a Plan. Raises InvalidError / FileNotFoundError on bad input."""
-    force = force or os.environ.get("IMAGEWRIGHT_FORCE_BUILD") == "1"
+def plan_image(image: Image, *, force: bool = False, resolver: Resolver = OFFLINE) -> Plan:
+    """Resolve `image` into a Plan. Raises InvalidError / FileNotFoundError on bad input.
+
+    `resolver` answers what the definition cannot (from_registry images, ADD URLs); the builder
+    passes registry/resolve.py's.
+    """
+    force = force or settings.force_build()
     steps: list[PlannedStep] = []
     config = ImageConfig()
     mounts_before: tuple[LocalMount, ...] = ()
@@ -174,7 +182,7 @@ def plan_image(image: Image, *, force: bool = False) -> Plan:
             _refuse_build_after_mounts(layer, mounts_before)
         parent = steps[-1].key if steps else None
         step_force = force or node._force
-        for planned in _plan_layer(layer, parent, config, step_force):
+        for planned in _plan_layer(layer, parent, config, step_force, resolver):
             _check_environment(planned)
             steps.append(planned)
             parent, config = planned.key, planned.config
@@ -206,118 +214,112 @@ def resolve_mounts(mounts: tuple[LocalMount, ...]) -> tuple[FileEntry, ...]:
     """The files that copy=False adds attach to a container, hashed like a copy step."""
     entries: list[FileEntry] = []
     for mount in mounts:
-        op = CopyLocal(mount.local, mount.remote, mount.ignore, mount.is_dir)  # type: ignore[arg-type]
+        op = CopyLocal(mount.local, mount.remote, mount.ignore, mount.is_dir)
         entries.extend(_collect(op, "/", f"add_local at {mount.callsite}"))
     return tuple(entries)
 
 
 def _plan_layer(
-    layer: Layer, parent: str | None, config: ImageConfig, force: bool
+    layer: Layer, parent: str | None, config: ImageConfig, force: bool, resolver: Resolver
 ) -> list[PlannedStep]:
-    if layer.ops and isinstance(layer.ops[0], Bootstrap):
-        return _plan_base(layer, layer.ops[0], force)
-    if layer.ops and isinstance(layer.ops[0], FromRegistry):
-        from .pulled import plan_pulled  # it imports this module
-
-        return plan_pulled(layer, layer.ops[0], force)
-    actions: list[Action] = []
-    key_ops: list[object] = []
-    history: list[str] = []
+    base = _BASES.get(type(layer.ops[0])) if layer.ops else None
+    if base is not None:
+        return base(layer, layer.ops[0], force, resolver)
+    ops = _LayerOps(layer, config, force, resolver)
     for op in layer.ops:
-        if isinstance(op, Run):
-            actions.append(RunCommand(op, config))
-            argv, env = list(op.argv or ()), [list(pair) for pair in op.env]
-            run = [op.command, uv_key(op.uv), argv, list(op.cache_targets), op.image_tmp, env]
-            key_ops.append(["run", *run])
-            history.append(f"RUN {op.command}")
-        elif isinstance(op, CopyLocal) and op.extract:
-            dest = posixpath.normpath(posixpath.join(config.workdir, op.remote))
-            actions.append(ExtractArchive(op.local, dest, op.owner))
-            archive_digest = _collect(op, "/", layer.where)[0].digest
-            key_ops.append(["extract", archive_digest, dest, op.owner])
-            history.append(f"ADD {op.local} {op.remote}")
-        elif isinstance(op, CopyLocal):
-            entries = _collect(op, config.workdir, layer.where)
-            actions.append(CopyFiles(tuple(entries), op.owner))
-            key_ops.append(["copy", [e.key() for e in entries], op.owner])
-            history.append(f"COPY {op.local} {op.remote}")
-        elif isinstance(op, Download):
-            from .download import fetch
-
-            path, sha256 = fetch(op.url, layer.where, op.checksum)
-            dest = posixpath.normpath(posixpath.join(config.workdir, op.remote))
-            mode = 0o600 if op.chmod is None else op.chmod
-            entry = FileEntry(dest, "file", mode, sha256, path)
-            actions.append(CopyFiles((entry,), op.owner))
-            key_ops.append(["copy", [entry.key()], op.owner])
-            history.append(f"ADD {op.url} {op.remote}")
-        elif isinstance(op, CopyFromImage):
-            source = plan_image(op.source, force=force)
-            dest = posixpath.join(config.workdir, op.remote)
-            dest = posixpath.normpath(dest) + ("/" if op.remote.endswith("/") else "")
-            actions.append(CopyFromPlan(source, op.paths, dest, op.chmod, op.owner))
-            # the source's final key stands for its whole filesystem
-            paths = list(op.paths)
-            key_ops.append(["copy-from", source.key, paths, dest, op.chmod, op.owner])
-            history.append(f"COPY --from={source.image_id} {' '.join(op.paths)} {op.remote}")
-        elif isinstance(op, RunFunction):
-            action, identity = _plan_function(op, config)
-            actions.append(action)
-            key_ops.append(["function", identity, op.include_source])
-            history.append(f"RUN python -c 'run_function({op.function.__qualname__})'")
-        elif isinstance(op, SetConfig):
-            config = _apply_config(config, op)
-            if op.field == "workdir":  # created for the current USER, as BuildKit does
-                owner = None if config.runs_as_root else config.user
-                actions.append(CopyFiles((FileEntry(config.workdir, "dir", 0o755),), owner))
-            key_ops.append(["config", op.field, op.value])
-            history.append(_config_line(op))
+        _OPS[type(op)](op, ops)
     secret_names = sorted({k for s in layer.secrets for k in s.env})
-    key = digest(
-        {
-            "type": "imagewright.layer.v1",
-            "builder": BUILDER_VERSION,
-            "parent": parent,
-            "ops": key_ops,
-            "secrets": secret_names,
-        }
-    )
+    key = keys.layer_key(parent, ops.key_ops, secret_names)
     return [
-        PlannedStep(key, parent, layer.call, layer, tuple(actions), config, force, tuple(history))
-    ]
+        PlannedStep(
+            key, parent, layer.call, layer, tuple(ops.actions), ops.config, force,
+            tuple(ops.history),
+        )
+    ]  # fmt: skip
+
+
+class _LayerOps:
+    """One layer's ops while they are planned: the config in force, and what each op adds to
+    the step (its actions, its part of the key, its history line)."""
+
+    def __init__(self, layer: Layer, config: ImageConfig, force: bool, resolver: Resolver):
+        self.layer, self.config, self.force, self.resolver = layer, config, force, resolver
+        self.actions: list[Action] = []
+        self.key_ops: list[object] = []
+        self.history: list[str] = []
+
+    def add(self, key_op: list[object], line: str, *actions: Action) -> None:
+        self.key_ops.append(key_op)
+        self.history.append(line)
+        self.actions.extend(actions)
+
+
+def _run(op: Run, ops: _LayerOps) -> None:
+    ops.add(keys.run_op(op), f"RUN {op.command}", RunCommand(op, ops.config))
+
+
+def _copy_local(op: CopyLocal, ops: _LayerOps) -> None:
+    if op.extract:
+        dest = posixpath.normpath(posixpath.join(ops.config.workdir, op.remote))
+        archive_digest = _collect(op, "/", ops.layer.where)[0].digest
+        key = keys.extract_op(archive_digest, dest, op.owner)
+        ops.add(key, f"ADD {op.local} {op.remote}", ExtractArchive(op.local, dest, op.owner))
+    else:
+        entries = _collect(op, ops.config.workdir, ops.layer.where)
+        key = keys.copy_op(entries, op.owner)
+        ops.add(key, f"COPY {op.local} {op.remote}", CopyFiles(tuple(entries), op.owner))
+
+
+def _download(op: Download, ops: _LayerOps) -> None:
+    path, sha256 = ops.resolver.fetch_url(op.url, ops.layer.where, op.checksum)
+    dest = posixpath.normpath(posixpath.join(ops.config.workdir, op.remote))
+    mode = 0o600 if op.chmod is None else op.chmod
+    entry = FileEntry(dest, "file", mode, sha256, path)
+    key = keys.copy_op([entry], op.owner)
+    ops.add(key, f"ADD {op.url} {op.remote}", CopyFiles((entry,), op.owner))
+
+
+def _copy_from(op: CopyFromImage, ops: _LayerOps) -> None:
+    source = plan_image(op.source, force=ops.force, resolver=ops.resolver)
+    dest = posixpath.join(ops.config.workdir, op.remote)
+    dest = posixpath.normpath(dest) + ("/" if op.remote.endswith("/") else "")
+    key = keys.copy_from_op(source.key, op.paths, dest, op.chmod, op.owner)
+    line = f"COPY --from={source.image_id} {' '.join(op.paths)} {op.remote}"
+    ops.add(key, line, CopyFromPlan(source, op.paths, dest, op.chmod, op.owner))
+
+
+def _run_function(op: RunFunction, ops: _LayerOps) -> None:
+    from .functionkey import function_identity, pickled_arguments
+    from .functionsource import function_ref, source_mounts
+
+    arguments = pickled_arguments(op.args, dict(op.kwargs))
+    sources = resolve_mounts(source_mounts(op.function)) if op.include_source else ()
+    action = CallFunction(function_ref(op.function), arguments, op.timeout, ops.config, sources)
+    key = keys.function_op(function_identity(op.function, arguments), op.include_source)
+    ops.add(key, f"RUN python -c 'run_function({op.function.__qualname__})'", action)
+
+
+def _set_config(op: SetConfig, ops: _LayerOps) -> None:
+    ops.config = _apply_config(ops.config, op)
+    created: tuple[Action, ...] = ()
+    if op.field == "workdir":  # created for the current USER, as BuildKit does
+        owner = None if ops.config.runs_as_root else ops.config.user
+        created = (CopyFiles((FileEntry(ops.config.workdir, "dir", 0o755),), owner),)
+    ops.add(keys.config_op(op), _config_line(op), *created)
 
 
 def _config_line(op: SetConfig) -> str:
     """The Dockerfile line a config change stands for, for the image history."""
     if op.field in ("env", "env_expand", "labels"):
         keyword = "LABEL" if op.field == "labels" else "ENV"
-        pairs = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in op.value)  # type: ignore[misc, union-attr]
+        pairs = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in _pairs(op))
         return f"{keyword} {pairs}"
     if op.field in ("entrypoint", "cmd", "shell"):
-        return f"{op.field.upper()} {json.dumps(list(op.value or ()))}"  # type: ignore[arg-type]
+        return f"{op.field.upper()} {json.dumps(list(op.value or ()))}"
     return f"{op.field.upper()} {op.value}"
 
 
-def uv_key(uv: str | None) -> str | None:
-    """The uv version a step runs with, for its key: bundled uv counts as its own version."""
-    if uv == "":
-        from ..version import BUNDLED_UV
-
-        return BUNDLED_UV
-    return uv
-
-
-def _plan_function(op: RunFunction, config: ImageConfig) -> tuple[CallFunction, list[object]]:
-    from ..runtime.source import function_ref, source_mounts
-    from .functionkey import function_identity, pickled_arguments
-
-    arguments = pickled_arguments(op.args, dict(op.kwargs))
-    sources = resolve_mounts(source_mounts(op.function)) if op.include_source else ()
-    action = CallFunction(function_ref(op.function), arguments, op.timeout, config, sources)
-    return action, function_identity(op.function, arguments)
-
-
-def _plan_base(layer: Layer, op: Bootstrap, force: bool) -> list[PlannedStep]:
+def _plan_base(layer: Layer, op: Bootstrap, force: bool, resolver: Resolver) -> list[PlannedStep]:
     caller = "Image.debian_slim()" if op.distro == "debian" else "Image.ubuntu()"
     try:
         release = release_for(op.distro, op.python_version, caller)
@@ -328,23 +330,9 @@ def _plan_base(layer: Layer, op: Bootstrap, force: bool) -> list[PlannedStep]:
         release = release._replace(
             standalone_error=f"{release.standalone_error} (at {layer.callsite})"
         )
-    rootfs_key = digest(
-        {
-            "type": "imagewright.rootfs.v1",
-            "builder": BUILDER_VERSION,
-            "release": [release.distro, release.suite, list(release.packages)],
-        }
-    )
+    rootfs_key = keys.rootfs_key(release)
     commands = _base_setup_commands(release)
-    setup_key = digest(
-        {
-            "type": "imagewright.base-setup.v1",
-            "builder": BUILDER_VERSION,
-            "parent": rootfs_key,
-            "commands": list(commands),
-            "standalone": standalone,
-        }
-    )
+    setup_key = keys.base_setup_key(rootfs_key, commands, standalone)
     label = f"{layer.call}: {release.distro} {release.suite}"
     setup = "setup (apt lists, pip, wheel, uv)"
     if standalone:
@@ -390,12 +378,77 @@ def _base_setup_commands(release: BaseRelease) -> tuple[str, ...]:
     )
 
 
+def _plan_pulled(
+    layer: Layer, op: FromRegistry, force: bool, resolver: Resolver
+) -> list[PlannedStep]:
+    """A step per layer of the image `resolver` finds, then one holding its config (so a tag
+    that moves rebuilds what is on top), then add_python's."""
+    credentials = None
+    if op.auth:
+        env = {k: v for s in layer.secrets for k, v in s.env.items()}
+        credentials = resolver.credentials(op.auth, env)
+    pulled = resolver.resolve_image(op.tag, credentials, refresh=force)
+    steps: list[PlannedStep] = []
+    parent: str | None = None
+    count = len(pulled.layers)
+    for index, ref in enumerate(pulled.layers, 1):
+        key = keys.pulled_layer_key(parent, ref.digest)
+        description = (
+            f"{layer.call}: layer {index}/{count} {ref.digest[7:19]} ({ref.size / 1e6:.1f} MB)"
+        )
+        action = PullLayer(ref, credentials)
+        steps.append(
+            PlannedStep(
+                key, parent, description, layer, (action,), pulled.config, force,
+                (f"FROM {op.tag} (layer {ref.digest})",),
+            )
+        )  # fmt: skip
+        parent = key
+    key = keys.pulled_image_key(parent, pulled.manifest_digest)
+    steps.append(
+        PlannedStep(
+            key, parent, f"{layer.call}: {pulled.manifest_digest[:19]} config", layer, (),
+            pulled.config, force, (f"FROM {op.tag}@{pulled.manifest_digest}",),
+        )
+    )  # fmt: skip
+    if op.add_python is not None:
+        steps.append(_add_python(layer, op.add_python, key, pulled.config, force))
+    return steps
+
+
+def _add_python(
+    layer: Layer, version: str, parent: str, config: ImageConfig, force: bool
+) -> PlannedStep:
+    caller = "Image.from_registry(add_python=...)"
+    series = series_of(version, caller)
+    if version != series:
+        raise InvalidError(
+            "Python version must be specified as 'major.minor' for this interface; "
+            f"micro-level specification ({version!r}) is not valid. (at {layer.callsite})"
+        )
+    error = (
+        f"{caller} needs a uv-managed standalone CPython {series}, and its download source "
+        f"could not be reached (at {layer.callsite})."
+    )
+    release = BaseRelease("registry", "", series, (), standalone_error=error)
+    return PlannedStep(
+        keys.add_python_key(parent, series), parent,
+        f"{layer.call}: add standalone CPython {series} to /usr/local", layer,
+        (AddPython(release),), config, force, ("COPY /python/. /usr/local",),
+    )  # fmt: skip
+
+
+def _pairs(op: SetConfig) -> tuple[tuple[str, str], ...]:
+    """The value of an env, env_expand or labels op: name/value pairs by construction."""
+    return cast("tuple[tuple[str, str], ...]", op.value)
+
+
 def _apply_config(config: ImageConfig, op: SetConfig) -> ImageConfig:
     if op.field == "workdir":
         return config.with_field("workdir", posixpath.join(config.workdir, str(op.value)))
     if op.field == "env_expand":
         current = config.env_dict()
-        expanded = tuple((k, _expand(str(v), current)) for k, v in op.value)  # type: ignore[misc]
+        expanded = tuple((k, _expand(str(v), current)) for k, v in _pairs(op))
         return config.with_env(expanded)
     return config.with_field(op.field, op.value)
 
@@ -419,8 +472,8 @@ def _collect(op: CopyLocal, workdir: str, where: str) -> list[FileEntry]:
             entries = [e._replace(mode=op.chmod) if e.kind != "symlink" else e for e in entries]
         return entries
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{where}: local path not found: {op.local}") from exc
-    except (NotADirectoryError, IsADirectoryError, ValueError) as exc:
+        raise LocalFileNotFoundError(f"{where}: local path not found: {op.local}") from exc
+    except InvalidError as exc:
         raise type(exc)(f"{where}: {exc}") from None
 
 
@@ -437,3 +490,20 @@ def _refuse_build_after_mounts(layer: Layer, mounts: tuple[LocalMount, ...]) -> 
         'my_image = (\n    Image.debian_slim()\n    .add_local_file("data.json", copy=True)\n'
         '    .run_commands("python -m mypak")  # this now works!\n)'
     )
+
+
+# Base ops: a layer that starts with one is planned as steps of its own.
+_BASES: dict[type, Callable[[Layer, Any, bool, Resolver], list[PlannedStep]]] = {
+    Bootstrap: _plan_base,
+    FromRegistry: _plan_pulled,
+}
+
+# Every other op kind adds to its layer's one step.
+_OPS: dict[type, Callable[[Any, _LayerOps], None]] = {
+    Run: _run,
+    CopyLocal: _copy_local,
+    Download: _download,
+    CopyFromImage: _copy_from,
+    RunFunction: _run_function,
+    SetConfig: _set_config,
+}

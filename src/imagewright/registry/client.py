@@ -17,13 +17,14 @@ blob downloads to storage elsewhere), without credentials when the target is els
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from ..exception import RegistryError
+from ..exception import ExecutionError, RegistryError
 from .auth import Challenge, Credentials, credentials_for, parse_challenge
 
 if TYPE_CHECKING:
@@ -81,7 +82,9 @@ class RegistryClient:
 
     # ---- requests ---------------------------------------------------------------------------
 
-    def _error(self, what: str, detail: str, status: int | None = None, code: str | None = None):
+    def _error(
+        self, what: str, detail: str, status: int | None = None, code: str | None = None
+    ) -> RegistryError:
         where = f"{self.registry}/{self.repository}"
         return RegistryError(f"registry {where}: {what} failed: {detail}", status, code)
 
@@ -277,7 +280,7 @@ class RegistryClient:
                     what=f"{what} (bytes {start}-{end - 1})",
                     expect=(202,),
                     headers=headers,
-                    body=lambda s=start, e=end: _pieces(source, s, e, progress),  # type: ignore[misc]
+                    body=functools.partial(_pieces, source, start, end, progress),
                 )
                 location, start = _location(response), end
             body: Body = lambda: b""  # noqa: E731
@@ -372,7 +375,7 @@ def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
         while start < end:
             piece = f.read(min(_PIECE, end - start))
             if not piece:
-                raise OSError(f"{path} is shorter than expected")
+                raise ExecutionError(f"{path} is shorter than its recorded size")
             start += len(piece)
             yield piece
 

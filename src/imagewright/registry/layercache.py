@@ -119,12 +119,12 @@ class RegistryLayerCache:
             if exc.status == 404:
                 return None
             raise
-        return json.loads(data)  # type: ignore[no-any-return]
+        manifest: dict[str, Any] = json.loads(data)  # a wrong shape fails the (best-effort) fetch
+        return manifest
 
     # ---- publishing ------------------------------------------------------------------------
 
     def _push(self, plan: Plan, index: int, store: Store, record: LayerRecord) -> None:
-        from ..export.blobs import LayerBlob, LayerBlobs
         from ..oci.manifest import (
             CONFIG_MEDIA_TYPE,
             MANIFEST_MEDIA_TYPE,
@@ -133,6 +133,7 @@ class RegistryLayerCache:
             image_manifest,
             layer_media_type,
         )
+        from ..store.blobs import LayerBlob, LayerBlobs
         from .client import RegistryClient
 
         step = plan.steps[index]

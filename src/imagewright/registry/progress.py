@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import IO, Any
+
+from .. import settings
 
 __all__ = ["TransferProgress"]
 
@@ -17,7 +18,7 @@ class TransferProgress:
         self.stream = stream or sys.stderr
         self._bars: Any = None
         self._tasks: dict[str, Any] = {}
-        if self.stream.isatty() and os.environ.get("IMAGEWRIGHT_PROGRESS", "auto") != "plain":
+        if self.stream.isatty() and not settings.plain_progress():
             from rich.console import Console
             from rich.progress import (
                 BarColumn,

@@ -18,14 +18,14 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from ..definition.config import DEFAULT_PATH, ImageConfig
 from ..exception import RegistryError
 from ..oci.reference import parse_reference, split_registry
+from ..oci.unpack import LayerStream, unpack_layer
 from .auth import Credentials
 from .client import RegistryClient
-from .unpack import unpack_layer
 
 __all__ = ["LayerRef", "PulledImage", "pull_layer", "resolve"]
 
@@ -99,7 +99,7 @@ def resolve(tag: str, credentials: Credentials | None) -> PulledImage:
     return PulledImage(tag, _digest(data), config, layers)
 
 
-def _sized(descriptor: dict) -> tuple[int, str]:  # type: ignore[type-arg]
+def _sized(descriptor: dict[str, Any]) -> tuple[int, str]:
     """A layer descriptor's size and media type."""
     return int(descriptor["size"]), str(descriptor.get("mediaType", ""))
 
@@ -111,7 +111,7 @@ def _checked_digest(value: object, what: str) -> str:
     return value
 
 
-def _load(data: bytes, what: str) -> dict:  # type: ignore[type-arg]
+def _load(data: bytes, what: str) -> dict[str, Any]:
     try:
         document = json.loads(data)
     except ValueError as exc:
@@ -121,24 +121,26 @@ def _load(data: bytes, what: str) -> dict:  # type: ignore[type-arg]
     return document
 
 
-def _pick_platform(index: dict, tag: str) -> dict:  # type: ignore[type-arg]
+def _pick_platform(index: dict[str, Any], tag: str) -> dict[str, Any]:
     offered = []
-    for entry in index.get("manifests") or []:
+    entries: list[dict[str, Any]] = index.get("manifests") or []  # a bad shape: see resolve()
+    for entry in entries:
         platform = entry.get("platform") or {}
         if all(platform.get(k) == v for k, v in _PLATFORM.items()):
-            return entry  # type: ignore[no-any-return]
+            return entry
         offered.append(f"{platform.get('os')}/{platform.get('architecture')}")
     raise RegistryError(f"{tag} has no linux/amd64 image; it offers {', '.join(offered) or 'none'}")
 
 
-def _image_config(config: dict) -> ImageConfig:  # type: ignore[type-arg]
+def _image_config(config: dict[str, Any]) -> ImageConfig:
     """The pulled image's runtime settings, as the base config of what is built on it."""
-    env = tuple(tuple(e.split("=", 1)) for e in config.get("Env") or [] if "=" in e)
+    split = (e.partition("=") for e in config.get("Env") or [] if "=" in e)
+    env = tuple((k, v) for k, _, v in split)
     if not any(k == "PATH" for k, _ in env):
         env = (("PATH", DEFAULT_PATH), *env)  # Docker's default when an image sets none
     entrypoint, cmd = config.get("Entrypoint"), config.get("Cmd")
     return ImageConfig(
-        env=env,  # type: ignore[arg-type]
+        env=env,
         workdir=config.get("WorkingDir") or "/",
         user=config.get("User") or "",
         entrypoint=tuple(entrypoint) if entrypoint else None,
@@ -178,16 +180,16 @@ def pull_layer(layer: LayerRef, credentials: Credentials | None, scratch: Path, 
         blob.unlink()
 
 
-def _decompressed(raw: IO[bytes], media_type: str, what: str) -> IO[bytes]:
+def _decompressed(raw: IO[bytes], media_type: str, what: str) -> LayerStream:
     """The layer's tar stream, by media type (checked against the blob's first bytes)."""
     magic = raw.read(4)
     raw.seek(0)
     if media_type.endswith("gzip") or (not media_type and magic[:2] == b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode="rb")
     if media_type.endswith("zstd") or (not media_type and magic == b"\x28\xb5\x2f\xfd"):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[no-any-return]
+        return zstandard.ZstdDecompressor().stream_reader(raw)
     if media_type.endswith(".tar") or media_type.endswith("diff.tar") or not media_type:
         return raw
     raise RegistryError(f"{what}: unsupported layer media type {media_type!r}")

@@ -22,7 +22,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .protocol import TOKEN_SIZE, dumps, loads, recv_message, send_message
+from .protocol import (
+    CHANNEL_FD_ENV,
+    FUNCTION_ENV,
+    TOKEN_SIZE,
+    dumps,
+    loads,
+    recv_message,
+    send_message,
+)
 
 __all__ = ["main"]
 
@@ -32,7 +40,8 @@ def _resolve(module_name: str, qualname: str) -> Callable[..., Any]:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     # a Function made by @app.function wraps the user's function
-    return getattr(obj, "raw_f", obj)
+    function: Callable[..., Any] = getattr(obj, "raw_f", obj)
+    return function
 
 
 def _exception_message(exc: BaseException) -> tuple[dict[str, Any], bytes]:
@@ -114,7 +123,7 @@ def _enable_site() -> None:
     # and -S was ours, not the user's.
     flags = getattr(subprocess, "_args_from_interpreter_flags", None)
     if flags is not None:
-        subprocess._args_from_interpreter_flags = lambda: [f for f in flags() if f != "-S"]  # type: ignore[attr-defined]
+        subprocess._args_from_interpreter_flags = lambda: [f for f in flags() if f != "-S"]  # type: ignore[attr-defined]  # CPython-private, not in typeshed
     import site
 
     site.main()
@@ -127,12 +136,12 @@ def main(fd: int, token: bytes) -> None:
     """
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)  # processes the function starts do not get the channel
-    os.environ.pop("IMAGEWRIGHT_CHANNEL_FD", None)
+    os.environ.pop(CHANNEL_FD_ENV, None)
     if len(token) != TOKEN_SIZE:
         return  # the host died before it could send it
     _exit_with_host(sock)
     _enable_site()
-    module_name, qualname = os.environ["IMAGEWRIGHT_FUNCTION"].split(":")
+    module_name, qualname = os.environ[FUNCTION_ENV].split(":")
     try:
         try:
             function = _resolve(module_name, qualname)

@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "CHANNEL_FD_ENV",
+    "FUNCTION_ENV",
     "TOKEN_SIZE",
     "ProtocolError",
     "dumps",
@@ -40,6 +42,10 @@ __all__ = [
 
 PROTOCOL = 4  # readable by every Python from 3.8 on
 TOKEN_SIZE = 32
+# How the host hands the channel over in the container's environment: the fd of its end, and
+# the function to serve ("module:qualname").
+CHANNEL_FD_ENV = "IMAGEWRIGHT_CHANNEL_FD"
+FUNCTION_ENV = "IMAGEWRIGHT_FUNCTION"
 # Message bytes per datagram: well under the default socket buffer (about 200 KiB), which
 # bounds a datagram's size.
 _CHUNK = 1 << 16
@@ -55,9 +61,10 @@ def dumps(value: Any) -> bytes:
     try:
         return pickle.dumps(value, protocol=PROTOCOL)
     except (pickle.PicklingError, AttributeError, TypeError):
-        import cloudpickle
+        import cloudpickle  # untyped (no stubs): its dumps returns bytes, as pickle's does
 
-        return cloudpickle.dumps(value, protocol=PROTOCOL)
+        data: bytes = cloudpickle.dumps(value, protocol=PROTOCOL)
+        return data
 
 
 def loads(data: bytes | memoryview) -> Any:
@@ -136,7 +143,7 @@ def _recv_datagram(
     be larger than `into` unless it is one of those.
     """
     mark = bytearray(len(token))
-    buffers = [mark, into] if token else [into]
+    buffers: list[bytearray | memoryview] = [mark, into] if token else [into]
     while True:
         if deadline is None:
             sock.settimeout(None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .store import Store, dir_size
+from .store import ATTACHED, Store, dir_size
 
 __all__ = ["PruneResult", "prune"]
 
@@ -30,8 +30,8 @@ def prune(store: Store, *, everything: bool = False) -> PruneResult:
             elif isinstance(steps := record.get("steps"), list):
                 keep.update(str(step) for step in steps)
         for layer in store.layers():
-            attached = layer.parent in keep and layer.description.startswith("local")
-            if layer.key in keep or attached:  # attached: an image's copy=False files
+            attached = layer.kind == ATTACHED and layer.parent in keep
+            if layer.key in keep or attached:
                 continue
             if layer.key in in_use:
                 kept += 1

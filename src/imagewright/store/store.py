@@ -5,7 +5,7 @@ Layout (short names keep overlayfs mount options under a page for deep images, a
 overlay2 does with its l/ links):
 
     layers/<key>/diff/        a committed layer: the overlay upper dir of its step
-    layers/<key>/layer.json   its record (what built it, when, how long, how big)
+    layers/<key>/layer.json   its record (what built it, its kind, when, how long, how big)
     l/<key[:16]>              symlink to ../layers/<key>/diff, used in lowerdir= options
     tmp/<id>/ + tmp/<id>.lock work in progress; the lock is held while its builder lives
     locks/<key>.lock          serialises concurrent builds of the same step
@@ -45,9 +45,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from .. import settings
 from ..exception import InvalidError
 
-__all__ = ["LayerRecord", "Scratch", "Store", "dir_size"]
+__all__ = ["ATTACHED", "STEP", "LayerRecord", "Scratch", "Store", "dir_size"]
+
+# A layer's kind: what prune keeps it for.
+STEP = "step"  # a planned step's layer, kept while an image record lists its key
+ATTACHED = "attached"  # local files attached on top of an image (copy=False), kept with it
 
 
 class LayerRecord(NamedTuple):
@@ -60,6 +65,7 @@ class LayerRecord(NamedTuple):
     seconds: float
     size: int
     empty: bool  # no filesystem change: left out of overlay lowerdirs
+    kind: str = STEP  # a record written before kinds were recorded reads as STEP
 
 
 class Scratch(NamedTuple):
@@ -103,11 +109,7 @@ class Store:
     @classmethod
     def default(cls) -> Store:
         """The store at $IMAGEWRIGHT_HOME, else ~/.cache/imagewright (XDG_CACHE_HOME honoured)."""
-        home = os.environ.get("IMAGEWRIGHT_HOME")
-        if not home:
-            cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-            home = os.path.join(cache, "imagewright")
-        return cls(Path(home))
+        return cls(settings.home())
 
     # ---- paths ------------------------------------------------------------------------------
 
@@ -226,7 +228,14 @@ class Store:
             os.close(lock_fd)
 
     def commit(
-        self, area: Scratch, key: str, parent: str | None, description: str, seconds: float = 0.0
+        self,
+        area: Scratch,
+        key: str,
+        parent: str | None,
+        description: str,
+        seconds: float = 0.0,
+        *,
+        kind: str = STEP,
     ) -> LayerRecord:
         """Publish the area's upper dir as layer `key`, atomically: whole, or not at all."""
         self._pin(key)  # this process uses what it commits: prune must not take it
@@ -238,6 +247,7 @@ class Store:
             seconds=seconds,
             size=dir_size(area.upper),
             empty=not any(area.upper.iterdir()),
+            kind=kind,
         )
         layer_src = area.root / "layer"
         (layer_src / "layer.json").write_text(json.dumps(record._asdict()))
@@ -273,10 +283,13 @@ class Store:
         return (self.root / "images" / f"{key}.json").exists()
 
     def images(self) -> list[dict[str, object]]:
-        records = []
+        """The records `record_image` wrote; one that is unreadable or not an object is left out."""
+        records: list[dict[str, object]] = []
         for path in sorted((self.root / "images").glob("*.json")):
             with contextlib.suppress(ValueError, OSError):
-                records.append(json.loads(path.read_text()))
+                record = json.loads(path.read_text())
+                if isinstance(record, dict):
+                    records.append(record)
         return records
 
     # ---- use records ------------------------------------------------------------------------
@@ -407,6 +420,7 @@ def _well_formed(record: LayerRecord, key: str) -> bool:
         and isinstance(record.seconds, number)
         and isinstance(record.size, int)
         and isinstance(record.empty, bool)
+        and isinstance(record.kind, str)
     )
 
 

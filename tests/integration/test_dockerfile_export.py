@@ -25,7 +25,7 @@ CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def _lines(image: Image, **options: object) -> list[str]:
-    lines = render_dockerfile(image, **options).lines  # type: ignore[arg-type]
+    lines = render_dockerfile(image, **options).lines
     return [line for line in lines if not line.startswith("#")]
 
 

@@ -22,7 +22,6 @@ from imagewright import Image
 from imagewright.execute.builder import build_image
 from imagewright.execute.container import run_container
 from imagewright.execute.events import BuildResult, StepResult
-from imagewright.plan.planner import plan_image
 from imagewright.store.store import Store
 
 from .docker_helpers import docker, docker_engine, docker_missing
@@ -44,7 +43,7 @@ class Recorder:
         pass
 
     def step_started(self, index: int, step: object) -> None:
-        self.started.append(step.description)  # type: ignore[attr-defined]
+        self.started.append(step.description)
 
     def step_output(self, index: int, line: str) -> None:
         self.lines.append(line)
@@ -71,14 +70,14 @@ class Builder:
 
     def build(self, image: Image, **kwargs: object) -> tuple[BuildResult, Recorder]:
         recorder = Recorder()
-        result = build_image(image, store=self.store, reporter=recorder, **kwargs)  # type: ignore[arg-type]
+        result = build_image(image, store=self.store, reporter=recorder, **kwargs)
         return result, recorder
 
     def run(self, image: Image, command: str, expect: int = 0) -> str:
         """Build `image` if needed, run `command` in a fresh container, return its output."""
-        self.build(image)
+        result, _ = self.build(image)
         status, output = run_container(
-            plan_image(image), self.store, ["/bin/sh", "-c", command], capture=True
+            result.plan, self.store, ["/bin/sh", "-c", command], capture=True
         )
         assert status == expect, f"exit {status} from {command!r}:\n{output}"
         return output

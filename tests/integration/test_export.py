@@ -26,10 +26,10 @@ import pytest
 
 from imagewright import Image
 from imagewright.export import export_image
-from imagewright.export.blobs import LayerBlobs
 from imagewright.oci.compression import BlobWriter
 from imagewright.oci.tarball import LowerLayers, write_layer
 from imagewright.plan.planner import plan_image
+from imagewright.store.blobs import LayerBlobs
 
 from .conftest import cli
 
@@ -114,7 +114,7 @@ def test_layer_tar_rules(tmp_path):
 
     def layer(clamp: int | None) -> bytes:
         out = io.BytesIO()
-        write_layer(upper, LowerLayers([lower]), out, clamp_mtime=clamp)  # type: ignore[arg-type]
+        write_layer(upper, LowerLayers([lower]), out, clamp_mtime=clamp)
         return out.getvalue()
 
     data = layer(None)
@@ -207,7 +207,7 @@ def test_podman_loads_and_runs_the_docker_archive(image, store, tmp_path, podman
     result = export_image(image, archive, format="docker", tag=TAG, store=store)
     assert result.compression == "gzip"
     with tarfile.open(archive) as tar:
-        (entry,) = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        (entry,) = json.load(tar.extractfile("manifest.json"))
     assert entry["RepoTags"] == [TAG] and len(entry["Layers"]) == result.layers
     # the Docker side of the archive (manifest.json) on its own, as `docker load` reads it
     info = json.loads(_run("skopeo", "inspect", f"docker-archive:{archive}"))
@@ -242,7 +242,7 @@ def test_skopeo_copies_every_compression(image, store, tmp_path, compression):
 def _manifest(layout: Path) -> dict[str, Any]:
     index = json.loads((layout / "index.json").read_text())
     digest = index["manifests"][0]["digest"].removeprefix("sha256:")
-    return json.loads((layout / "blobs" / "sha256" / digest).read_text())  # type: ignore[no-any-return]
+    return json.loads((layout / "blobs" / "sha256" / digest).read_text())
 
 
 # ---- determinism and reuse ------------------------------------------------------------------

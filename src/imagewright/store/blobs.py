@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 from ..oci.compression import BlobWriter
 from ..oci.tarball import LowerLayers, write_layer
-from ..store.store import LayerRecord, Store
 from .atomic import atomic_file, sweep_dead_temps, write_atomic
+from .store import LayerRecord, Store
 
 __all__ = ["LayerBlob", "LayerBlobs"]
 

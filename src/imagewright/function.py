@@ -13,14 +13,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..exception import ExecutionError, InvalidError
+from .exception import ExecutionError, InvalidError
 
 if TYPE_CHECKING:
     import concurrent.futures
 
-    from ..definition.image import Image
-    from ..secret import Secret
-    from .invoke import Container
+    from .definition.image import Image
+    from .execute.functions import Container
+    from .secret import Secret
 
 __all__ = ["Function", "FunctionCall"]
 
@@ -40,7 +40,7 @@ class FunctionCall:
         try:
             return self._future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            from ..exception import FunctionTimeoutError
+            from .exception import FunctionTimeoutError
 
             raise FunctionTimeoutError(f"the call did not finish within {timeout} s") from None
 
@@ -94,9 +94,9 @@ class Function:
     # ---- containers -------------------------------------------------------------------------
 
     def _container(self) -> Container:
-        from ..execute.container import container_lowers
-        from .invoke import Container
-        from .source import function_ref, source_mounts
+        from .execute.functions import Container
+        from .execute.layers import container_lowers
+        from .plan.functionsource import function_ref, source_mounts
 
         if self.gpu:
             _require_gpu(self.gpu)
@@ -132,7 +132,7 @@ class Function:
     def _start_spare(self) -> None:
         import concurrent.futures
 
-        from .invoke import start_thread
+        from .execute.functions import start_thread
 
         future: concurrent.futures.Future[Container] = concurrent.futures.Future()
 
@@ -146,14 +146,12 @@ class Function:
             self._spare = future
         start_thread(start)
 
-    def stop_spare(self) -> None:
+    def _stop_spare(self) -> None:
         """Stop the container started ahead (when the app stops running)."""
         with self._spare_lock:
             pending, self._spare = self._spare, None
         if pending is not None:
-            pending.add_done_callback(
-                lambda done: done.exception() is None and done.result().stop()
-            )
+            pending.add_done_callback(_stop_started)
 
     def _call_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         container = self._fresh_container()
@@ -178,7 +176,7 @@ class Function:
         """Start a call in the background; returns a FunctionCall to `.get()` it."""
         import concurrent.futures
 
-        from .invoke import start_thread
+        from .execute.functions import start_thread
 
         self.app._require_running(self)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -262,7 +260,7 @@ class _MapRun:
         self.stopping = threading.Event()
 
     def results(self) -> Iterator[Any]:
-        from .invoke import start_thread
+        from .execute.functions import start_thread
 
         threads = [start_thread(self._work) for _ in range(self.workers)]
         try:
@@ -311,8 +309,14 @@ class _MapRun:
                 container.stop()
 
 
+def _stop_started(spare: concurrent.futures.Future[Container]) -> None:
+    """Stop a spare container once it has started (if it did)."""
+    if spare.exception() is None:
+        spare.result().stop()
+
+
 def _is_user_error(exc: Exception) -> bool:
-    from ..exception import FunctionTimeoutError, RemoteError
+    from .exception import FunctionTimeoutError, RemoteError
 
     return not isinstance(exc, (FunctionTimeoutError, RemoteError))
 

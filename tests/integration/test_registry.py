@@ -24,13 +24,14 @@ import zstandard
 
 from imagewright import Image, Secret
 from imagewright.exception import InvalidError, RegistryError
-from imagewright.export.blobs import LayerBlobs
+from imagewright.export.push import push_image
+from imagewright.oci.unpack import unpack_layer
 from imagewright.plan.planner import plan_image
 from imagewright.registry.auth import Credentials
 from imagewright.registry.client import RegistryClient
 from imagewright.registry.pull import LayerRef, pull_layer, resolve
-from imagewright.registry.push import push_image
-from imagewright.registry.unpack import unpack_layer
+from imagewright.registry.resolve import RegistryResolver
+from imagewright.store.blobs import LayerBlobs
 
 from .conftest import cli
 from .registry_helpers import Answer, DroppingProxy, FakeServer, push_raw, registry
@@ -205,7 +206,7 @@ def test_from_registry_builds_and_runs(py311, builder, store, reg):
         image, "cat /v; pwd; test ! -e /etc/issue && test ! -e /etc/cron.daily && echo gone"
     )
     assert out.split() == ["Python", "3.11.2", "/srv", "gone"], out
-    plan = plan_image(image)
+    plan = result.plan
     assert plan.config.workdir == "/srv" and dict(plan.config.env)["PATH"]
     again, _ = builder.build(
         Image.from_registry(f"{reg}/base:1").run_commands("python --version > /v")
@@ -228,7 +229,7 @@ def test_from_registry_setup_lines_and_bad_input(reg):
     with pytest.raises(InvalidError, match="only RUN lines"):
         Image.from_registry(f"{reg}/base:1", setup_dockerfile_commands=["COPY a /b"])
     with pytest.raises(RegistryError, match=r"MANIFEST_UNKNOWN|NAME_UNKNOWN"):
-        plan_image(Image.from_registry(f"{reg}/nothing:here"))
+        plan_image(Image.from_registry(f"{reg}/nothing:here"), resolver=RegistryResolver())
 
 
 def _tar(*members: tuple[str, str, bytes | str]) -> bytes:
@@ -274,7 +275,7 @@ def test_malicious_layers_are_refused(layer, expected, builder, store, reg, tmp_
     ok = _tar(("etc", "dir", ""), ("etc/fine", "file", b"fine"))
     push_raw(reg, "evil", "1", [ok, layer], {**CONFIG, "config": {}})
     image = Image.from_registry(f"{reg}/evil:1", force_build=True)
-    steps = plan_image(image).steps
+    steps = plan_image(image, resolver=RegistryResolver()).steps
     scratch_before = set((store.root / "tmp").glob("*/layer"))
     with pytest.raises(RegistryError, match=expected):
         builder.build(image)
@@ -365,7 +366,7 @@ def test_ecr_and_gcp_argument_checks():
     role = Secret.from_dict({"AWS_ROLE_ARN": "arn:aws:iam::1:role/r", "AWS_REGION": "eu-west-1"})
     image = Image.from_aws_ecr("127.0.0.1:5000/a:1", role)  # valid in Modal; not usable here
     with pytest.raises(InvalidError, match="AWS_ROLE_ARN is not supported locally"):
-        plan_image(image)
+        plan_image(image, resolver=RegistryResolver())
 
 
 def test_gcp_and_ecr_credentials(auth_reg, builder, store, tmp_path, monkeypatch):
@@ -383,12 +384,12 @@ def test_gcp_and_ecr_credentials(auth_reg, builder, store, tmp_path, monkeypatch
         tag, Secret.from_dict({"SERVICE_ACCOUNT_JSON": SA_JSON}), force_build=True
     )
     result, _ = builder.build(image)
-    layer_step = plan_image(image).steps[0]
+    layer_step = result.plan.steps[0]
     assert not result.steps[0].cached
     assert (store.layer_dir(layer_step.key) / "diff" / "etc" / "cloud").read_bytes() == b"cloud"
     wrong = Secret.from_dict({"SERVICE_ACCOUNT_JSON": SA_JSON.replace("k1", "k2")})
     with pytest.raises(RegistryError, match="401"):
-        plan_image(Image.from_gcp_artifact_registry(tag, wrong))
+        plan_image(Image.from_gcp_artifact_registry(tag, wrong), resolver=RegistryResolver())
 
     # ECR: a stand-in aws CLI prints the token, and shows it got the secret's keys and no more.
     bin_dir = tmp_path / "bin"
@@ -405,7 +406,7 @@ def test_gcp_and_ecr_credentials(auth_reg, builder, store, tmp_path, monkeypatch
         "AWS_SECRET_ACCESS_KEY": "s",
         "AWS_REGION": "eu-west-1",
     }
-    plan = plan_image(Image.from_aws_ecr(tag, Secret.from_dict(keys)))
+    plan = plan_image(Image.from_aws_ecr(tag, Secret.from_dict(keys)), resolver=RegistryResolver())
     assert plan.steps[0].key == layer_step.key
     assert (tmp_path / "aws-args").read_text().split() == [
         "ecr", "get-login-password", "--region", "eu-west-1"
@@ -416,7 +417,7 @@ def test_gcp_and_ecr_credentials(auth_reg, builder, store, tmp_path, monkeypatch
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no aws CLI at all
     other = Secret.from_dict({**keys, "AWS_ACCESS_KEY_ID": "AKIAOTHER"})
     with pytest.raises(InvalidError, match="needs the aws CLI"):
-        plan_image(Image.from_aws_ecr(tag, other))
+        plan_image(Image.from_aws_ecr(tag, other), resolver=RegistryResolver())
 
 
 # ---- credentials stay with the registry ------------------------------------------------------

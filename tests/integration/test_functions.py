@@ -304,7 +304,7 @@ def test_gpu_without_a_gpu_is_a_clear_error(tmp_path):
 
 
 def test_seed_debugging_example(store):
-    proc = cli("run", str(Path(__file__).parents[1] / "examples" / "debugging.py"))
+    proc = cli("run", str(Path(__file__).parents[2] / "examples" / "debugging.py"))
     assert proc.returncode == 0, proc.stderr
     assert "Python: 3.11." in proc.stdout
     assert "requests" in proc.stdout and "pip" in proc.stdout  # pip list

@@ -276,8 +276,8 @@ class _Archive:
     def __init__(self, path: Path, base_diff_ids: list[str]):
         self.path = path
         with tarfile.open(path) as archive:
-            manifest = json.load(archive.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
-            self.config = json.load(archive.extractfile(manifest["Config"]))  # type: ignore[arg-type]
+            manifest = json.load(archive.extractfile("manifest.json"))[0]
+            self.config = json.load(archive.extractfile(manifest["Config"]))
         self.layers: list[str] = manifest["Layers"]
         diff_ids = self.config["rootfs"]["diff_ids"]
         self.base = len(base_diff_ids) if diff_ids[: len(base_diff_ids)] == base_diff_ids else 0

@@ -1,8 +1,11 @@
 """Docker's copy rules, shared by the Dockerfile frontend and the copy scripts: source globs,
 --chown owners and the directories a copy creates.
 
-Standard library only: copyin.py and copyfrom.py import it as plain scripts, after they chroot
-into the image, so user and group names mean what the image's /etc/passwd and /etc/group say.
+It sits on the ground floor, standard library only, because two tiers use it: the Dockerfile
+frontend (globs in the build context) and execute's copy scripts, which load it as a plain
+module from this directory inside their sandbox and resolve --chown after they chroot into the
+image, so user and group names mean what the image's own /etc/passwd and /etc/group say (read as
+text: no libc name lookups).
 The --chown rules are BuildKit's: a user name alone brings its primary group, a bare uid
 doubles as the gid, and numeric ids need no account files at all. Directories a copy creates
 belong to the copy's owner, as in Docker.

@@ -1,5 +1,5 @@
-"""Dockerfile `ADD <url>`: fetch the file when the image is planned, so that its content, not
-its address, keys the step (a changed file rebuilds it, as in BuildKit).
+"""Dockerfile `ADD <url>`: fetch the file when the image is planned (RegistryResolver.fetch_url),
+so that its content, not its address, keys the step (a changed file rebuilds it, as in BuildKit).
 
 Each URL is fetched once per process into a temporary directory removed at exit; the copy step
 then reads it like any local file.

@@ -19,15 +19,14 @@ from typing import NamedTuple
 
 from ..definition.image import Image
 from ..exception import InvalidError
-from ..execute.builder import build_image
+from ..execute.builder import LayerCache, build_image
 from ..execute.events import Reporter
-from ..export.exporter import image_files, image_layers, source_date_epoch
 from ..oci.manifest import MANIFEST_MEDIA_TYPE
 from ..oci.reference import parse_reference, split_registry
-from ..plan.planner import plan_image
+from ..registry.client import CHUNK_THRESHOLD, RegistryClient
+from ..registry.progress import TransferProgress
 from ..store.store import Store
-from .client import CHUNK_THRESHOLD, RegistryClient
-from .progress import TransferProgress
+from .exporter import image_files, image_layers, source_date_epoch
 
 __all__ = ["PUSH_COMPRESSIONS", "PushResult", "push_image"]
 
@@ -50,10 +49,12 @@ def push_image(
     compression: str = "gzip",
     store: Store | None = None,
     reporter: Reporter | None = None,
+    cache: LayerCache | None = None,
     chunk_size: int = CHUNK_THRESHOLD,
     progress: Callable[[str], None] | None = None,
 ) -> PushResult:
-    """Build `image` if needed, then push it as `target` (REGISTRY/REPO[:TAG]).
+    """Build `image` if needed (through `cache`, default build_image's), then push it as
+    `target` (REGISTRY/REPO[:TAG]).
 
     Raises:
         InvalidError: for a bad reference or compression.
@@ -64,8 +65,7 @@ def push_image(
     ref = parse_reference(target)
     registry, repository = split_registry(ref.name)
     store = store or Store.default()
-    build_image(image, store=store, reporter=reporter)
-    plan = plan_image(image)
+    plan = build_image(image, store=store, reporter=reporter, cache=cache).plan
     epoch = source_date_epoch()
     layers, history, _ = image_layers(plan, store, compression, epoch, progress)
     files = image_files(plan.config, layers, history, compression, epoch, ref, "oci")

@@ -28,11 +28,12 @@ import tarfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from types import TracebackType
+from typing import Protocol
 
 from ..exception import RegistryError
 
-__all__ = ["unpack_layer"]
+__all__ = ["LayerStream", "unpack_layer"]
 
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
@@ -47,10 +48,27 @@ class _BadStream(Exception):
     """The decompressor rejected the layer's bytes."""
 
 
+class LayerStream(Protocol):
+    """A layer's tar, as read from a file or through a decompressor (gzip.GzipFile,
+    lzma.LZMAFile, bz2.BZ2File, a zstandard stream reader); a context manager, as all are."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def __enter__(self) -> LayerStream: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+        /,
+    ) -> object: ...
+
+
 class _Checked:
     """The layer stream, with the errors of whatever decompresses it made into _BadStream."""
 
-    def __init__(self, stream: IO[bytes]):
+    def __init__(self, stream: LayerStream):
         self.stream = stream
 
     def read(self, size: int = -1) -> bytes:
@@ -71,7 +89,7 @@ class _Checked:
 _WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
-def unpack_layer(stream: IO[bytes], root: Path, what: str) -> int:
+def unpack_layer(stream: LayerStream, root: Path, what: str) -> int:
     """Apply the tar read from `stream` to the empty directory `root`; returns entries written.
 
     `what` names the layer in errors. Raises RegistryError for an entry it refuses and for
@@ -80,7 +98,7 @@ def unpack_layer(stream: IO[bytes], root: Path, what: str) -> int:
     root_fd = os.open(root, _DIR_FLAGS)
     count = 0
     try:
-        with tarfile.open(fileobj=_Checked(stream), mode="r|") as tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=_Checked(stream), mode="r|") as tar:  # type: ignore[call-overload]  # "r|" only reads; typeshed's _Fileobj wants write/seek/tell too
             for member in tar:
                 try:
                     _apply(tar, member, root_fd)

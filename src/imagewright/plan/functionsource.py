@@ -23,7 +23,7 @@ _PACKAGE_IGNORE = ("**/__pycache__", "**/*.pyc", "**/.*")
 
 def _module_file(function: Callable[..., Any]) -> str:
     module = sys.modules.get(function.__module__)
-    path = getattr(module, "__file__", None)
+    path: str | None = getattr(module, "__file__", None)
     if not path:
         raise InvalidError(
             f"{function.__qualname__} is not defined in a file, so it cannot be imported inside"

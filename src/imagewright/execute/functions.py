@@ -5,8 +5,8 @@ imports the function by name and serves calls one after another until it is stop
 and stderr are relayed live. A call that runs past its timeout, or a container that dies, is
 killed and reported as an error; nothing waits forever.
 
-The channel is a socketpair whose other end the container inherits (protocol.py): nothing else
-can reach it, and what the container sends is trusted only with the token we sent it first.
+The channel is a socketpair whose other end the container inherits (runtime/protocol.py): nothing
+else can reach it, and what the container sends is trusted only with the token we sent it first.
 No container outlives this process: each is killed when the thread that forked it exits (one
 thread forks them all, and lives as long as the process), and its bootstrap exits when our end
 of the channel closes.
@@ -30,15 +30,25 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from .. import settings
 from ..definition.config import ImageConfig
 from ..exception import ExecutionError, FunctionTimeoutError, RemoteError
-from ..execute.container import runtime_binds
-from ..execute.environment import container_env
-from ..execute.sandbox import Bind, Overlay, SandboxCommand, spawn
+from ..runtime.protocol import (
+    CHANNEL_FD_ENV,
+    FUNCTION_ENV,
+    TOKEN_SIZE,
+    ProtocolError,
+    dumps,
+    loads,
+    recv_message,
+    send_message,
+)
 from ..store.store import Scratch, Store
-from .protocol import TOKEN_SIZE, ProtocolError, dumps, loads, recv_message, send_message
+from .container import runtime_binds
+from .environment import container_env
+from .sandbox import Bind, Overlay, SandboxCommand, spawn
 
-__all__ = ["Container", "RemoteTraceback", "start_thread"]
+__all__ = ["Container", "RemoteTraceback", "start_thread", "stop_all"]
 
 _PY_IN_CONTAINER = "/tmp/.imagewright/py"
 _START_TIMEOUT = 120.0
@@ -46,7 +56,7 @@ _START_TIMEOUT = 120.0
 # runs before it is out of the socket (bootstrap.py turns site on afterwards). posix is built
 # in, so no file on sys.path can stand in for it.
 _LAUNCH = (
-    "import posix, sys; fd = int(posix.environ[b'IMAGEWRIGHT_CHANNEL_FD']); "
+    f"import posix, sys; fd = int(posix.environ[b'{CHANNEL_FD_ENV}']); "
     f"token = posix.read(fd, {TOKEN_SIZE}); "
     "sys.path[:0] = ['/root', '" + _PY_IN_CONTAINER + "']; "
     "from imagewright.runtime.bootstrap import main; main(fd, globals().pop('token'))"
@@ -111,7 +121,10 @@ def _relay(pipe: IO[bytes], sink: Callable[[str], None]) -> None:
         sink(raw.decode("utf-8", "replace").rstrip("\n"))
 
 
-_spawn_requests: queue.Queue[tuple[Callable[[], Any], queue.Queue[Any]]] = queue.Queue()
+_Spawned = subprocess.Popen[bytes] | BaseException  # the process, or why it failed
+_spawn_requests: queue.Queue[
+    tuple[Callable[[], subprocess.Popen[bytes]], queue.Queue[_Spawned]]
+] = queue.Queue()
 _spawner_started = threading.Lock()
 _spawner: threading.Thread | None = None
 
@@ -120,9 +133,9 @@ def _spawner_loop() -> None:
     while True:
         start, reply = _spawn_requests.get()
         try:
-            reply.put((True, start()))
+            reply.put(start())
         except BaseException as exc:
-            reply.put((False, exc))
+            reply.put(exc)
 
 
 def _from_spawner_thread(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
@@ -137,12 +150,12 @@ def _from_spawner_thread(start: Callable[[], subprocess.Popen[bytes]]) -> subpro
     with _spawner_started:
         if _spawner is None:
             _spawner = start_thread(_spawner_loop, name="imagewright-spawner")
-    reply: queue.Queue[Any] = queue.Queue(maxsize=1)
+    reply: queue.Queue[_Spawned] = queue.Queue(maxsize=1)
     _spawn_requests.put((start, reply))
-    ok, value = reply.get()
-    if not ok:
-        raise value
-    return value
+    spawned = reply.get()
+    if isinstance(spawned, BaseException):
+        raise spawned
+    return spawned
 
 
 _prctl: Any = None
@@ -228,13 +241,13 @@ class Container:
         self._sock = ours
         env = {
             **self._env,
-            "IMAGEWRIGHT_IN_CONTAINER": "1",
+            settings.IN_CONTAINER: "1",
             "PYTHONUNBUFFERED": "1",
             # never write bytecode: it would land in a run_function layer. (A pycache prefix
             # would also keep it out, but makes Python ignore every compiled file the image has.)
             "PYTHONDONTWRITEBYTECODE": "1",
-            "IMAGEWRIGHT_CHANNEL_FD": str(theirs.fileno()),
-            "IMAGEWRIGHT_FUNCTION": self.function_ref,
+            CHANNEL_FD_ENV: str(theirs.fileno()),
+            FUNCTION_ENV: self.function_ref,
         }
         workdir = self.config.workdir if self.config.workdir != "/" else "/root"
         binds = (*runtime_binds(), *_package_binds())

@@ -12,6 +12,7 @@ import pytest
 from imagewright import Image, Mount
 from imagewright.exception import ImageBuildError, InvalidError
 from imagewright.plan.planner import plan_image
+from imagewright.registry.resolve import RegistryResolver
 
 from .conftest import cli
 
@@ -45,7 +46,7 @@ def test_config_instructions(tmp_path: Path) -> None:
     )
     image = Image.from_dockerfile(path, context_dir=tmp_path, build_args={"VERSION": "2.5"})
     config = plan_image(image).config.to_json()
-    env = dict(e.split("=", 1) for e in config["Env"])  # type: ignore[attr-defined]
+    env = dict(e.split("=", 1) for e in config["Env"])
     assert env["APP_HOME"] == "/srv/app" and env["GREETING"] == "hello 2.5"
     assert env["PATH"].startswith("/opt/bin:/usr/local/sbin:") and env["OTHER"] == "fallback"
     assert config["WorkingDir"] == "/srv/app" and config["User"] == "1000:1000"
@@ -69,7 +70,7 @@ def test_entrypoint_drops_base_cmd(tmp_path: Path) -> None:
     assert config["Entrypoint"] == ["/bin/sh", "-c", "echo hi"] and "Cmd" not in config
 
 
-def test_run_copy_add(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_run_copy_add(builder, tmp_path: Path) -> None:
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         data = b"from the tar\n"
@@ -127,7 +128,7 @@ def test_run_copy_add(builder, tmp_path: Path) -> None:  # type: ignore[no-untyp
         assert expected in out
 
 
-def test_copy_heredocs(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_copy_heredocs(builder, tmp_path: Path) -> None:
     """Inline files: expanded unless the marker is quoted, quotes kept, named after the marker."""
     path = _dockerfile(
         tmp_path,
@@ -147,7 +148,7 @@ def test_copy_heredocs(builder, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert out.splitlines() == ['hello "world" $HOME', "ran", "$NAME stays", "644"]
 
 
-def test_add_from_a_url(builder, tmp_path: Path, served: tuple[Path, str]) -> None:  # type: ignore[no-untyped-def]
+def test_add_from_a_url(builder, tmp_path: Path, served: tuple[Path, str]) -> None:
     """ADD <url>: mode 600 as in Docker, and the content (fetched when planned) keys the step."""
     root, base = served
     stamp = time.time_ns()  # new content for every run, even with a reused store
@@ -186,10 +187,10 @@ def test_add_url_errors_name_the_line(
     dockerfile = _dockerfile(tmp_path, f"FROM scratch\n\nADD {flags} {base}/{path} /x\n")
     image = Image.from_dockerfile(dockerfile, context_dir=tmp_path)
     with pytest.raises(InvalidError, match=rf"Dockerfile:3: ADD .*{message}"):
-        plan_image(image)
+        plan_image(image, resolver=RegistryResolver())
 
 
-def test_cache_mount_persists_but_not_in_layer(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cache_mount_persists_but_not_in_layer(builder, tmp_path: Path) -> None:
     stamp = str(time.time_ns())
     text = (
         "FROM python:3.11-slim-bookworm\n"
@@ -208,7 +209,7 @@ def test_cache_mount_persists_but_not_in_layer(builder, tmp_path: Path) -> None:
     assert out.splitlines()[-1] == "files: 0"  # as in Docker, only the empty mount point stays
 
 
-def test_dockerfile_commands(builder, py311: Image, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dockerfile_commands(builder, py311: Image, tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("ctx file")
     image = py311.dockerfile_commands(
         ["ENV X=1", "COPY f.txt /f.txt", "RUN echo $X$Y > /x.txt"],
@@ -220,7 +221,7 @@ def test_dockerfile_commands(builder, py311: Image, tmp_path: Path) -> None:  # 
         py311.dockerfile_commands("ENV A=1", "COPY nope /x", context_dir=tmp_path)
 
 
-def test_build_error_names_line(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_build_error_names_line(builder, tmp_path: Path) -> None:
     path = _dockerfile(tmp_path, "FROM python:3.11-slim-bookworm\n\nRUN exit 3\n")
     with pytest.raises(ImageBuildError, match="Dockerfile:3"):
         builder.build(Image.from_dockerfile(path, context_dir=tmp_path))
@@ -269,7 +270,7 @@ def test_unreachable_registry_base(tmp_path: Path) -> None:
     assert base.method == "from_registry" and base.callsite.endswith("Dockerfile:1")
 
 
-def test_user_runs_later_steps(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_user_runs_later_steps(builder, tmp_path: Path) -> None:
     path = _dockerfile(
         tmp_path,
         "FROM python:3.11-slim-bookworm\n"
@@ -285,13 +286,13 @@ def test_user_runs_later_steps(builder, tmp_path: Path) -> None:  # type: ignore
     assert out.split() == ["app", "root", "app", "1000", "/home/app"]
 
 
-def test_unknown_user_fails_the_step(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_user_fails_the_step(builder, tmp_path: Path) -> None:
     path = _dockerfile(tmp_path, "FROM python:3.11-slim-bookworm\nUSER nobody-here\nRUN true\n")
     with pytest.raises(ImageBuildError, match=r"(?s)Dockerfile:3.*no user 'nobody-here'"):
         builder.build(Image.from_dockerfile(path, context_dir=tmp_path))
 
 
-def test_multi_stage_copy_from(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_multi_stage_copy_from(builder, tmp_path: Path) -> None:
     path = _dockerfile(
         tmp_path,
         "FROM python:3.11-slim-bookworm AS build\n"
@@ -312,7 +313,7 @@ def test_multi_stage_copy_from(builder, tmp_path: Path) -> None:  # type: ignore
     assert out.split() == ["built", "data", "/etc/shadow", "755", "data", "built", "no-out"]
 
 
-def test_copy_from_a_later_stage_and_only_needed_stages_build(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_copy_from_a_later_stage_and_only_needed_stages_build(builder, tmp_path: Path) -> None:
     """As in BuildKit, --from may name a later stage, and stages nothing needs never build."""
     path = _dockerfile(
         tmp_path,
@@ -327,7 +328,7 @@ def test_copy_from_a_later_stage_and_only_needed_stages_build(builder, tmp_path:
     assert builder.run(Image.from_dockerfile(path, context_dir=tmp_path), "cat /made") == "made\n"
 
 
-def test_chown_names_come_from_the_image(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_chown_names_come_from_the_image(builder, tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("a")
     path = _dockerfile(
         tmp_path,
@@ -351,7 +352,7 @@ def test_chown_names_come_from_the_image(builder, tmp_path: Path) -> None:  # ty
         builder.build(Image.from_dockerfile(from_stage, context_dir=tmp_path))
 
 
-def test_copy_from_missing_path(builder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_copy_from_missing_path(builder, tmp_path: Path) -> None:
     path = _dockerfile(
         tmp_path,
         "FROM python:3.11-slim-bookworm AS build\nRUN true\n"

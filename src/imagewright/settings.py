@@ -1,0 +1,74 @@
+"""Every IMAGEWRIGHT_* setting, read in this one place.
+
+Each setting is read when asked for (not at import), so a test or the CLI can set the variable
+and the next read sees it. The container-side variables of the function channel
+(IMAGEWRIGHT_FUNCTION, IMAGEWRIGHT_CHANNEL_FD) are part of the wire protocol, not settings:
+runtime/protocol.py names them.
+
+- IMAGEWRIGHT_HOME: the store (layers, images, caches, logs); default
+  $XDG_CACHE_HOME/imagewright, else ~/.cache/imagewright.
+- IMAGEWRIGHT_FORCE_BUILD: "1" rebuilds every step, as `force_build=True` on each would.
+- IMAGEWRIGHT_PROGRESS: "plain" prints lines even on a terminal.
+- IMAGEWRIGHT_CACHE_REGISTRY: a registry repository sharing built layers (`--cache-registry`).
+- IMAGEWRIGHT_UBUNTU_MIRROR: the Ubuntu archive for `Image.ubuntu()` bases.
+- IMAGEWRIGHT_IN_CONTAINER: "1" inside containers imagewright starts (`Image.imports()` then
+  raises instead of warning).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "IN_CONTAINER",
+    "cache_registry",
+    "force_build",
+    "home",
+    "in_container",
+    "plain_progress",
+    "ubuntu_mirror",
+    "use_cache_registry",
+]
+
+IN_CONTAINER = "IMAGEWRIGHT_IN_CONTAINER"
+CACHE_REGISTRY = "IMAGEWRIGHT_CACHE_REGISTRY"
+
+
+def home() -> Path:
+    """Where the store lives."""
+    explicit = os.environ.get("IMAGEWRIGHT_HOME")
+    if explicit:
+        return Path(explicit)
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "imagewright"
+
+
+def force_build() -> bool:
+    return os.environ.get("IMAGEWRIGHT_FORCE_BUILD") == "1"
+
+
+def plain_progress() -> bool:
+    return os.environ.get("IMAGEWRIGHT_PROGRESS", "auto") == "plain"
+
+
+_cache_registry: str | None = None
+
+
+def use_cache_registry(repository: str) -> None:
+    """--cache-registry: wins over the variable for every build this process starts, those of
+    the user's own code under `imagewright run` included."""
+    global _cache_registry
+    _cache_registry = repository
+
+
+def cache_registry() -> str | None:
+    return _cache_registry or os.environ.get(CACHE_REGISTRY) or None
+
+
+def ubuntu_mirror() -> str:
+    return os.environ.get("IMAGEWRIGHT_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
+
+
+def in_container() -> bool:
+    return os.environ.get(IN_CONTAINER) == "1"
