@@ -60,7 +60,7 @@ from typing import NamedTuple, Protocol
 REPO = Path(__file__).resolve().parent.parent
 # The recipe for a private dockerd on this kind of host is the tests' (one place for both).
 sys.path.insert(0, str(REPO))
-from tests.docker_helpers import DOCKER, DOCKERD, DockerdError, answers, dockerd  # noqa: E402
+from tests.integration.docker_helpers import DOCKER, DOCKERD, DockerdError, answers, dockerd  # noqa: E402
 
 WORKLOADS = REPO / "benchmarks" / "workloads"
 WORKLOAD_FILE = "images.py"
