@@ -16,10 +16,14 @@ CAP_SYS_ADMIN: an allowlist, with every other call failing with EPERM. On top of
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import platform
 import tempfile
 import termios
 from functools import cache
+
+from .. import settings
 
 __all__ = ["ALLOWED", "filter_fd", "filter_program"]
 
@@ -83,7 +87,30 @@ _TTY_INJECTION = (termios.TIOCSTI, getattr(termios, "TIOCLINUX", 0x541C))
 def filter_program(mounts: bool = False) -> bytes:
     """The compiled BPF program (for the host's architecture); with `mounts`, also `mount` and
     `umount2`, which Docker allows a container with CAP_SYS_ADMIN (base bootstraps mount /proc
-    and /dev into the tree they build)."""
+    and /dev into the tree they build).
+
+    Compiling takes libseccomp about 20 ms, which every CLI run would pay on its first sandbox,
+    so the program is kept in the store's tools, named by a digest of the policy itself.
+    """
+    policy = repr((ALLOWED, mounts, _CLONE_NAMESPACES, _AF_VSOCK, _PERSONALITIES, _TTY_INJECTION))
+    name = hashlib.sha256(f"{platform.machine()} {policy}".encode()).hexdigest()[:24]
+    kept = settings.home() / "tools" / f"seccomp-{name}.bpf"
+    try:
+        return kept.read_bytes()
+    except OSError:
+        pass
+    program = _compile(mounts)
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        staged = kept.with_suffix(f".{os.getpid()}.tmp")
+        staged.write_bytes(program)
+        os.replace(staged, kept)
+    except OSError:
+        pass  # a read-only store: compile again next time
+    return program
+
+
+def _compile(mounts: bool) -> bytes:
     import pyseccomp as sc
 
     policy = sc.SyscallFilter(defaction=sc.ERRNO(errno.EPERM))

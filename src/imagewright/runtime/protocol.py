@@ -25,6 +25,7 @@ import pickle
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -50,6 +51,12 @@ FUNCTION_ENV = "IMAGEWRIGHT_FUNCTION"
 # bounds a datagram's size.
 _CHUNK = 1 << 16
 _START = struct.Struct("!IQ")  # header length, payload length; then header, then payload
+# Per message costs count (`.map` sends two per input): one JSON codec each way, compact, and
+# one receive buffer per thread rather than a fresh 64 KiB one per datagram.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_DECODE = json.JSONDecoder().decode
+_MSG_TRUNC = int(socket.MSG_TRUNC)
+_buffers = threading.local()
 
 
 class ProtocolError(Exception):
@@ -75,8 +82,11 @@ def send_message(
     sock: socket.socket, header: dict[str, Any], payload: bytes = b"", token: bytes = b""
 ) -> None:
     """Send a header of plain data and an opaque payload, each datagram led by `token`."""
-    meta = json.dumps(header).encode()
+    meta = _ENCODE(header).encode()
     prefix = _START.pack(len(meta), len(payload)) + meta
+    if len(prefix) + len(payload) <= _CHUNK:  # the common case: one datagram
+        sock.sendmsg([token, prefix, payload])
+        return
     for pieces in _datagrams((prefix, payload)):
         sock.sendmsg([token, *pieces])
 
@@ -87,7 +97,9 @@ def recv_message(
     """The next message (header, payload) whose datagrams carry `token`, or None when the
     peer is gone. Raises TimeoutError after `timeout` seconds in all."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    first = bytearray(_CHUNK)
+    first = getattr(_buffers, "first", None)
+    if first is None:
+        first = _buffers.first = bytearray(_CHUNK)
     size = _recv_datagram(sock, token, memoryview(first), deadline)
     if size is None:
         return None
@@ -97,20 +109,23 @@ def recv_message(
     total = _START.size + meta_size + payload_size
     if size > total:
         raise ProtocolError("a datagram longer than its message")
-    try:
-        message = bytearray(total)
-    except (MemoryError, OverflowError):
-        raise ProtocolError(f"a message of {total} bytes") from None
-    view = memoryview(message)
-    view[:size] = first[:size]
+    if size == total:  # one datagram: copy out just its bytes (the buffer serves the next)
+        view = memoryview(bytes(first[:size]))
+    else:
+        try:
+            message = bytearray(total)
+        except (MemoryError, OverflowError):
+            raise ProtocolError(f"a message of {total} bytes") from None
+        view = memoryview(message)
+        view[:size] = first[:size]
     while size < total:
         got = _recv_datagram(sock, token, view[size : size + min(_CHUNK, total - size)], deadline)
         if got is None:
             return None
         size += got
     try:
-        header = json.loads(bytes(view[_START.size : _START.size + meta_size]))
-    except ValueError:
+        header = _DECODE(bytes(view[_START.size : _START.size + meta_size]).decode())
+    except ValueError:  # UnicodeDecodeError too
         raise ProtocolError("a header that is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
         raise ProtocolError("a header without a kind")
@@ -155,7 +170,7 @@ def _recv_datagram(
         size, _, flags, _ = sock.recvmsg_into(buffers)
         if size == 0 and _hung_up(sock):
             return None
-        if flags & socket.MSG_TRUNC or size < len(token) or not hmac.compare_digest(mark, token):
+        if flags & _MSG_TRUNC or size < len(token) or not hmac.compare_digest(mark, token):
             continue
         return size - len(token)
 
