@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import textwrap
 import threading
 import time
@@ -22,9 +25,11 @@ import pytest
 import imagewright as modal
 from imagewright.cli.loader import load_module
 from imagewright.exception import ImageBuildError
+from imagewright.execute.builder import build_image
 from imagewright.execute.sandbox import spawn_host_tool
+from imagewright.store.store import Store
 
-from .conftest import cli
+from .conftest import Recorder, cli
 
 PROBE = r"""
 import ctypes, errno, fcntl, json, os, platform, pty, socket, termios
@@ -294,3 +299,26 @@ def test_base_bootstraps_run_in_a_sandbox_too(tmp_path, host_state):
     assert "ls: cannot access '/home'" in output and "no-root-cache" in output
     assert "sysctl-refused" in output and "made" in output
     assert (out / "made").exists()
+
+
+def test_other_local_users_cannot_reach_what_steps_wrote(tmp_path):
+    # a layer may hold a set-user-ID root program: only root may reach the store, wherever it is
+    outside = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    try:
+        outside.chmod(0o755)  # any local user may look in here
+        store = Store(outside / "store")
+        program = tmp_path / "suid"
+        program.write_text("#!/bin/sh\n")
+        program.chmod(0o4755)
+        image = modal.Image.from_scratch().add_local_file(program, "/suid", copy=True)
+        result = build_image(image, store=store, reporter=Recorder())
+        copied = store.layer_dir(result.plan.key) / "diff" / "suid"
+        assert copied.stat().st_mode & 0o4000
+        probe = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "stat", str(copied)],
+            capture_output=True,
+            text=True,
+        )
+        assert probe.returncode != 0 and "Permission denied" in probe.stderr
+    finally:
+        shutil.rmtree(outside)

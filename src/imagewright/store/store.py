@@ -135,6 +135,12 @@ class Store:
         """The store's directory `name`, made if missing; a clear error if a file is in the way."""
         path = self.root / name
         try:
+            # The store and its top-level directories are root's alone (0700): layers and
+            # caches hold what steps wrote, set-user-ID files included, which no other local
+            # user may reach.
+            if not self.root.is_dir():
+                self.root.mkdir(mode=0o700, parents=True)
+            (self.root / name.partition("/")[0]).mkdir(mode=0o700, exist_ok=True)
             path.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             blocker = path  # the deepest component that exists is the file in the way
