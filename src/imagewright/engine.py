@@ -8,16 +8,13 @@ importing them. Each verb imports its machinery on first use: defining an image 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .definition.image import Image
     from .export.exporter import ExportResult
     from .export.push import PushResult
-    from .mount import Mount
-    from .secret import Secret
 
 __all__ = ["LocalEngine"]
 
@@ -47,50 +44,20 @@ class LocalEngine:
         return push_image(image, ref, insecure=insecure, compression=compression)
 
     def to_dockerfile(
-        self, image: Image, directory: str | os.PathLike[str], **options: bool | str
-    ) -> Path:
+        self, image: Image, directory: str | os.PathLike[str], **options: Any
+    ) -> Path:  # options: Image.to_dockerfile's, checked by write_dockerfile's own keywords
         from .export.dockerfile import write_dockerfile
 
-        return write_dockerfile(image, directory, **options)  # type: ignore[arg-type]  # Engine's **options are Image.to_dockerfile's; write_dockerfile's keywords check them
+        return write_dockerfile(image, directory, **options)
 
-    def from_dockerfile(
-        self,
-        path: str | Path,
-        *,
-        context_dir: str | Path | None,
-        context_mount: Mount | None,
-        build_args: Mapping[str, str],
-        ignore: object,
-        force_build: bool,
-        secrets: Sequence[Secret] | None,
-        env: Mapping[str, str | None] | None,
-        add_python: str | None,
-    ) -> Image:
+    # The Dockerfile constructors take exactly the arguments Engine declares (and the frontend
+    # spells out again, typed): they are passed through as they come.
+    def from_dockerfile(self, *args: Any, **kwargs: Any) -> Image:
         from .dockerfile.frontend import from_dockerfile
 
-        return from_dockerfile(
-            path, context_dir=context_dir, context_mount=context_mount, build_args=build_args,
-            ignore=ignore, force_build=force_build, secrets=secrets, env=env,
-            add_python=add_python,
-        )  # fmt: skip
+        return from_dockerfile(*args, **kwargs)
 
-    def dockerfile_commands(
-        self,
-        image: Image,
-        commands: Sequence[str | list[str]],
-        *,
-        context_files: Mapping[str, str],
-        context_dir: str | Path | None,
-        ignore: object,
-        build_args: Mapping[str, str],
-        secrets: Sequence[Secret] | None,
-        env: Mapping[str, str | None] | None,
-        force_build: bool,
-    ) -> Image:
+    def dockerfile_commands(self, *args: Any, **kwargs: Any) -> Image:
         from .dockerfile.frontend import dockerfile_commands
 
-        return dockerfile_commands(
-            image, commands, context_files=context_files, context_dir=context_dir,
-            ignore=ignore, build_args=build_args, secrets=secrets, env=env,
-            force_build=force_build,
-        )  # fmt: skip
+        return dockerfile_commands(*args, **kwargs)
