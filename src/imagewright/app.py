@@ -1,22 +1,51 @@
-"""App: groups functions and local entrypoints, and runs them with `app.run()`."""
+"""App: groups functions, classes and local entrypoints, and runs them with `app.run()`.
+
+The decorators take Modal's parameters by name, every one of them: a typo raises TypeError, as
+in Modal. Parameters that only mean something on Modal's service (regions, warm pools, memory
+snapshots, ...) are accepted and recorded on the function; the few whose absence changes what a
+program does (a schedule, a proxy, blocked networking) warn once per run. The README's table
+"Modal names and what they do locally" lists them all.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+import threading
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from .apps import lookup_app, register
+from .cls import Cls, Server
 from .definition.image import Image
-from .exception import ExecutionError, InvalidError
-from .function import Function, check_gpu_arg
+from .exception import ExecutionError, InvalidError, NotFoundError
+from .function import Function, Options, check_gpu_arg, secrets_with_env
+from .partial import PartialFunction
+from .retries import Retries, retry_policy
 from .secret import Secret
 
 if TYPE_CHECKING:
     from .execute.builder import LayerCache
+    from .function import Pool
     from .plan.planner import Plan
     from .store.store import Store
+    from .volume import Volume
 
 __all__ = ["App", "LocalEntrypoint", "enable_output"]
+
+C = TypeVar("C", bound=Cls)
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, message: str) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(message, stacklevel=3)
 
 
 class LocalEntrypoint:
@@ -36,80 +65,364 @@ def _no_parentheses(decorator: str, value: object) -> None:
 
 
 class App:
-    """A set of functions that share defaults (image, secrets) and run together."""
+    """A set of functions that share defaults (image, secrets, volumes) and run together."""
 
     def __init__(
         self,
         name: str | None = None,
         *,
+        tags: dict[str, str] | None = None,
         image: Image | None = None,
         secrets: Sequence[Secret] = (),
+        volumes: Mapping[str | PurePosixPath, Volume] = {},
         include_source: bool = True,
-        **_ignored: Any,
     ):
+        from .volume import check_volumes
+
         if image is not None and not isinstance(image, Image):
             raise InvalidError("`image=` has to be an `imagewright.Image` object")
-        self.name = name
+        self._name = name
+        self._tags = dict(tags or {})
         self.image = image
-        self.secrets = tuple(secrets)
+        self.secrets = secrets_with_env(secrets, None)
+        self.volumes = check_volumes(volumes)
         self.include_source = include_source
         self.registered_functions: dict[str, Function] = {}
+        self.registered_classes: dict[str, Cls] = {}
         self.registered_entrypoints: dict[str, LocalEntrypoint] = {}
         self._running = False
         self._plans: dict[int, Plan] = {}
+        self._pools: list[Pool] = []
+        self._pools_lock = threading.Lock()
         self._store_obj: Store | None = None
+        if name:
+            register(name, self)
 
     def __repr__(self) -> str:
-        return f"App({self.name!r})"
+        return f"App({self._name!r})"
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def description(self) -> str | None:
+        return self._name
+
+    @property
+    def app_id(self) -> str | None:
+        """Modal's id of a running app; locally apps have none."""
+        return None
+
+    @property
+    def registered_web_endpoints(self) -> list[str]:
+        """The functions with a web decorator (served by `imagewright serve`)."""
+        return [
+            name
+            for name, function in self.registered_functions.items()
+            if function._partial is not None and function._partial.web is not None
+        ]
+
+    def get_tags(self) -> dict[str, str]:
+        return dict(self._tags)
+
+    def set_tags(self, tags: Mapping[str, str], *, client: object = None) -> None:
+        self._tags.update(tags)
+
+    def include(self, other_app: App, inherit_tags: bool = True) -> App:
+        """Add another app's functions and classes to this one."""
+        self.registered_functions.update(other_app.registered_functions)
+        self.registered_classes.update(other_app.registered_classes)
+        if inherit_tags:
+            self._tags = {**other_app._tags, **self._tags}
+        return self
+
+    @staticmethod
+    def lookup(
+        name: str,
+        *,
+        client: object = None,
+        environment_name: str | None = None,
+        create_if_missing: bool = False,
+    ) -> App:
+        """An app loaded in this process, by name (or a new empty one)."""
+        found: App | None = lookup_app(name)
+        if found is not None:
+            return found
+        if not create_if_missing:
+            raise NotFoundError(
+                f"No app named {name!r} is loaded here. Pass create_if_missing=True for a new one."
+            )
+        return App(name)
 
     # ---- registration -----------------------------------------------------------------------
+
+    def _options(
+        self,
+        where: str,
+        image: Image | None,
+        env: Mapping[str, str | None] | None,
+        secrets: Collection[Secret] | None,
+        gpu: str | list[str] | None,
+        volumes: Mapping[str | PurePosixPath, Any],
+        cpu: float | tuple[float, float] | None,
+        memory: int | tuple[int, int] | None,
+        retries: int | Retries | None,
+        timeout: float,
+        max_containers: int | None,
+        include_source: bool | None,
+        unsupported: Mapping[str, object],
+    ) -> Options:
+        from .cloud import CloudBucketMount
+        from .execute.limits import Limits
+        from .volume import check_volumes
+
+        buckets = {str(p): v for p, v in volumes.items() if isinstance(v, CloudBucketMount)}
+        volumes = {p: v for p, v in volumes.items() if not isinstance(v, CloudBucketMount)}
+        chosen = image or self.image or Image.debian_slim()
+        if not isinstance(chosen, Image):
+            raise InvalidError("`image=` has to be an `imagewright.Image` object")
+        for name, value in unsupported.items():
+            if value:
+                _warn_once(
+                    f"{where}:{name}",
+                    f"{where}: {name}={value!r} has no effect locally (see the README's "
+                    "'Modal names and what they do locally')",
+                )
+        return Options(
+            image=chosen,
+            secrets=(*self.secrets, *secrets_with_env(secrets, env)),
+            volumes={**self.volumes, **check_volumes(volumes)},
+            timeout=timeout,
+            retries=retry_policy(retries, where),
+            max_containers=max_containers,
+            include_source=self.include_source if include_source is None else include_source,
+            gpu=check_gpu_arg(gpu),
+            limits=Limits.from_modal(memory, cpu) if memory or cpu else None,
+            bucket_mounts=tuple(sorted(buckets)),
+        )
 
     def function(
         self,
         _warn_parentheses_missing: object = None,
         *,
         image: Image | None = None,
-        secrets: Sequence[Secret] = (),
+        schedule: object = None,
         env: dict[str, str | None] | None = None,
-        timeout: float = 300,
-        retries: int | None = None,
-        max_containers: int | None = None,
-        include_source: bool | None = None,
-        gpu: str | None = None,
+        secrets: Collection[Secret] | None = None,
+        gpu: str | list[str] | None = None,
         serialized: bool = False,
-        **_ignored: Any,
+        network_file_systems: Mapping[str | PurePosixPath, object] = {},
+        volumes: Mapping[str | PurePosixPath, Volume] = {},
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        ephemeral_disk: int | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+        proxy: object = None,
+        retries: int | Retries | None = None,
+        timeout: int = 300,
+        startup_timeout: int | None = None,
+        name: str | None = None,
+        is_generator: bool | None = None,
+        cloud: str | None = None,
+        region: str | Sequence[str] | None = None,
+        routing_region: str | None = None,
+        nonpreemptible: bool = False,
+        enable_memory_snapshot: bool = False,
+        block_network: bool = False,
+        restrict_modal_access: bool = False,
+        single_use_containers: bool = False,
+        i6pn: bool | None = None,
+        include_source: bool | None = None,
+        experimental_options: dict[str, Any] | None = None,
+        _experimental_restrict_output: bool = False,
+        max_inputs: int | None = None,
     ) -> Callable[[Callable[..., Any]], Function]:
         """Register a function to run in containers of `image` (default: the app's)."""
         _no_parentheses("function", _warn_parentheses_missing)
-        chosen = image or self.image or Image.debian_slim()
-        if not isinstance(chosen, Image):
-            raise InvalidError("`image=` has to be an `imagewright.Image` object")
-        all_secrets = (*self.secrets, *secrets)
-        if env:
-            all_secrets = (*all_secrets, Secret.from_dict(env))
-        if not all(isinstance(s, Secret) for s in all_secrets):
-            raise InvalidError("secrets must be imagewright.Secret instances")
-        gpu_config = check_gpu_arg(gpu)
-        retry_count = getattr(retries, "max_retries", retries) or 0
 
-        def decorate(raw_f: Callable[..., Any]) -> Function:
-            if isinstance(raw_f, Function) or not callable(raw_f):
+        def decorate(f: Callable[..., Any] | PartialFunction) -> Function:
+            partial = f if isinstance(f, PartialFunction) else None
+            raw_f = partial.raw_f if partial is not None else f
+            if isinstance(raw_f, (Function, Cls)) or not callable(raw_f) or isinstance(raw_f, type):
                 raise InvalidError("@app.function() must decorate a plain function")
-            function = Function(
-                raw_f,
-                self,
-                image=chosen,
-                secrets=all_secrets,
-                timeout=timeout,
-                retries=int(retry_count),
-                max_containers=max_containers,
-                include_source=self.include_source if include_source is None else include_source,
-                gpu=gpu_config,
+            if partial is not None and partial.flags & {"enter", "exit", "method"}:
+                raise InvalidError(
+                    f"@app.function() cannot decorate {raw_f.__qualname__}: @modal.enter, "
+                    "@modal.exit and @modal.method belong on methods of an @app.cls() class."
+                )
+            key = name or raw_f.__name__
+            options = self._options(
+                f"function {key}",
+                image,
+                env,
+                secrets,
+                gpu,
+                volumes,
+                cpu,
+                memory,
+                retries,
+                timeout,
+                max_containers,
+                include_source,
+                {
+                    "schedule": schedule,
+                    "proxy": proxy,
+                    "network_file_systems": network_file_systems,
+                    "block_network": block_network,
+                    "single_use_containers": single_use_containers,
+                },
             )
-            self.registered_functions[raw_f.__name__] = function
+            if is_generator is not None:
+                partial = partial or PartialFunction(raw_f)
+                partial.is_generator = is_generator
+            function = Function(raw_f, self, options, partial)
+            self.registered_functions[key] = function
             return function
 
         return decorate
+
+    def cls(
+        self,
+        _warn_parentheses_missing: object = None,
+        *,
+        image: Image | None = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Collection[Secret] | None = None,
+        gpu: str | list[str] | None = None,
+        serialized: bool = False,
+        network_file_systems: Mapping[str | PurePosixPath, object] = {},
+        volumes: Mapping[str | PurePosixPath, Volume] = {},
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        ephemeral_disk: int | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+        proxy: object = None,
+        retries: int | Retries | None = None,
+        timeout: int = 300,
+        startup_timeout: int | None = None,
+        cloud: str | None = None,
+        region: str | Sequence[str] | None = None,
+        routing_region: str | None = None,
+        nonpreemptible: bool = False,
+        enable_memory_snapshot: bool = False,
+        block_network: bool = False,
+        restrict_modal_access: bool = False,
+        single_use_containers: bool = False,
+        i6pn: bool | None = None,
+        include_source: bool | None = None,
+        experimental_options: dict[str, Any] | None = None,
+        _experimental_restrict_output: bool = False,
+        max_inputs: int | None = None,
+    ) -> Callable[[type[Any] | PartialFunction], Cls]:
+        """Register a class whose instances run in containers; see cls.py."""
+        _no_parentheses("cls", _warn_parentheses_missing)
+
+        def decorate(target: type[Any] | PartialFunction) -> Cls:
+            return self._register_class(
+                Cls,
+                target,
+                self._options(
+                    f"class {getattr(target, '__name__', target)}",
+                    image,
+                    env,
+                    secrets,
+                    gpu,
+                    volumes,
+                    cpu,
+                    memory,
+                    retries,
+                    timeout,
+                    max_containers,
+                    include_source,
+                    {
+                        "proxy": proxy,
+                        "network_file_systems": network_file_systems,
+                        "block_network": block_network,
+                        "single_use_containers": single_use_containers,
+                    },
+                ),
+            )
+
+        return decorate
+
+    def server(
+        self,
+        _warn_parentheses_missing: object = None,
+        *,
+        image: Image | None = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Collection[Secret] | None = None,
+        gpu: str | list[str] | None = None,
+        serialized: bool = False,
+        volumes: Mapping[str | PurePosixPath, Volume] = {},
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        ephemeral_disk: int | None = None,
+        target_concurrency: float | None = None,
+        max_concurrency: int | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaleup_window: int | None = None,
+        scaledown_window: int | None = None,
+        startup_timeout: int = 30,
+        name: str | None = None,
+        port: int = 8000,
+        unauthenticated: bool = False,
+        h2_enabled: bool = False,
+        exit_grace_period: int = 0,
+        routing_region: str = "us-east",
+        compute_region: str | Sequence[str] | None = None,
+        cloud: str | None = None,
+        nonpreemptible: bool = False,
+        proxy: object = None,
+        i6pn: bool | None = None,
+        enable_memory_snapshot: bool = False,
+        include_source: bool | None = None,
+        experimental_options: dict[str, Any] | None = None,
+    ) -> Callable[[type[Any] | PartialFunction], Server]:
+        """Register a class that runs a web server on `port` (served by `imagewright serve`)."""
+        _no_parentheses("server", _warn_parentheses_missing)
+
+        def decorate(target: type[Any] | PartialFunction) -> Server:
+            options = self._options(
+                f"server {getattr(target, '__name__', target)}",
+                image,
+                env,
+                secrets,
+                gpu,
+                volumes,
+                cpu,
+                memory,
+                None,
+                300,
+                max_containers,
+                include_source,
+                {"proxy": proxy},
+            )
+            server = self._register_class(Server, target, options)
+            server.port = port
+            return server
+
+        return decorate
+
+    def _register_class(
+        self, kind: type[C], target: type[Any] | PartialFunction, options: Options
+    ) -> C:
+        flags = target if isinstance(target, PartialFunction) else None
+        user_cls = flags.raw_f if flags is not None else target
+        if isinstance(user_cls, Cls) or not isinstance(user_cls, type):
+            raise InvalidError("@app.cls() must decorate a class")
+        registered = kind(user_cls, self, options, flags)
+        self.registered_classes[user_cls.__name__] = registered
+        return registered
 
     def local_entrypoint(
         self, _warn_parentheses_missing: object = None, *, name: str | None = None
@@ -127,17 +440,30 @@ class App:
     # ---- running ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def run(self, *, cache: LayerCache | None = None, **_ignored: Any) -> Iterator[App]:
-        """Build every function's image, then let its functions be called remotely.
+    def run(
+        self,
+        *,
+        name: str | None = None,
+        client: object = None,
+        detach: bool = False,
+        interactive: bool = False,
+        environment_name: str | None = None,
+        cache: LayerCache | None = None,
+    ) -> Iterator[App]:
+        """Build every function's and class's image, then let them be called remotely.
 
-        `cache` is a shared layer cache for those builds (default: build_image's).
+        `cache` (imagewright's own) is a shared layer cache for those builds (default:
+        build_image's). When the app stops, classes' containers run their @exit hooks.
         """
         from .execute.builder import build_image
         from .execute.functions import stop_all
 
-        for function in self.registered_functions.values():
-            build = build_image(function.image, store=self._store, cache=cache)
-            self._plans[id(function)] = build.plan
+        images = [f._options.image for f in self.registered_functions.values()]
+        images += [c._options.image for c in self.registered_classes.values()]
+        for image in images:
+            if id(image) not in self._plans:
+                build = build_image(image, store=self._store, cache=cache)
+                self._plans[id(image)] = build.plan
         self._running = True
         try:
             yield self
@@ -148,6 +474,27 @@ class App:
             self._running = False
             for function in self.registered_functions.values():
                 function._stop_spare()
+            with self._pools_lock:
+                pools, self._pools = self._pools, []
+            for pool in pools:
+                pool.close()
+            for cls in self.registered_classes.values():
+                cls._instances.clear()
+
+    def stop(self) -> None:
+        """Modal stops a deployed app; a local app stops when `app.run()` ends."""
+
+    def deploy(
+        self,
+        *,
+        name: str | None = None,
+        environment_name: str | None = None,
+        tag: str = "",
+        client: object = None,
+    ) -> App:
+        from ._unsupported import no_local_meaning
+
+        raise no_local_meaning("App.deploy (use `imagewright run`)")
 
     @property
     def _store(self) -> Store:
@@ -157,17 +504,21 @@ class App:
             self._store_obj = Store.default()
         return self._store_obj
 
-    def _plan_for(self, function: Function) -> Plan:
-        plan = self._plans.get(id(function))
+    def _plan_for(self, image: Image) -> Plan:
+        plan = self._plans.get(id(image))
         if plan is None:
-            raise ExecutionError(f"{function.__qualname__}'s image was not built by app.run()")
+            raise ExecutionError("this image was not built by app.run(): call inside app.run()")
         return plan
 
-    def _require_running(self, function: Function) -> None:
+    def _adopt_pool(self, pool: Pool) -> None:
+        with self._pools_lock:
+            self._pools.append(pool)
+
+    def _require_running(self, what: str) -> None:
         if not self._running:
             raise ExecutionError(
-                f"{function.__qualname__}.remote() needs a running app: call it inside "
-                "`with app.run():` or run the file with `imagewright run`."
+                f"{what} needs a running app: call it inside `with app.run():` or run the file "
+                "with `imagewright run`."
             )
 
 

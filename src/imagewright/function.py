@@ -1,75 +1,438 @@
-"""Function: a user function bound to an image, called locally or in fresh containers.
+"""Function: a user function bound to an image, called locally or in containers.
 
 `.remote()` runs each call in a fresh container. `.map()` spreads inputs over a pool of at most
-`max_containers` containers, each serving many inputs in turn so the cost per input stays small.
+`max_containers` containers, each serving many inputs in turn (several at once under
+`@concurrent` or `@batched`) so the cost per input stays small. A class's methods (cls.py) call
+through the same machinery, `Invoker`, with containers that live as long as the app runs.
+
+Every call has a function call id and every input an input id, which the function sees as
+`current_function_call_id()` and `current_input_id()`. `Retries` retry each input, with their
+backoff. Every blocking method has an async twin: `f.remote.aio(...)`, `f.map.aio(...)`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import queue
+import secrets as _random
 import shutil
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .exception import ExecutionError, InvalidError
+from . import settings
+from ._aio import iter_twin, twin
+from .exception import ExecutionError, InvalidError, NotFoundError, RemoteError
+from .retries import Retries, retry_policy
 
 if TYPE_CHECKING:
     import concurrent.futures
 
     from .definition.image import Image
     from .execute.functions import Container
+    from .execute.limits import Limits
+    from .partial import PartialFunction
+    from .runtime.serve import Service
     from .secret import Secret
+    from .volume import Volume
 
-__all__ = ["Function", "FunctionCall"]
+__all__ = ["Function", "FunctionCall", "Invoker", "Options", "Pool"]
 
-_DONE = object()
+_calls: dict[str, FunctionCall] = {}  # FunctionCall.from_id looks calls up here
+# the spawned call the current thread runs, so that cancelling it finds its container
+_current_call: contextvars.ContextVar[FunctionCall | None] = contextvars.ContextVar(
+    "imagewright_call", default=None
+)
+_calls_lock = threading.Lock()
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{_random.token_hex(10)}"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a function's (or class's) containers are made and its calls run."""
+
+    image: Image
+    secrets: tuple[Secret, ...]
+    volumes: Mapping[str, Volume]
+    timeout: float
+    retries: Retries | None
+    max_containers: int | None
+    include_source: bool
+    gpu: tuple[str, ...] | None  # acceptable GPU types, first choice first
+    limits: Limits | None
+    bucket_mounts: tuple[str, ...] = ()  # where CloudBucketMounts were asked for: not run here
 
 
 class FunctionCall:
     """A call started with `.spawn()`; `.get()` waits for its result."""
 
-    def __init__(self, future: concurrent.futures.Future[Any]):
+    def __init__(self, future: concurrent.futures.Future[Any], object_id: str):
         self._future = future
+        self.object_id = object_id
+        self._cancelled = False
+        self._running: set[Container] = set()  # the containers running its input now
+        self._lock = threading.Lock()
 
-    def get(self, timeout: float | None = None) -> Any:
-        """The call's return value (or its exception), waiting at most `timeout` seconds."""
+    def __repr__(self) -> str:
+        return f"FunctionCall({self.object_id!r})"
+
+    def _get(self, timeout: float | None = None) -> Any:
         import concurrent.futures
 
         try:
             return self._future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            from .exception import FunctionTimeoutError
+            from .exception import OutputExpiredError
 
-            raise FunctionTimeoutError(f"the call did not finish within {timeout} s") from None
+            raise OutputExpiredError(f"the call did not finish within {timeout} s") from None
+        except concurrent.futures.CancelledError:
+            raise RemoteError(f"{self.object_id} was cancelled") from None
+
+    @twin
+    def get(self, timeout: float | None = None) -> Any:
+        """The call's return value (or its exception), waiting at most `timeout` seconds."""
+        return self._get(timeout)
+
+    @twin
+    def cancel(self, terminate_containers: bool = False) -> None:
+        """Stop the call: the container running it is killed, and `.get()` raises."""
+        with self._lock:
+            self._cancelled = True
+            running = list(self._running)
+        self._future.cancel()  # (not started yet: it never will)
+        for container in running:
+            container.kill()
+
+    @contextlib.contextmanager
+    def _runs_in(self, container: Container) -> Iterator[None]:
+        with self._lock:
+            if self._cancelled:
+                raise RemoteError(f"{self.object_id} was cancelled")
+            self._running.add(container)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.discard(container)
+
+    @twin
+    def get_call_graph(self) -> list[Any]:
+        """Modal's call graph of a call: not recorded locally, so it is empty."""
+        return []
+
+    @staticmethod
+    def from_id(function_call_id: str, client: object = None) -> FunctionCall:
+        """The call with this id, spawned earlier by this process."""
+        with _calls_lock:
+            call = _calls.get(function_call_id)
+        if call is None:
+            raise NotFoundError(
+                f"No function call {function_call_id!r}: imagewright finds calls spawned by this "
+                "process only."
+            )
+        return call
+
+    @staticmethod
+    def gather(*function_calls: FunctionCall) -> list[Any]:
+        """Wait for all the calls; their results in order (the first exception is raised)."""
+        return [call._get() for call in function_calls]
 
 
-class Function:
+class Pool:
+    """Containers of one function or class instance, each with `capacity` inputs at once.
+
+    `acquire()` hands out the fullest container that still has room, starting a new one while
+    there are fewer than `limit`, else waiting for room. A container that broke (timed out,
+    died) is stopped on release; the rest stop on `close()`.
+    """
+
+    def __init__(self, start: Callable[[], Container], capacity: int, limit: int, grace: float = 0):
+        self._start, self.capacity, self.limit, self._grace = start, capacity, limit, grace
+        self._busy: dict[Container, int] = {}
+        self._starting = 0
+        self._closed = False
+        self._room = threading.Condition()
+
+    def acquire(self) -> Container:
+        with self._room:
+            while True:
+                if self._closed:
+                    raise ExecutionError("the app stopped running")
+                free = [c for c, n in self._busy.items() if n < self.capacity]
+                if free:
+                    container = max(free, key=self._busy.__getitem__)
+                    self._busy[container] += 1
+                    return container
+                if len(self._busy) + self._starting < self.limit:
+                    self._starting += 1
+                    break
+                self._room.wait()
+        try:
+            container = self._start()
+        except BaseException:
+            with self._room:
+                self._starting -= 1
+                self._room.notify_all()
+            raise
+        with self._room:
+            self._starting -= 1
+            self._busy[container] = 1
+        return container
+
+    def release(self, container: Container, broken: bool) -> None:
+        with self._room:
+            self._busy[container] -= 1
+            if broken:
+                del self._busy[container]
+            self._room.notify_all()
+        if broken:
+            container.stop()
+
+    def close(self) -> None:
+        with self._room:
+            self._closed = True
+            containers, self._busy = list(self._busy), {}
+            self._room.notify_all()
+        for container in containers:
+            container.stop(self._grace)
+
+
+class Invoker:
+    """The ways to call one function or method: `.remote`, `.map`, `.spawn`, ... with `.aio`.
+
+    A subclass says how its containers start (`_start_container`), which pool `.map` uses,
+    and how one input runs on the host (`_local`).
+    """
+
+    _options: Options
+    _partial: PartialFunction | None
+    _method_name = ""  # a class's method, by name; "" for a function
+    __qualname__: str
+
+    # ---- what subclasses provide ------------------------------------------------------------
+
+    def _raw(self) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def _app(self) -> Any:
+        raise NotImplementedError
+
+    def _remote_once(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], ids: tuple[str, str]
+    ) -> Any:
+        raise NotImplementedError
+
+    def _gen_container(self) -> tuple[Container, Callable[[], None]]:
+        """A container for one generator input, and what to do with it afterwards."""
+        raise NotImplementedError
+
+    def _map_pool(self) -> tuple[Pool, bool]:
+        """The pool `.map` uses, and whether `.map` closes it when done."""
+        raise NotImplementedError
+
+    # ---- what they share --------------------------------------------------------------------
+
+    @property
+    def _is_generator(self) -> bool:
+        import inspect
+
+        declared = self._partial.is_generator if self._partial is not None else None
+        if declared is not None:
+            return bool(declared)
+        raw = self._raw()
+        return inspect.isgeneratorfunction(raw) or inspect.isasyncgenfunction(raw)
+
+    @property
+    def _capacity(self) -> int:
+        """How many inputs one container takes at once."""
+        partial = self._partial
+        if partial is None:
+            return 1
+        if partial.batch is not None:
+            return int(partial.batch[0])
+        return int(partial.max_inputs or 1)
+
+    def _check_running(self, verb: str) -> None:
+        self._app()._require_running(f"{self.__qualname__}.{verb}()")
+
+    def _attempts(self, run: Callable[[], Any]) -> Any:
+        retries = self._options.retries
+        attempt = 0
+        while True:
+            try:
+                return run()
+            except Exception:
+                attempt += 1
+                call = _current_call.get()
+                if retries is None or attempt > retries.max_retries or (call and call._cancelled):
+                    raise
+                time.sleep(retries.delay(attempt))
+
+    def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str) -> Any:
+        if self._is_generator:
+            raise InvalidError(
+                "A generator function cannot be called with `.remote(...)`. "
+                "Use `.remote_gen(...)` instead."
+            )
+        self._check_running("remote")
+        return self._attempts(lambda: self._remote_once(args, kwargs, (_new_id("in"), call_id)))
+
+    @twin
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function in a container of its image and return its result."""
+        return self._remote(args, kwargs, _new_id("fc"))
+
+    @iter_twin
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """Call a generator function in a container; yields its values as they come."""
+        if not self._is_generator:
+            raise InvalidError(
+                "A non-generator function cannot be called with `.remote_gen(...)`. "
+                "Use `.remote(...)` instead."
+            )
+        self._check_running("remote_gen")
+        return self._stream(args, kwargs)
+
+    def _stream(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+        container, done = self._gen_container()
+        ids = (_new_id("in"), _new_id("fc"))
+        try:
+            yield from container.call_gen(
+                args, kwargs, self._options.timeout, method=self._method_name, ids=ids
+            )
+        finally:
+            done()
+
+    def _call_local(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return self._raw()(*args, **kwargs)
+
+    @twin
+    def local(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function in this process; the image does not matter."""
+        return self._call_local(args, kwargs)
+
+    @twin
+    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
+        """Start a call in the background; returns a FunctionCall to `.get()` it."""
+        import concurrent.futures
+
+        from .execute.functions import start_thread
+
+        if self._is_generator:
+            raise InvalidError("Cannot `spawn` a generator function.")
+        self._check_running("spawn")
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        call = FunctionCall(future, _new_id("fc"))
+        with _calls_lock:
+            _calls[call.object_id] = call
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            _current_call.set(call)
+            try:
+                future.set_result(self._remote(args, kwargs, call.object_id))
+            except BaseException:
+                if call._cancelled:
+                    exc = RemoteError(f"{call.object_id} was cancelled")
+                future.set_exception(exc)
+
+        start_thread(run)
+        return call
+
+    @iter_twin
+    def map(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] = {},  # noqa: B006  (Modal's signature; never mutated)
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        wrap_returned_exceptions: bool = True,
+    ) -> Iterator[Any]:
+        """Call the function on each input in parallel containers; yields the results."""
+        # no zip(strict=): this module is imported by Python 3.9 inside containers too
+        inputs = zip(*input_iterators)  # noqa: B905
+        return self._map("map", inputs, kwargs, order_outputs, return_exceptions)
+
+    @iter_twin
+    def starmap(
+        self,
+        input_iterator: Iterable[tuple[Any, ...]],
+        *,
+        kwargs: dict[str, Any] = {},  # noqa: B006
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        wrap_returned_exceptions: bool = True,
+    ) -> Iterator[Any]:
+        """Like map, with each input already a tuple of arguments."""
+        return self._map("starmap", input_iterator, kwargs, order_outputs, return_exceptions)
+
+    @twin
+    def for_each(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] = {},  # noqa: B006
+        ignore_exceptions: bool = False,
+    ) -> None:
+        """Call the function on each input for its side effects; returns nothing."""
+        inputs = zip(*input_iterators)  # noqa: B905
+        for _ in self._map("for_each", inputs, kwargs, False, ignore_exceptions):
+            pass
+
+    @twin
+    def spawn_map(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] = {},  # noqa: B006
+    ) -> None:
+        """Start `.map` in the background, for its side effects."""
+        from .execute.functions import start_thread
+
+        inputs = list(zip(*input_iterators))  # noqa: B905
+        results = self._map("spawn_map", inputs, kwargs, False, True)
+        start_thread(lambda: [None for _ in results])
+
+    def _map(
+        self,
+        verb: str,
+        inputs: Iterable[tuple[Any, ...]],
+        kwargs: dict[str, Any],
+        order_outputs: bool,
+        return_exceptions: bool,
+    ) -> Iterator[Any]:
+        if self._is_generator:
+            raise InvalidError(f"A generator function cannot be called with `.{verb}(...)`.")
+        self._check_running(verb)
+        items = list(enumerate(inputs))
+        if not items:
+            return iter(())
+        pool, owned = self._map_pool()
+        return _MapRun(self, pool, owned, items, kwargs, order_outputs, return_exceptions).results()
+
+
+class Function(Invoker):
     """A function registered with `@app.function()`."""
 
     def __init__(
         self,
         raw_f: Callable[..., Any],
         app: Any,
-        *,
-        image: Image,
-        secrets: tuple[Secret, ...],
-        timeout: float,
-        retries: int,
-        max_containers: int | None,
-        include_source: bool,
-        gpu: str | None,
+        options: Options,
+        partial: PartialFunction | None = None,
     ):
         self.raw_f = raw_f
         self.app = app
-        self.image = image
-        self.secrets = secrets
-        self.timeout = timeout
-        self.retries = retries
-        self.max_containers = max_containers
-        self.include_source = include_source
-        self.gpu = gpu
+        self._options = options
+        self._partial = partial
         # One container started ahead for the next .remote(); each is still used for one call.
         self._spare: concurrent.futures.Future[Container] | None = None
         self._spare_lock = threading.Lock()
@@ -82,29 +445,119 @@ class Function:
     def __repr__(self) -> str:
         return f"Function({self.__qualname__})"
 
-    # ---- local ------------------------------------------------------------------------------
-
-    def local(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function in this process; the image does not matter."""
-        return self.raw_f(*args, **kwargs)
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.raw_f(*args, **kwargs)
 
+    # the options, as Modal's Function exposes some of them
+    @property
+    def image(self) -> Image:
+        return self._options.image
+
+    @property
+    def timeout(self) -> float:
+        return self._options.timeout
+
+    @property
+    def include_source(self) -> bool:
+        return self._options.include_source
+
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        return self._options.secrets
+
+    @property
+    def object_id(self) -> str:
+        return f"fu-{self.__qualname__}"
+
+    def hydrate(self, client: object = None) -> Function:
+        """Modal looks the function up on its service; locally there is nothing to fetch."""
+        return self
+
+    def get_web_url(self) -> str | None:
+        """Where `imagewright serve` serves a web endpoint (None: not served here)."""
+        return None
+
+    def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Function:
+        """A copy of the function whose containers take up to `max_inputs` inputs at once."""
+        from .partial import concurrent
+
+        return self._with_partial(concurrent(max_inputs=max_inputs, target_inputs=target_inputs))
+
+    def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Function:
+        """A copy of the function that takes lists of inputs (see `@modal.batched`)."""
+        from .partial import batched
+
+        return self._with_partial(batched(max_batch_size=max_batch_size, wait_ms=wait_ms))
+
+    def _with_partial(self, decorator: Callable[[Any], PartialFunction]) -> Function:
+        from .partial import PartialFunction
+
+        fresh = PartialFunction(self.raw_f)
+        if self._partial is not None:
+            fresh.is_generator = self._partial.is_generator
+            fresh.web = self._partial.web
+        return Function(self.raw_f, self.app, self._options, decorator(fresh))
+
+    def get_raw_f(self) -> Callable[..., Any]:
+        return self.raw_f
+
+    def _raw(self) -> Callable[..., Any]:
+        return self.raw_f
+
+    def _app(self) -> Any:
+        return self.app
+
+    def with_options(
+        self,
+        *,
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        gpu: str | list[str] | None = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Iterable[Secret] | None = None,
+        volumes: Mapping[str | PurePosixPath, Volume] = {},
+        retries: int | Retries | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+        timeout: int | None = None,
+        region: str | list[str] | None = None,
+        cloud: str | None = None,
+        routing_region: str | None = None,
+    ) -> Function:
+        """A copy of the function with some options changed."""
+        options = override_options(
+            self._options, cpu, memory, gpu, env, secrets, volumes, retries, max_containers, timeout
+        )
+        return Function(self.raw_f, self.app, options, self._partial)
+
+    @staticmethod
+    def from_name(
+        app_name: str, name: str, *, environment_name: str | None = None, client: object = None
+    ) -> Function:
+        """A function of an app loaded in this process, by the app's name and its own."""
+        from .apps import lookup
+
+        found = lookup(app_name, name)
+        if not isinstance(found, Function):
+            raise NotFoundError(f"{name!r} in app {app_name!r} is a class, not a function")
+        return found
+
     # ---- containers -------------------------------------------------------------------------
 
-    def _container(self) -> Container:
-        from .execute.functions import Container
-        from .execute.layers import container_lowers
-        from .plan.functionsource import function_ref, source_mounts
+    def _imagewright_service(self, params: object) -> Service:
+        """What this function's container serves (called inside it, by the bootstrap)."""
+        from .runtime.serve import Entry, Service
 
-        if self.gpu:
-            _require_gpu(self.gpu)
-        plan, store = self.app._plan_for(self), self.app._store
-        env = {k: v for s in self.secrets for k, v in s.env.items()}
-        mounts = source_mounts(self.raw_f) if self.include_source else ()
-        lowers = container_lowers(plan, store, mounts)
-        return Container(store, plan.config, lowers, function_ref(self.raw_f), env=env).start()
+        batch = self._partial.batch if self._partial is not None else None
+        entry = Entry(self.raw_f, *(batch or (0, 0)))
+        max_inputs = self._partial.max_inputs if self._partial is not None else None
+        return Service({"": entry}, max_inputs=max_inputs or 1)
+
+    def _container(self) -> Container:
+        from .plan.functionsource import function_ref
+
+        return start_container(self.app, self._options, self.raw_f, function_ref(self.raw_f))
 
     def _fresh_container(self) -> Container:
         """A container for one call: the one started ahead if there is one, else a new one.
@@ -153,111 +606,48 @@ class Function:
         if pending is not None:
             pending.add_done_callback(_stop_started)
 
-    def _call_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _remote_once(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], ids: tuple[str, str]
+    ) -> Any:
         container = self._fresh_container()
         try:
-            return container.call(args, kwargs, self.timeout)
+            with running_in(container):
+                return container.call(args, kwargs, self._options.timeout, ids=ids)
         finally:
             container.stop()
 
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the function in a fresh container of its image and return its result."""
-        self.app._require_running(self)
-        attempts = self.retries + 1
-        for attempt in range(attempts):
-            try:
-                return self._call_once(args, kwargs)
-            except Exception:
-                if attempt + 1 == attempts:
-                    raise
-        raise AssertionError("unreachable")
+    def _gen_container(self) -> tuple[Container, Callable[[], None]]:
+        container = self._fresh_container()
+        return container, container.stop
 
-    def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall:
-        """Start a call in the background; returns a FunctionCall to `.get()` it."""
-        import concurrent.futures
-
-        from .execute.functions import start_thread
-
-        self.app._require_running(self)
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                future.set_result(self.remote(*args, **kwargs))
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        start_thread(run)
-        return FunctionCall(future)
-
-    def map(
-        self,
-        *iterables: Iterable[Any],
-        kwargs: dict[str, Any] = {},  # noqa: B006
-        order_outputs: bool = True,
-        return_exceptions: bool = False,
-    ) -> Iterator[Any]:
-        """Call the function on each input in parallel containers; yields the results."""
-        # no zip(strict=): this module is imported by Python 3.9 inside containers too
-        inputs = zip(*iterables)  # noqa: B905
-        return self._map(inputs, kwargs, order_outputs, return_exceptions)
-
-    def starmap(
-        self,
-        input_iterator: Iterable[tuple[Any, ...]],
-        *,
-        kwargs: dict[str, Any] = {},  # noqa: B006
-        order_outputs: bool = True,
-        return_exceptions: bool = False,
-    ) -> Iterator[Any]:
-        """Like map, with each input already a tuple of arguments."""
-        return self._map(input_iterator, kwargs, order_outputs, return_exceptions)
-
-    def for_each(
-        self,
-        *iterables: Iterable[Any],
-        kwargs: dict[str, Any] = {},  # noqa: B006
-        ignore_exceptions: bool = False,
-    ) -> None:
-        """Call the function on each input for its side effects; returns nothing."""
-        for _ in self._map(zip(*iterables), kwargs, False, ignore_exceptions):  # noqa: B905
-            pass
-
-    def _map(
-        self,
-        inputs: Iterable[tuple[Any, ...]],
-        kwargs: dict[str, Any],
-        order_outputs: bool,
-        return_exceptions: bool,
-    ) -> Iterator[Any]:
-        self.app._require_running(self)
-        items = list(enumerate(inputs))
-        if not items:
-            return iter(())
-        return _MapRun(self, items, kwargs, order_outputs, return_exceptions).results()
+    def _map_pool(self) -> tuple[Pool, bool]:
+        limit = self._options.max_containers or max(os.cpu_count() or 1, 1)
+        return Pool(self._container, self._capacity, limit), True
 
 
 class _MapRun:
-    """One `.map()`: worker threads, each owning a container that serves inputs in turn."""
+    """One `.map()`: worker threads, each taking inputs in turn to a container of the pool."""
 
     def __init__(
         self,
-        function: Function,
+        invoker: Invoker,
+        pool: Pool,
+        owned: bool,
         items: list[tuple[int, tuple[Any, ...]]],
         kwargs: dict[str, Any],
         order_outputs: bool,
         return_exceptions: bool,
     ):
-        self.function, self.kwargs = function, kwargs
+        self.invoker, self.pool, self.owned, self.kwargs = invoker, pool, owned, kwargs
         self.order_outputs, self.return_exceptions = order_outputs, return_exceptions
         self.todo: queue.Queue[tuple[int, tuple[Any, ...]]] = queue.Queue()
         for item in items:
             self.todo.put(item)
         self.total = len(items)
         self.done: queue.Queue[Any] = queue.Queue()
-        limit = function.max_containers or max(os.cpu_count() or 1, 1)
-        self.workers = min(limit, self.total)
+        self.workers = min(pool.limit * pool.capacity, self.total)
         self.stopping = threading.Event()
+        self.call_id = _new_id("fc")
 
     def results(self) -> Iterator[Any]:
         from .execute.functions import start_thread
@@ -269,6 +659,8 @@ class _MapRun:
             self.stopping.set()
             for thread in threads:
                 thread.join()
+            if self.owned:
+                self.pool.close()
 
     def _collect(self) -> Iterator[Any]:
         pending: dict[int, tuple[bool, Any]] = {}
@@ -286,27 +678,41 @@ class _MapRun:
                 next_index += 1
 
     def _work(self) -> None:
-        container: Container | None = None
-        try:
-            while not self.stopping.is_set():
+        options, invoker = self.invoker._options, self.invoker
+        while not self.stopping.is_set():
+            try:
+                index, args = self.todo.get_nowait()
+            except queue.Empty:
+                return
+
+            def once(args: tuple[Any, ...] = args) -> Any:
+                container = self.pool.acquire()
+                broken = False
                 try:
-                    index, args = self.todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    if container is None:
-                        container = self.function._container()
-                    self.done.put(
-                        (index, True, container.call(args, self.kwargs, self.function.timeout))
+                    return container.call(
+                        args,
+                        self.kwargs,
+                        options.timeout,
+                        method=invoker._method_name,
+                        ids=(_new_id("in"), self.call_id),
                     )
                 except Exception as exc:
-                    self.done.put((index, False, exc))
-                    if container is not None and not _is_user_error(exc):
-                        container.stop()  # a killed or timed-out container is replaced
-                        container = None
-        finally:
-            if container is not None:
-                container.stop()
+                    broken = not _is_user_error(exc)  # a killed or timed-out one is replaced
+                    raise
+                finally:
+                    self.pool.release(container, broken)
+
+            try:
+                self.done.put((index, True, invoker._attempts(once)))
+            except Exception as exc:
+                self.done.put((index, False, exc))
+
+
+def running_in(container: Container) -> contextlib.AbstractContextManager[None]:
+    """While the current thread runs a spawned call's input in `container`, cancelling the
+    call kills it."""
+    call = _current_call.get()
+    return call._runs_in(container) if call is not None else contextlib.nullcontext()
 
 
 def _stop_started(spare: concurrent.futures.Future[Container]) -> None:
@@ -316,26 +722,133 @@ def _stop_started(spare: concurrent.futures.Future[Container]) -> None:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from .exception import FunctionTimeoutError, RemoteError
+    from .exception import FunctionTimeoutError
 
     return not isinstance(exc, (FunctionTimeoutError, RemoteError))
 
 
-def _require_gpu(gpu: str) -> None:
-    if not (os.path.exists("/dev/nvidia0") and shutil.which("nvidia-smi")):
-        raise ExecutionError(
-            f"gpu={gpu!r} was requested, but this machine has no usable GPU (no /dev/nvidia0 or "
-            "nvidia-smi). Remove gpu= to run on the CPU."
-        )
+# ---- starting containers ---------------------------------------------------------------------
 
 
-def check_gpu_arg(gpu: object) -> str | None:
-    """Validate Modal's gpu= shapes: None, "T4", "A100:2", ..."""
-    if gpu is None:
+def start_container(
+    app: Any, options: Options, raw: Callable[..., Any], ref: str, init: object = None
+) -> Container:
+    """Start a container of `options.image` serving `ref`, with its secrets and volumes."""
+    from .execute.functions import Container
+    from .execute.layers import container_lowers
+    from .execute.volumes import volume_binds
+    from .plan.functionsource import source_mounts
+
+    if options.bucket_mounts:
+        from ._unsupported import no_local_meaning
+
+        raise no_local_meaning(f"CloudBucketMount (at {', '.join(options.bucket_mounts)})")
+    if options.gpu:
+        _require_gpu(options.gpu)
+    plan, store = app._plan_for(options.image), app._store
+    env = {k: v for s in options.secrets for k, v in s.env.items()}  # named ones are read now
+    binds, volume_env = volume_binds(options.volumes)
+    mounts = source_mounts(raw) if options.include_source else ()
+    lowers = container_lowers(plan, store, mounts)
+    container = Container(
+        store,
+        plan.config,
+        lowers,
+        ref,
+        env={**env, **volume_env},
+        binds=binds,
+        limits=options.limits,
+    )
+    return container.start(init)
+
+
+_gpu_warned = False
+
+
+def _require_gpu(gpu: tuple[str, ...]) -> None:
+    global _gpu_warned
+    if os.path.exists("/dev/nvidia0") and shutil.which("nvidia-smi"):
+        return
+    wanted = " or ".join(gpu)
+    if settings.allow_no_gpu():
+        if not _gpu_warned:
+            _gpu_warned = True
+            warnings.warn(
+                f"gpu={wanted} was requested, but this machine has no usable GPU: running on the "
+                f"CPU ({settings.ALLOW_NO_GPU}=1).",
+                stacklevel=2,
+            )
+        return
+    raise ExecutionError(
+        f"gpu={wanted} was requested, but this machine has no usable GPU (no /dev/nvidia0 or "
+        f"nvidia-smi). Remove gpu= to run on the CPU, or set {settings.ALLOW_NO_GPU}=1 to run "
+        "without one anyway."
+    )
+
+
+def check_gpu_arg(gpu: object) -> tuple[str, ...] | None:
+    """Validate Modal's gpu= shapes: None, "T4", "A100:2", "h100!", ["H100", "A100-80GB"]."""
+    if gpu is None or gpu is False:
         return None
-    if not isinstance(gpu, str):
-        raise InvalidError(f"Invalid GPU config: {gpu!r}. Use a string such as 'A100' or 'T4:2'.")
-    kind, _, count = gpu.partition(":")
-    if count and not count.isdigit():
-        raise InvalidError(f"Invalid GPU count: {count}. Value must be an integer.")
-    return f"{kind.upper()}:{count}" if count else kind.upper()
+    choices = gpu if isinstance(gpu, (list, tuple)) else [gpu]
+    if not choices:
+        raise InvalidError("gpu= was given an empty list. Use a string such as 'A100' or 'T4:2'.")
+    checked = []
+    for choice in choices:
+        if not isinstance(choice, str) or not choice:
+            raise InvalidError(
+                f"Invalid GPU config: {choice!r}. Use a string such as 'A100' or 'T4:2'."
+            )
+        kind, _, count = choice.partition(":")
+        if count and not count.isdigit():
+            raise InvalidError(f"Invalid GPU count: {count}. Value must be an integer.")
+        checked.append(f"{kind.upper()}:{count}" if count else kind.upper())
+    return tuple(checked)
+
+
+def secrets_with_env(
+    secrets: Iterable[Secret] | None, env: Mapping[str, str | None] | None
+) -> tuple[Secret, ...]:
+    """`secrets=` checked, with `env=` as one more secret (as Modal treats it)."""
+    from .secret import Secret
+
+    found = tuple(secrets or ())
+    if env:
+        found = (*found, Secret.from_dict(dict(env)))
+    if not all(isinstance(s, Secret) for s in found):
+        raise InvalidError("secrets must be imagewright.Secret instances")
+    return found
+
+
+def override_options(
+    options: Options,
+    cpu: object,
+    memory: object,
+    gpu: object,
+    env: Mapping[str, str | None] | None,
+    secrets: Iterable[Secret] | None,
+    volumes: Mapping[str | PurePosixPath, Volume],
+    retries: object,
+    max_containers: int | None,
+    timeout: float | None,
+) -> Options:
+    """`options` with what `.with_options(...)` changes (None leaves a value as it was)."""
+    from .execute.limits import Limits
+    from .volume import check_volumes
+
+    changes: dict[str, Any] = {}
+    if cpu is not None or memory is not None:
+        changes["limits"] = Limits.from_modal(memory, cpu)
+    if gpu is not None:
+        changes["gpu"] = check_gpu_arg(gpu)
+    if secrets is not None or env:
+        changes["secrets"] = (*options.secrets, *secrets_with_env(secrets, env))
+    if volumes:
+        changes["volumes"] = {**options.volumes, **check_volumes(volumes)}
+    if retries is not None:
+        changes["retries"] = retry_policy(retries)  # type: ignore[arg-type]  # checked there
+    if max_containers is not None:
+        changes["max_containers"] = max_containers
+    if timeout is not None:
+        changes["timeout"] = timeout
+    return replace(options, **changes)

@@ -1,16 +1,29 @@
-"""Secrets: environment variables given to one build step or function, and to nothing else."""
+"""Secrets: environment variables given to one build step or function, and to nothing else.
+
+`Secret.from_name` reads the local secret store, which `imagewright secret create` writes: one
+JSON file per secret under settings.secrets_dir(), the directory mode 0700 and each file 0600,
+owned by the user (a file anyone else could read or write is refused). A named secret is read
+when a build is planned or a container starts, never when the user's module is imported, and
+again each time, so `secret create --force` reaches the next container without a restart.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
-from collections.abc import Mapping
+import secrets
+import stat
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from . import settings
 from .definition.envvars import check_env_vars
 from .exception import InvalidError, NotFoundError
+from .volume import check_name
 
-__all__ = ["Secret"]
+__all__ = ["Secret", "create_secret", "delete_secret", "list_secrets", "read_secret"]
 
 
 class Secret:
@@ -18,22 +31,47 @@ class Secret:
 
     Values reach only the sandbox of the step or function they are given to. The build cache
     keys a step on the variable *names*, so rotating a token does not rebuild an image, and the
-    values are redacted from build logs.
+    values are redacted from build logs. For a `from_name` secret the names are those the store
+    holds when the image is planned: the store is local, so planning stays offline.
     """
 
-    __slots__ = ("_env",)
+    __slots__ = ("_env", "_name", "_required_keys")
 
     def __init__(self, env: Mapping[str, str]):
         check_env_vars(env)  # names and values a process environment can hold
         self._env = dict(env)
+        self._name: str | None = None
+        self._required_keys: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
+        if self._name is not None:
+            return f"Secret.from_name({self._name!r})"
         return f"Secret(keys={sorted(self._env)})"
 
     @property
     def env(self) -> dict[str, str]:
-        """The variables this secret supplies."""
+        """The variables this secret supplies (for a named one, read from the store now)."""
+        if self._name is not None:
+            return read_secret(self._name, self._required_keys)
         return dict(self._env)
+
+    @staticmethod
+    def from_name(
+        name: str,
+        *,
+        environment_name: str | None = None,
+        required_keys: Sequence[str] = (),
+        client: object = None,
+    ) -> Secret:
+        """The secret `imagewright secret create NAME ...` stored; read when it is used, when
+        it must hold every one of `required_keys`. `environment_name` and `client` have no
+        local meaning."""
+        if isinstance(required_keys, str) or not all(isinstance(k, str) for k in required_keys):
+            raise InvalidError("Secret.from_name: required_keys must be a list of strings")
+        secret = Secret({})
+        secret._name = check_name(name, "Secret")
+        secret._required_keys = tuple(required_keys)
+        return secret
 
     @staticmethod
     def from_dict(env_dict: Mapping[str, str | None] = {}) -> Secret:
@@ -82,3 +120,94 @@ def _parse_dotenv(text: str) -> dict[str, str]:
             value = re.sub(r"\s+#.*", "", value)  # an inline comment, as python-dotenv reads it
         env[key.strip()] = value
     return env
+
+
+# ---- the local secret store ------------------------------------------------------------------
+
+
+def _path(name: str) -> Path:
+    return settings.secrets_dir() / f"{check_name(name, 'Secret')}.json"
+
+
+def read_secret(name: str, required_keys: Sequence[str] = ()) -> dict[str, str]:
+    """The variables of the stored secret `name`; NotFoundError (naming the command that fixes
+    it) if there is no such secret or it lacks one of `required_keys`."""
+    path = _path(name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NotFoundError(
+            f"Secret {name!r} not found: create it with "
+            f"`imagewright secret create {name} KEY=VALUE ...`"
+        ) from None
+    with os.fdopen(fd, "rb") as reader:
+        info = os.fstat(reader.fileno())
+        if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            raise InvalidError(
+                f"{path} must be owned by you and readable by no one else: chmod 600 {path}"
+            )
+        env = json.loads(reader.read())["env"]
+    missing = [k for k in required_keys if k not in env]
+    if missing:
+        keys = " ".join(f"{k}=..." for k in missing)
+        raise NotFoundError(
+            f"Secret {name!r} is missing required key(s) {', '.join(missing)}: add them with "
+            f"`imagewright secret create {name} {keys} --force` (with --force it replaces the "
+            "secret, so give its other keys too)"
+        )
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def create_secret(name: str, env: Mapping[str, str], *, force: bool = False) -> Path:
+    """Store `env` as the secret `name` (mode 0600); InvalidError if it exists and not
+    `force`. The file appears whole or not at all."""
+    path = _path(name)
+    if not env:
+        raise InvalidError("A secret needs at least one KEY=VALUE")
+    check_env_vars(env)
+    directory = path.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)  # made by an older run, or under another umask
+    temp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as writer:
+            json.dump({"env": dict(env)}, writer)
+            writer.flush()
+            os.fsync(writer.fileno())
+        if force:
+            os.replace(temp, path)
+        else:
+            try:
+                os.link(temp, path)  # unlike a rename, refuses to replace an existing secret
+            except FileExistsError:
+                raise InvalidError(
+                    f"Secret {name!r} already exists: pass --force to replace it"
+                ) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+    return path
+
+
+def delete_secret(name: str, *, allow_missing: bool = False) -> None:
+    """Remove the stored secret `name`."""
+    try:
+        os.unlink(_path(name))
+    except FileNotFoundError:
+        if not allow_missing:
+            raise NotFoundError(
+                f"Secret {name!r} not found (`imagewright secret list` shows them)"
+            ) from None
+
+
+def list_secrets() -> dict[str, float]:
+    """Each stored secret's name, with the time it was last written."""
+    directory = settings.secrets_dir()
+    if not directory.is_dir():
+        return {}
+    return {
+        path.stem: path.stat().st_mtime
+        for path in sorted(directory.glob("*.json"))
+        if not path.name.startswith(".")
+    }

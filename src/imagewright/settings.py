@@ -13,6 +13,13 @@ runtime/protocol.py names them.
 - IMAGEWRIGHT_UBUNTU_MIRROR: the Ubuntu archive for `Image.ubuntu()` bases.
 - IMAGEWRIGHT_IN_CONTAINER: "1" inside containers imagewright starts (`Image.imports()` then
   raises instead of warning).
+- IMAGEWRIGHT_ALLOW_NO_GPU: "1" runs functions that ask for a GPU on a machine without one,
+  on the CPU, with a warning (otherwise they fail with a clear error).
+- IMAGEWRIGHT_VOLUMES: inside containers, JSON mapping each mounted Volume to its mount point,
+  so that Volume methods called there find it (set by execute/volumes.py).
+
+Named volumes live in volumes_dir(), secrets in secrets_dir() (mode 0700, files 0600); both
+are under the store's home but are not the store: `imagewright prune` never touches them.
 """
 
 from __future__ import annotations
@@ -21,18 +28,26 @@ import os
 from pathlib import Path
 
 __all__ = [
+    "ALLOW_NO_GPU",
     "IN_CONTAINER",
+    "VOLUMES",
+    "allow_no_gpu",
     "cache_registry",
+    "ephemeral_volumes_dir",
     "force_build",
     "home",
     "in_container",
     "plain_progress",
+    "secrets_dir",
     "ubuntu_mirror",
     "use_cache_registry",
+    "volumes_dir",
 ]
 
+ALLOW_NO_GPU = "IMAGEWRIGHT_ALLOW_NO_GPU"
 IN_CONTAINER = "IMAGEWRIGHT_IN_CONTAINER"
 CACHE_REGISTRY = "IMAGEWRIGHT_CACHE_REGISTRY"
+VOLUMES = "IMAGEWRIGHT_VOLUMES"
 
 
 def home() -> Path:
@@ -42,6 +57,21 @@ def home() -> Path:
         return Path(explicit)
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "imagewright"
+
+
+def volumes_dir() -> Path:
+    """Where named volumes live, one directory each."""
+    return home() / "volumes"
+
+
+def ephemeral_volumes_dir() -> Path:
+    """Where `Volume.ephemeral()` volumes live until their `with` block ends."""
+    return home() / "volumes-ephemeral"
+
+
+def secrets_dir() -> Path:
+    """Where `imagewright secret create` keeps named secrets."""
+    return home() / "secrets"
 
 
 def force_build() -> bool:
@@ -72,3 +102,7 @@ def ubuntu_mirror() -> str:
 
 def in_container() -> bool:
     return os.environ.get(IN_CONTAINER) == "1"
+
+
+def allow_no_gpu() -> bool:
+    return os.environ.get(ALLOW_NO_GPU) == "1"

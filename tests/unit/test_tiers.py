@@ -1,7 +1,7 @@
 """The shape of the house: imagewright's packages form tiers, and imports only go down.
 
     cli                      the command line
-    imagewright, app, function, engine
+    imagewright, app, apps, cls, function, partial, engine, experimental
                              the public surface; `engine` is the one seam through which the
                              recipe's verbs (build, export, push, Dockerfiles) reach the machinery
     export                   OCI layout, docker-archive, Dockerfile out, push
@@ -11,10 +11,12 @@
     plan                     steps and cache keys, offline (resolution is injected)
     dockerfile               Dockerfile parser and frontend (Dockerfile -> recipe)
     oci                      image formats: manifests, tars, compression, unpacking
-    definition, secret, mount
-                             the immutable recipe a user writes
+    definition, secret, mount, volume, cloud, distributed (+ queue, dict), sandbox, tunnel,
+    billing, types
+                             the immutable recipe a user writes, and the Modal objects it names
     runtime                  the wire protocol and the in-container bootstrap (stdlib only)
-    exception, version, settings, _callsite, _http, _copyrules (Docker's copy rules)
+    exception, version, settings, _callsite, _http, _copyrules (Docker's copy rules),
+    _aio (async twins), _unsupported, schedule, retries, locality
                              the ground floor
 
 A module may import modules of its own tier and of the tiers below it, never above: function-
@@ -32,9 +34,11 @@ import imagewright
 SRC = Path(imagewright.__file__).parent
 
 TIERS: list[set[str]] = [
-    {"exception", "version", "settings", "_callsite", "_http", "_copyrules"},
+    {"exception", "version", "settings", "_callsite", "_http", "_copyrules", "_aio"}
+    | {"_unsupported", "schedule", "retries", "locality"},
     {"runtime"},
-    {"definition", "secret", "mount"},
+    {"definition", "secret", "mount", "volume"}
+    | {"cloud", "distributed", "queue", "dict", "sandbox", "tunnel", "billing", "types"},
     {"oci"},
     {"dockerfile"},
     {"plan"},
@@ -42,7 +46,8 @@ TIERS: list[set[str]] = [
     {"registry"},
     {"execute"},
     {"export"},
-    {"", "app", "function", "engine"},  # "" is the package itself (imagewright/__init__.py)
+    # "" is the package itself (imagewright/__init__.py)
+    {"", "app", "apps", "cls", "function", "partial", "engine", "experimental"},
     {"cli", "__main__"},
 ]
 

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..execute.builder import LayerCache
 
-__all__ = ["build", "dockerfile", "export", "images", "prune", "push", "run", "shell"]
+__all__ = [
+    "build", "dockerfile", "export", "images", "prune", "push", "run", "secret", "shell", "volume",
+]  # fmt: skip
 
 
 def _load_image(ref: str) -> Any:
@@ -176,3 +178,15 @@ def prune(args: argparse.Namespace) -> int:
         kept = f" Kept {result.in_use} layer(s) that running builds or containers use."
     print(f"Removed {result.removed} layer(s), {freed / 1e6:.1f} MB freed.{kept}")
     return 0
+
+
+def volume(args: argparse.Namespace) -> int:
+    from .volumes import volume_command
+
+    return volume_command(args)
+
+
+def secret(args: argparse.Namespace) -> int:
+    from .secrets import secret_command
+
+    return secret_command(args)

@@ -169,6 +169,12 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--caches", action="store_true", help="also empty the apt, uv and pip package caches"
     )
+
+    from .secrets import add_secret_parser
+    from .volumes import add_volume_parser
+
+    add_volume_parser(sub)
+    add_secret_parser(sub)
     return parser
 
 

@@ -60,6 +60,7 @@ class Engine(Protocol):
         secrets: Sequence[Secret] | None,
         env: Mapping[str, str | None] | None,
         add_python: str | None,
+        registry_secret: Secret | None,
     ) -> Image: ...
 
     def dockerfile_commands(

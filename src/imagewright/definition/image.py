@@ -21,6 +21,7 @@ from .._callsite import user_callsite
 from ..exception import InvalidError, InvalidTypeError
 from ..mount import Mount
 from ..secret import Secret
+from ..volume import Volume, check_volumes
 from .engine import engine
 from .envvars import check_env_vars
 from .layer import Layer, LocalMount
@@ -225,41 +226,45 @@ class Image:
     def from_dockerfile(
         path: str | Path,
         *,
-        context_dir: str | Path | None = None,
-        context_mount: Mount | None = None,
-        build_args: dict[str, str] = {},  # noqa: B006 - Modal's signature
-        ignore: object = AUTO_DOCKERIGNORE,
         force_build: bool = False,
+        context_dir: str | Path | None = None,
+        ignore: object = AUTO_DOCKERIGNORE,
+        build_args: dict[str, str] = {},  # noqa: B006 - Modal's signature
+        registry_secret: Secret | None = None,
         secrets: Sequence[Secret] | None = None,
         env: Mapping[str, str | None] | None = None,
+        gpu: str | None = None,
         add_python: str | None = None,
-        **_ignored: Any,
+        context_mount: Mount | None = None,
     ) -> Image:
         """An image built from a Dockerfile (its last stage), one cached step per instruction.
 
-        The build context is `context_dir` (or `context_mount`'s local dir), default the
-        current directory; `ignore` defaults to the Dockerfile's .dockerignore (see §7 of
-        Modal's docs). Steps that fail name their Dockerfile line.
+        The build context is `context_dir` (or `context_mount`'s local dir, Modal 0.x's way),
+        default the current directory; `ignore` defaults to the Dockerfile's .dockerignore
+        (see §7 of Modal's docs). Registry images it names are pulled with `registry_secret`'s
+        auth. Steps that fail name their Dockerfile line. `gpu` is accepted and ignored, as
+        by every build step: steps run on the CPU.
         """
         return engine().from_dockerfile(
             path, context_dir=context_dir, context_mount=context_mount, build_args=build_args,
             ignore=ignore, force_build=force_build, secrets=secrets, env=env,
-            add_python=add_python,
+            add_python=add_python, registry_secret=registry_secret,
         )  # fmt: skip
 
     def dockerfile_commands(
         self,
         *dockerfile_commands: str | list[str],
         context_files: dict[str, str] = {},  # noqa: B006 - Modal's signature
+        env: Mapping[str, str | None] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        gpu: str | None = None,
         context_dir: str | Path | None = None,
+        force_build: bool = False,
         ignore: object = AUTO_DOCKERIGNORE,
         build_args: dict[str, str] = {},  # noqa: B006 - Modal's signature
-        secrets: Sequence[Secret] | None = None,
-        env: Mapping[str, str | None] | None = None,
-        force_build: bool = False,
-        **_ignored: Any,
     ) -> Image:
-        """Dockerfile instructions (no FROM) on top of this image, one step per instruction."""
+        """Dockerfile instructions (no FROM) on top of this image, one step per instruction.
+        `gpu` is accepted and ignored, as by every build step: steps run on the CPU."""
         return engine().dockerfile_commands(
             self, dockerfile_commands, context_files=context_files, context_dir=context_dir,
             ignore=ignore, build_args=build_args, secrets=secrets, env=env,
@@ -475,25 +480,39 @@ class Image:
         *,
         env: Mapping[str, str | None] | None = None,
         secrets: Sequence[Secret] | None = None,
-        gpu: str | None = None,
+        volumes: Mapping[str | PurePosixPath, Volume] = {},
+        network_file_systems: Mapping[str | PurePosixPath, object] = {},
+        gpu: str | list[str] | None = None,
+        cpu: float | None = None,
+        memory: int | None = None,
         timeout: float = 3600,
+        cloud: str | None = None,
+        region: str | Sequence[str] | None = None,
         force_build: bool = False,
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] = {},
         include_source: bool = True,
-        **_ignored: Any,
     ) -> Image:
         """Run `raw_f` at build time in a container of this image and keep what it writes.
 
         The layer's cache key is the function's source, the values of the globals it uses, and
-        its arguments: editing any of them rebuilds the layer.
+        its arguments: editing any of them rebuilds the layer. `volumes` are mounted read-write
+        and what the function writes to them stays out of the layer. `gpu`, `cpu`, `memory`,
+        `cloud` and `region` have no local meaning; network file systems are not supported.
         """
+        if network_file_systems:
+            raise InvalidError(
+                "Image.run_function: network_file_systems are not supported locally; use volumes"
+            )
+        mounted = tuple(check_volumes(volumes).items())
         if not callable(raw_f):
             raise InvalidError("Image.run_function expects a function")
         if getattr(raw_f, "__name__", "") == "<lambda>":
             raise InvalidError("Image.run_function does not support lambda functions.")
         raw_f = getattr(raw_f, "raw_f", raw_f)  # accept an @app.function too
-        op = RunFunction(raw_f, tuple(args), tuple(dict(kwargs).items()), timeout, include_source)
+        op = RunFunction(
+            raw_f, tuple(args), tuple(dict(kwargs).items()), timeout, include_source, mounted
+        )
         call = f"run_function({raw_f.__qualname__})"
         return self._step(
             "run_function", call, (op,), force_build=force_build, env=env, secrets=secrets

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Union
 
 if TYPE_CHECKING:
+    from ..volume import Volume
     from .image import Image
 
 __all__ = [
@@ -118,6 +119,9 @@ class RunFunction(NamedTuple):
     kwargs: tuple[tuple[str, object], ...]
     timeout: float
     include_source: bool
+    # (mount point, volume): bound read-write, so what the function writes there stays out of
+    # the layer
+    volumes: tuple[tuple[str, Volume], ...] = ()
 
 
 Op = Union[  # noqa: UP007

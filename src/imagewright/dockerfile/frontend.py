@@ -53,8 +53,10 @@ def from_dockerfile(
     secrets: Sequence[Secret] | None,
     env: Mapping[str, str | None] | None,
     add_python: str | None,
+    registry_secret: Secret | None,
 ) -> Image:
-    """Image.from_dockerfile: the image the Dockerfile at `path` describes (its last stage)."""
+    """Image.from_dockerfile: the image the Dockerfile at `path` describes (its last stage);
+    registry images it names (FROM, COPY --from) are pulled with `registry_secret`'s auth."""
     local = os.path.expanduser(str(path))
     try:
         with open(local, encoding="utf-8") as f:
@@ -69,7 +71,7 @@ def from_dockerfile(
     all_secrets = check_secrets(secrets, env)
     return translate(
         dockerfile, None, context, dict(build_args), all_secrets, force_build, add_python,
-        "from_dockerfile",
+        "from_dockerfile", registry_secret=registry_secret,
     )  # fmt: skip
 
 
@@ -117,9 +119,10 @@ def translate(
     add_python: str | None,
     method: str,
     line_offset: int = 0,
+    registry_secret: Secret | None = None,
 ) -> Image:
     """The image `dockerfile` describes (its last stage); `base` replaces its FROM (for
-    dockerfile_commands)."""
+    dockerfile_commands). Registry images are pulled with `registry_secret`'s auth."""
     if base is not None and len(dockerfile.stages) > 1:
         line = dockerfile.stages[1].line - line_offset
         raise DockerfileError(dockerfile.filename, line, "FROM is not allowed here")
@@ -133,9 +136,14 @@ def translate(
         elif earlier is not None:
             start, env = earlier.image, dict(earlier.env)
         else:
-            start = _from(resolution.base, dockerfile.filename, stage.line, force, add_python)
+            start = _from(
+                resolution.base, dockerfile.filename, stage.line, force, add_python,
+                registry_secret,
+            )  # fmt: skip
             env = dict((ImageConfig() if resolution.base == "scratch" else _BASE).env)
-        step = _Steps(start, dockerfile.filename, line_offset, secrets, force, method)
+        step = _Steps(
+            start, dockerfile.filename, line_offset, secrets, force, method, registry_secret
+        )
         stage_env = _stage(dockerfile, stage, resolution.scopes, env, step, context, stages)
         return BuiltStage(step.image, {**env, **stage_env})
 
@@ -224,9 +232,11 @@ class _Steps:
         secrets: tuple[Secret, ...],
         force: bool,
         method: str,
+        registry_secret: Secret | None,
     ):
         self.image, self.filename, self.offset = image, filename, offset
         self.secrets, self.force, self.method = secrets, force, method
+        self.registry_secret = registry_secret
 
     def add(self, instruction: Instruction, ops: Sequence[Op]) -> None:
         text = " ".join(instruction.original.split())
@@ -241,14 +251,27 @@ class _Steps:
         return f"{self.filename}:{instruction.line - self.offset}"
 
 
-def _from(name: str, filename: str, line: int, force: bool, add_python: str | None) -> Image:
+def _from(
+    name: str,
+    filename: str,
+    line: int,
+    force: bool,
+    add_python: str | None,
+    registry_secret: Secret | None,
+) -> Image:
     try:
-        return _image(name, f"{filename}:{line}", force, add_python)
+        return _image(name, f"{filename}:{line}", force, registry_secret, add_python)
     except (ValueError, InvalidError) as error:
         raise DockerfileError(filename, line, str(error)) from None
 
 
-def _image(name: str, where: str, force: bool, add_python: str | None = None) -> Image:
+def _image(
+    name: str,
+    where: str,
+    force: bool,
+    registry_secret: Secret | None,
+    add_python: str | None = None,
+) -> Image:
     """The image a FROM or COPY --from names: one of our bases when its name maps to one (see
     _PYTHON_SLIM), else a registry image; its first layer's call site is `where`."""
     match = _PYTHON_SLIM.fullmatch(name)
@@ -265,7 +288,9 @@ def _image(name: str, where: str, force: bool, add_python: str | None = None) ->
             raise ValueError(f"add_python= needs a registry base, not {name}")
         image = Image.from_scratch(force) if name == "scratch" else Image.debian_slim(series, force)
     else:
-        image = Image.from_registry(name, add_python=add_python, force_build=force)
+        image = Image.from_registry(
+            name, secret=registry_secret, add_python=add_python, force_build=force
+        )
     assert image._layer is not None
     return Image._make(None, image._layer._replace(callsite=where), (), force)
 
@@ -340,7 +365,9 @@ def _copy(
             raise ValueError("COPY --from takes no heredoc sources")
         ref = expand(cast(str, flags["from"]), values, escape=escape)
         # a stage, else an image (as in BuildKit)
-        source = stages.source(ref) or _image(ref, step.where(instruction), step.force)
+        source = stages.source(ref) or _image(
+            ref, step.where(instruction), step.force, step.registry_secret
+        )
         return [copy_from(instruction.keyword, source, sources, dest, chmod, owner)]
     for doc in copy.heredocs:  # an inline file is a context file named after its marker
         text = expand_heredoc(doc.content, values, escape=escape) if doc.expand else doc.content

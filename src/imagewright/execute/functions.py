@@ -15,7 +15,9 @@ of the channel closes.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
+import itertools
 import os
 import pickle
 import queue
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,6 +48,7 @@ from ..runtime.protocol import (
 from ..store.store import Scratch, Store
 from .container import runtime_binds
 from .environment import container_env
+from .limits import Cgroup, Limits
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
 
 __all__ = ["Container", "RemoteTraceback", "start_thread", "stop_all"]
@@ -186,6 +189,19 @@ def _killed_with_us() -> Callable[[], None]:
     return arm
 
 
+def _in_cgroup(arm: Callable[[], None], cgroup: Cgroup | None) -> Callable[[], None]:
+    """A preexec_fn arming the parent-death signal, then joining the container's cgroups, so
+    that everything the container starts is inside them from its first instruction."""
+    if cgroup is None:
+        return arm
+
+    def start() -> None:
+        arm()
+        cgroup.join()
+
+    return start
+
+
 class Container:
     """One running container of a function's image, serving calls over a socketpair."""
 
@@ -197,35 +213,55 @@ class Container:
         function_ref: str,
         *,
         env: Mapping[str, str],
+        binds: Sequence[Bind] = (),
+        limits: Limits | None = None,
         area: Scratch | None = None,
         on_output: Callable[[str], None] | None = None,
     ):
         """A container over `lowers` (top first) running `function_ref` ("module:qualname").
 
-        With `area`, the container writes into that scratch area (a build step's layer)
-        instead of a throwaway one. `on_output` receives output lines instead of our stdout.
+        `binds` are host directories mounted over the image (volumes); `limits` are memory and
+        CPU limits, applied through a cgroup where the machine allows. With `area`, the
+        container writes into that scratch area (a build step's layer) instead of a throwaway
+        one. `on_output` receives output lines instead of our stdout.
         """
         self.store, self.config, self.lowers = store, config, lowers
         self.function_ref = function_ref
-        self._env, self._area, self._on_output = dict(env), area, on_output
+        self._env, self._binds = dict(env), tuple(binds)
+        self._area, self._on_output = area, on_output
+        self._limits = limits
+        self._cgroup: Cgroup | None = None
         self._stack = contextlib.ExitStack()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
+        self._out: socket.socket | None = None  # a dup of _sock for sending, with its own timeout
         self._token = secrets.token_bytes(TOKEN_SIZE)
         self._relays: list[threading.Thread] = []
         self._stop_lock = threading.Lock()
+        # Inputs in flight share the channel: each has an id, and its replies wait in its box.
+        # Whichever caller finds nobody reading reads for all (one reader at a time), so a
+        # container serving one input at a time costs no extra thread.
+        self._ids = itertools.count(1)
+        self._boxes: dict[int, collections.deque[tuple[dict[str, Any], memoryview]]] = {}
+        self._reading = False
+        self._mail = threading.Condition()
+        self._send_lock = threading.Lock()
 
     # ---- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> Container:
-        """Start the container and wait until the function is imported inside it."""
+    def start(self, init: Any = None) -> Container:
+        """Start the container and wait until it is ready to serve.
+
+        `init` reaches what the container serves: a class's parameters. The container imports
+        the function or class, builds it from them and runs its @enter hooks before it is ready.
+        """
         global _starting
         with _live_lock:
             if _exiting:
                 raise ExecutionError("imagewright is exiting")
             _starting += 1
         try:
-            self._start()
+            self._start(dumps(init))
         except BaseException:
             self.stop()
             raise
@@ -235,10 +271,10 @@ class Container:
                 _live_changed.notify_all()
         return self
 
-    def _start(self) -> None:
+    def _start(self, init: bytes) -> None:
         area = self._area or self._stack.enter_context(self.store.scratch())
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._sock = ours
+        self._sock, self._out = ours, ours.dup()
         env = {
             **self._env,
             settings.IN_CONTAINER: "1",
@@ -250,7 +286,7 @@ class Container:
             FUNCTION_ENV: self.function_ref,
         }
         workdir = self.config.workdir if self.config.workdir != "/" else "/root"
-        binds = (*runtime_binds(), *_package_binds())
+        binds = (*runtime_binds(), *_package_binds(), *self._binds)
         argv = [
             "/bin/sh",
             "-c",
@@ -260,6 +296,9 @@ class Container:
         env = container_env(self.config, env)
         cmd = SandboxCommand(argv, env, workdir, binds, user=self.config.user)
         overlay = Overlay(self.store.root, self.lowers, area.upper, area.work, area.merged)
+        if self._limits is not None:
+            self._cgroup = Cgroup.create(self._limits)
+        preexec = _in_cgroup(_killed_with_us(), self._cgroup)
         try:
             self._proc = _from_spawner_thread(
                 lambda: spawn(
@@ -270,7 +309,7 @@ class Container:
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                     pass_fds=(theirs.fileno(),),
-                    preexec_fn=_killed_with_us(),
+                    preexec_fn=preexec,
                 )
             )
         finally:
@@ -284,20 +323,25 @@ class Container:
             self._relays.append(start_thread(_relay, pipe, sink))
         with contextlib.suppress(ConnectionError):  # then the receive below says how it died
             ours.send(self._token)
+            send_message(ours, {"kind": "init"}, init)
         hello = self._receive(_START_TIMEOUT, "starting")
         if hello[0]["kind"] == "exception":
             raise self._remote_exception(hello, "import")
         if hello[0]["kind"] != "ready":
             raise self._protocol_error(f"a {hello[0]['kind']!r} message while starting")
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 0) -> None:
         """Stop the container and drop its scratch area.
 
-        Its filesystem is thrown away, so there is nothing to shut down cleanly: killing bwrap
-        takes the whole PID namespace down at once, which is faster than waiting for an exit.
-        It dies before its channel closes: the other way round, a container still writing or
-        reading would see the connection reset, and print a traceback about it.
+        With `grace`, the container is first asked to stop and given that many seconds to run
+        its @exit hooks. Otherwise there is nothing to shut down cleanly (its filesystem is
+        thrown away): killing bwrap takes the whole PID namespace down at once, which is faster
+        than waiting for an exit. It dies before its channel closes: the other way round, a
+        container still writing or reading would see the connection reset, and print a
+        traceback about it.
         """
+        if grace and self.alive():
+            self._ask_to_stop(grace)
         with self._stop_lock:
             if self._proc is not None:
                 self.kill()
@@ -305,15 +349,35 @@ class Container:
                 for relay in self._relays:
                     relay.join(timeout=5)  # everything the function printed is shown first
                 self._proc = None
-            if self._sock is not None:
-                self._sock.close()
-                self._sock = None
+            for sock in (self._sock, self._out):
+                if sock is not None:
+                    sock.close()
+            self._sock = self._out = None
+            if self._cgroup is not None:  # (also after a failed start)
+                self._cgroup.remove()
+                self._cgroup = None
             with _live_lock:
                 _live.discard(self)
             self._stack.close()
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def _ask_to_stop(self, grace: float) -> None:
+        """Send "stop" and wait until the container says its @exit hooks ran (or `grace`)."""
+        deadline = time.monotonic() + grace
+        try:
+            with self._send_lock:
+                if self._out is None:
+                    return
+                self._out.settimeout(grace)
+                send_message(self._out, {"kind": "stop"})
+            while True:
+                message = self._receive(max(deadline - time.monotonic(), 0.0), "stopping", grace)
+                if message[0]["kind"] == "stopped":
+                    return
+        except (OSError, ExecutionError, RemoteError):
+            return  # it died or overran: stop() kills it either way
 
     def kill(self) -> None:
         """Kill bwrap, which takes the container's PID namespace down, and bwrap's child.
@@ -338,28 +402,126 @@ class Container:
 
     # ---- calls ------------------------------------------------------------------------------
 
-    def call(self, args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float | None) -> Any:
-        """Run one call; returns its value or raises what the function raised."""
-        assert self._sock is not None
+    def call(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: tuple[str, str] = ("", ""),
+    ) -> Any:
+        """Run one input; returns its value or raises what the function raised.
+
+        `method` names a class's method; `ids` are the input's and its call's ids, which the
+        function sees as current_input_id() and current_function_call_id().
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        call = self._submit(args, kwargs, method, ids, timeout)
         try:
-            self._sock.settimeout(timeout)
-            send_message(self._sock, {"kind": "call"}, dumps((args, kwargs)))
+            reply = self._next_reply(call, deadline, timeout)
+            if reply[0]["kind"] == "result":
+                return loads(reply[1])
+            if reply[0]["kind"] == "exception":
+                raise self._remote_exception(reply, "call")
+            raise self._protocol_error(f"a {reply[0]['kind']!r} message in answer to a call")
+        finally:
+            with self._mail:
+                self._boxes.pop(call, None)
+
+    def call_gen(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: tuple[str, str] = ("", ""),
+    ) -> Iterator[Any]:
+        """Run one input of a generator; yields its values as they come."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        call = self._submit(args, kwargs, method, ids, timeout)
+        try:
+            while True:
+                reply = self._next_reply(call, deadline, timeout)
+                kind = reply[0]["kind"]
+                if kind == "item":
+                    yield loads(reply[1])
+                elif kind == "done":
+                    return
+                elif kind == "exception":
+                    raise self._remote_exception(reply, "call")
+                else:
+                    raise self._protocol_error(f"a {kind!r} message in answer to a call")
+        finally:
+            with self._mail:
+                self._boxes.pop(call, None)
+
+    def _submit(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        method: str,
+        ids: tuple[str, str],
+        timeout: float | None,
+    ) -> int:
+        sock = self._out
+        if sock is None:
+            raise self._died("running")
+        call = next(self._ids)
+        header = {"kind": "call", "id": call, "method": method, "input": ids[0], "call": ids[1]}
+        payload = dumps((args, kwargs))
+        with self._mail:
+            self._boxes[call] = collections.deque()
+        try:
+            with self._send_lock:
+                sock.settimeout(timeout)
+                send_message(sock, header, payload)
         except TimeoutError:
             raise self._timed_out(timeout) from None
-        except ConnectionError:
+        except (ConnectionError, OSError):
             raise self._died("running") from None
-        reply = self._receive(timeout, "running")
-        if reply[0]["kind"] == "result":
-            return loads(reply[1])
-        if reply[0]["kind"] == "exception":
-            raise self._remote_exception(reply, "call")
-        raise self._protocol_error(f"a {reply[0]['kind']!r} message in answer to a call")
+        return call
 
-    def _receive(self, timeout: float | None, doing: str) -> tuple[dict[str, Any], memoryview]:
+    def _next_reply(
+        self, call: int, deadline: float | None, timeout: float | None
+    ) -> tuple[dict[str, Any], memoryview]:
+        """The next message for input `call`: from its box, or read off the channel."""
+        while True:
+            with self._mail:
+                box = self._boxes[call]
+                while not box and self._reading:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise self._timed_out(timeout)
+                    self._mail.wait(left)
+                if box:
+                    return box.popleft()
+                self._reading = True
+            try:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                message = self._receive(left, "running", timeout)
+            finally:
+                with self._mail:
+                    self._reading = False
+                    self._mail.notify_all()
+            if message[0].get("id") == call:
+                return message
+            with self._mail:
+                other = self._boxes.get(message[0].get("id", -1))
+                if other is not None:  # (an input given up on has no box: its reply is dropped)
+                    other.append(message)
+                    self._mail.notify_all()
+
+    def _receive(
+        self, timeout: float | None, doing: str, call_timeout: float | None = None
+    ) -> tuple[dict[str, Any], memoryview]:
         """The container's next message, dropping what does not carry our token."""
-        assert self._sock is not None
+        sock = self._sock
+        if sock is None:
+            raise self._died(doing)
         try:
-            message = recv_message(self._sock, self._token, timeout)
+            message = recv_message(sock, self._token, timeout)
         except TimeoutError:
             if doing == "starting":
                 self.kill()
@@ -367,7 +529,7 @@ class Container:
                     f"the container for {self.function_ref} did not start within "
                     f"{timeout:g} s; it was killed"
                 ) from None
-            raise self._timed_out(timeout) from None
+            raise self._timed_out(call_timeout) from None
         except ProtocolError as exc:
             raise self._protocol_error(str(exc)) from None
         except ConnectionError:
@@ -405,6 +567,10 @@ class Container:
             )
         else:
             how = f"exited with status {status}"
+        if self._cgroup is not None and self._limits is not None and self._cgroup.oom_killed():
+            how = (
+                f"went over its memory limit of {self._limits.memory_limit_mib} MiB and was killed"
+            )
         return RemoteError(f"The container {doing} {self.function_ref} {how}")
 
     def _remote_exception(

@@ -30,7 +30,7 @@ from .copies import copy_from, copy_into
 from .environment import cache_binds, cache_scope, step_binds, step_env
 from .events import Reporter
 from .layers import attach_files, lowers_for
-from .sandbox import Overlay, SandboxCommand, run_sandboxed
+from .sandbox import Overlay, SandboxCommand, remove_placeholders, run_sandboxed
 
 __all__ = ["BUBBLEWRAP", "StepSandbox", "redaction", "run_step"]
 
@@ -223,6 +223,7 @@ def _call_function(action: CallFunction, step: _Step) -> _Outcome:
 
     from ..runtime.protocol import loads
     from .functions import Container
+    from .volumes import volume_binds
 
     overlay, store, on_line = step.overlay, step.store, step.on_line
     what = f"{action.ref.split(':')[1]}()"
@@ -230,10 +231,12 @@ def _call_function(action: CallFunction, step: _Step) -> _Outcome:
     parent_key = "|".join(overlay.lowers)
     open_root = not action.config.runs_as_root
     lowers = attach_files(store, parent_key, overlay.lowers, action.sources, open_root)
-    env, area = step.secrets, step.area
+    binds, volume_env = volume_binds(dict(action.volumes))
+    env, area = {**step.secrets, **volume_env}, step.area
     container = Container(
-        store, action.config, lowers, action.ref, env=env, area=area, on_output=on_line
-    )
+        store, action.config, lowers, action.ref, env=env, binds=binds, area=area,
+        on_output=on_line,
+    )  # fmt: skip
     try:
         container.start()
         args, kwargs = loads(action.arguments)
@@ -247,6 +250,7 @@ def _call_function(action: CallFunction, step: _Step) -> _Outcome:
         return 1, what
     finally:
         container.stop()
+        remove_placeholders(overlay)  # volumes' mount points: the layer keeps no trace of them
     return 0, ""
 
 

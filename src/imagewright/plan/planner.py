@@ -32,6 +32,7 @@ from ..definition.ops import (
 )
 from ..definition.pythons import BaseRelease, release_for, series_of
 from ..exception import InvalidError, LocalFileNotFoundError
+from ..volume import Volume
 from . import keys
 from .files import FileEntry, collect_dir, collect_file
 from .pulled import AddPython, PullLayer
@@ -114,6 +115,7 @@ class CallFunction(NamedTuple):
     timeout: float
     config: ImageConfig
     sources: tuple[FileEntry, ...]  # the function's module, attached below the layer
+    volumes: tuple[tuple[str, Volume], ...] = ()  # (mount point, volume), bound read-write
 
 
 Action = (
@@ -294,7 +296,9 @@ def _run_function(op: RunFunction, ops: _LayerOps) -> None:
 
     arguments = pickled_arguments(op.args, dict(op.kwargs))
     sources = resolve_mounts(source_mounts(op.function)) if op.include_source else ()
-    action = CallFunction(function_ref(op.function), arguments, op.timeout, ops.config, sources)
+    action = CallFunction(
+        function_ref(op.function), arguments, op.timeout, ops.config, sources, op.volumes
+    )
     key = keys.function_op(function_identity(op.function, arguments), op.include_source)
     ops.add(key, f"RUN python -c 'run_function({op.function.__qualname__})'", action)
 

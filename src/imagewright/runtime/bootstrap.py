@@ -1,4 +1,4 @@
-"""Entry point inside a function's container: import the function by name, then serve calls.
+"""Entry point inside a function's container: import the function by name, then serve inputs.
 
 The host binds this package into the container and starts the image's own Python on `main()`,
 with -S and the channel's fd (protocol.py). The launch line reads the token from that fd before
@@ -16,65 +16,30 @@ import os
 import select
 import signal
 import socket
-import sys
 import threading
-import traceback
-from collections.abc import Callable
 from typing import Any
 
-from .protocol import (
-    CHANNEL_FD_ENV,
-    FUNCTION_ENV,
-    TOKEN_SIZE,
-    dumps,
-    loads,
-    recv_message,
-    send_message,
-)
+from .protocol import CHANNEL_FD_ENV, FUNCTION_ENV, TOKEN_SIZE, loads, recv_message, send_message
+from .serve import Service, exception_message, serve
 
 __all__ = ["main"]
 
 
-def _resolve(module_name: str, qualname: str) -> Callable[..., Any]:
+def _resolve(module_name: str, qualname: str) -> Any:
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    # a Function made by @app.function wraps the user's function
-    function: Callable[..., Any] = getattr(obj, "raw_f", obj)
-    return function
+    return obj
 
 
-def _exception_message(exc: BaseException) -> tuple[dict[str, Any], bytes]:
-    try:
-        pickled = dumps(exc)
-        loads(pickled)  # an exception that pickles but cannot be rebuilt is sent as text only
-    except Exception:
-        pickled = b""
-    header = {
-        "kind": "exception",
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
-    return header, pickled
-
-
-def _serve(sock: socket.socket, token: bytes, function: Callable[..., Any]) -> None:
-    while True:
-        request = recv_message(sock)
-        if request is None or request[0]["kind"] != "call":
-            return
-        args, kwargs = loads(request[1])
-        try:
-            reply: tuple[dict[str, Any], bytes] = (
-                {"kind": "result"},
-                dumps(function(*args, **kwargs)),
-            )
-        except BaseException as exc:  # the user's exception goes back to the caller
-            reply = _exception_message(exc)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        send_message(sock, *reply, token=token)
+def _service(target: Any, params: Any) -> Service:
+    """What the container serves: imagewright's Function and Cls say so themselves (with the
+    class's parameters); a plain function is served as it is."""
+    describe = getattr(target, "_imagewright_service", None)
+    if describe is not None:
+        service: Service = describe(params)
+        return service
+    return Service.of_function(target)
 
 
 def _end_container() -> None:
@@ -130,7 +95,8 @@ def _enable_site() -> None:
 
 
 def main(fd: int, token: bytes) -> None:
-    """Import the function, then answer calls on the channel `fd` until the host is done.
+    """Import the function, set up what it serves (the host's "init" message carries a class's
+    parameters), then answer inputs on the channel `fd` until the host is done.
 
     `token` is what the host sent first on the channel: every message we send carries it.
     """
@@ -140,16 +106,20 @@ def main(fd: int, token: bytes) -> None:
     if len(token) != TOKEN_SIZE:
         return  # the host died before it could send it
     _exit_with_host(sock)
-    _enable_site()
     module_name, qualname = os.environ[FUNCTION_ENV].split(":")
     try:
-        try:
-            function = _resolve(module_name, qualname)
-        except BaseException as exc:
-            send_message(sock, *_exception_message(exc), token=token)
+        # The host sent it right after the token, so it is here already: read it before the
+        # image's site code runs, which could otherwise take it off the channel.
+        init = recv_message(sock)
+        if init is None or init[0]["kind"] != "init":
             return
-        send_message(sock, {"kind": "ready", "python": sys.version.split()[0]}, token=token)
-        _serve(sock, token, function)
+        _enable_site()
+        try:
+            service = _service(_resolve(module_name, qualname), loads(init[1]))
+        except BaseException as exc:
+            send_message(sock, *exception_message(exc), token=token)
+            return
+        serve(sock, token, service)
     except ConnectionError:
         pass
     # The host closed its end without killing us first: it is gone.

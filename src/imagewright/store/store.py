@@ -230,7 +230,8 @@ class Store:
             yield area
         finally:
             shutil.rmtree(area.root, ignore_errors=True)
-            os.unlink(tmp / f"{name}.lock")
+            # (missing_ok: at interpreter exit the whole store may be gone, a test's home say)
+            (tmp / f"{name}.lock").unlink(missing_ok=True)
             os.close(lock_fd)
 
     def commit(

@@ -1,0 +1,385 @@
+"""Cls: a class registered with `@app.cls()`, with parameters, lifecycle hooks and methods.
+
+`Model(size="small")` is one instance, `Obj`: its fields declared with `modal.parameter()` are
+checked as Modal checks them (int, str, bytes or bool), and each distinct set of values is its
+own instance. One container serves one instance: it builds the object, runs its `@enter` hooks
+once (`snap=True` ones first), then answers its `@method`s' inputs, several at once under
+`@concurrent` or in lists under `@batched`. The instance's containers stay up while the app
+runs, so state loaded in `@enter` (a model) serves every later `.remote` and `.map`; when the
+app stops, each container runs its `@exit` hooks before it goes.
+
+`Model().method` is a `Method`, called like a Function: `.remote`, `.map`, `.spawn`, `.local`
+(which builds the object here, with its `@enter` hooks, once per `Obj`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from .exception import InvalidError, NotFoundError
+from .function import Invoker, Options, Pool, override_options, running_in, start_container
+from .partial import PartialFunction, is_parameter
+
+if TYPE_CHECKING:
+    from .execute.functions import Container
+    from .retries import Retries
+    from .runtime.serve import Service
+    from .secret import Secret
+    from .volume import Volume
+
+__all__ = ["Cls", "Method", "Obj", "Server"]
+
+_PARAMETER_TYPES = {"int": int, "str": str, "bytes": bytes, "bool": bool}
+# How long a stopping container gets for its @exit hooks (Modal gives about as long).
+_EXIT_GRACE = 30.0
+
+
+class Cls:
+    """A class registered with `@app.cls()`; call it with its parameters for an instance."""
+
+    def __init__(
+        self,
+        user_cls: type[Any],
+        app: Any,
+        options: Options,
+        service: PartialFunction | None = None,
+    ):
+        self._user_cls, self._app, self._options = user_cls, app, options
+        self._service_flags = service  # @concurrent / @batched on the class itself
+        self._methods: dict[str, PartialFunction] = {}
+        self._enter: list[str] = []
+        self._exit: list[str] = []
+        for name, value in _members(user_cls):
+            if not isinstance(value, PartialFunction):
+                continue
+            if value.flags & {"method", "web"} or value.batch is not None:
+                self._methods[name] = value
+            if "enter" in value.flags:
+                self._enter.insert(0, name) if value.snap else self._enter.append(name)
+            if "exit" in value.flags:
+                self._exit.append(name)
+        if "__init__" in vars(user_cls) and _takes_arguments(user_cls.__init__):
+            raise InvalidError(
+                f"{user_cls.__qualname__} has an __init__ with arguments: declare its "
+                "parameters as fields with modal.parameter() instead."
+            )
+        self._parameters = _parameter_types(user_cls)
+        self._instances: dict[tuple[tuple[str, Any], ...], Obj] = {}
+        self._lock = threading.Lock()
+        self.__name__ = user_cls.__name__
+        self.__qualname__ = user_cls.__qualname__
+        self.__module__ = user_cls.__module__
+        self.__doc__ = user_cls.__doc__
+
+    def __repr__(self) -> str:
+        return f"Cls({self.__qualname__})"
+
+    def __call__(self, **parameters: Any) -> Obj:
+        values = self._checked(parameters)
+        key = tuple(sorted(values.items()))
+        with self._lock:
+            obj = self._instances.get(key)
+            if obj is None:
+                obj = self._instances[key] = Obj(self, values)
+        return obj
+
+    def _checked(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(given) - set(self._parameters))
+        if unknown:
+            raise TypeError(
+                f"{self.__qualname__}() got an unexpected keyword argument {unknown[0]!r}"
+            )
+        values = {}
+        for name, (kind, default) in self._parameters.items():
+            if name in given:
+                value = given[name]
+            elif default is not _MISSING:
+                value = default
+            else:
+                raise InvalidError(f"Missing required parameter: {name}")
+            if not isinstance(value, kind):
+                raise TypeError(f"Expected {kind.__name__}, got {type(value).__name__}")
+            values[name] = value
+        return values
+
+    # ---- options ----------------------------------------------------------------------------
+
+    def _replaced(self, options: Options, service: PartialFunction | None) -> Cls:
+        return type(self)(self._user_cls, self._app, options, service)
+
+    def with_options(
+        self,
+        *,
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        gpu: str | list[str] | None = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Iterable[Secret] | None = None,
+        volumes: Mapping[str | PurePosixPath, Volume] = {},
+        retries: int | Retries | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+        timeout: int | None = None,
+        region: str | list[str] | None = None,
+        cloud: str | None = None,
+        routing_region: str | None = None,
+    ) -> Cls:
+        """A copy of the class with some options changed (its instances are its own)."""
+        options = override_options(
+            self._options, cpu, memory, gpu, env, secrets, volumes, retries, max_containers, timeout
+        )
+        return self._replaced(options, self._service_flags)
+
+    def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Cls:
+        """A copy of the class whose containers take up to `max_inputs` inputs at once."""
+        from .partial import concurrent
+
+        flags = concurrent(max_inputs=max_inputs, target_inputs=target_inputs)(self._user_cls)
+        return self._replaced(self._options, flags)
+
+    def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Cls:
+        """A copy of the class whose methods take lists of inputs (see `@modal.batched`)."""
+        from .partial import _MAX_BATCH_SIZE, _MAX_BATCH_WAIT_MS
+
+        if not 1 <= max_batch_size <= _MAX_BATCH_SIZE or not 0 <= wait_ms <= _MAX_BATCH_WAIT_MS:
+            raise InvalidError("max_batch_size or wait_ms is out of range")
+        flags = PartialFunction(self._user_cls)
+        flags.batch = (max_batch_size, wait_ms)
+        return self._replaced(self._options, flags)
+
+    @staticmethod
+    def from_name(
+        app_name: str,
+        name: str,
+        *,
+        environment_name: str | None = None,
+        client: object = None,
+    ) -> Cls:
+        """A class of an app loaded in this process, by the app's name and its own."""
+        from .apps import lookup
+
+        found = lookup(app_name, name)
+        if not isinstance(found, Cls):
+            raise NotFoundError(f"{name!r} in app {app_name!r} is a function, not a class")
+        return found
+
+    # ---- what a container of it serves -------------------------------------------------------
+
+    def _batch_of(self, name: str) -> tuple[int, int] | None:
+        own = self._methods[name].batch
+        if own is not None:
+            return own
+        return self._service_flags.batch if self._service_flags is not None else None
+
+    def _max_inputs(self) -> int:
+        found = [p.max_inputs for p in self._methods.values() if p.max_inputs]
+        if self._service_flags is not None and self._service_flags.max_inputs:
+            found.append(self._service_flags.max_inputs)
+        return max(found, default=1)
+
+    def _capacity(self, name: str) -> int:
+        batch = self._batch_of(name)
+        return batch[0] if batch is not None else self._max_inputs()
+
+    def _build(self, values: Mapping[str, Any]) -> Any:
+        """A plain instance of the user's class with these parameter values."""
+        instance = object.__new__(self._user_cls)
+        for name, value in values.items():
+            setattr(instance, name, value)
+        if "__init__" in vars(self._user_cls):
+            instance.__init__()
+        return instance
+
+    def _imagewright_service(self, params: Mapping[str, Any]) -> Service:
+        """What one container of an instance serves (called inside it, by the bootstrap)."""
+        from .runtime.serve import Entry, Service
+
+        instance = self._build(params)
+        entries = {
+            name: Entry(getattr(instance, name), *(self._batch_of(name) or (0, 0)))
+            for name in self._methods
+        }
+        return Service(
+            entries,
+            max_inputs=self._max_inputs(),
+            enter=[getattr(instance, name) for name in self._enter],
+            exit=[getattr(instance, name) for name in self._exit],
+        )
+
+
+class Server(Cls):
+    """A class registered with `@app.server()`: a web server in each container (served by
+    `imagewright serve`); it loads and runs its lifecycle hooks like any class."""
+
+    port = 8000  # where its server listens inside the container
+
+
+class Obj:
+    """One instance of a Cls: `Model(size="small")`. Its methods are `Method`s."""
+
+    def __init__(self, cls: Cls, values: dict[str, Any]):
+        self._cls, self._values = cls, values
+        self._pool_obj: Pool | None = None
+        self._local: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"{self._cls.__qualname__}({shown})"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_cls", "_values", "_pool_obj", "_local", "_lock"):
+            raise AttributeError(name)
+        if name in self._cls._methods:
+            return Method(self, name)
+        # anything else is the plain object's, as in Modal (no @enter hook runs for it)
+        return getattr(self._cls._build(self._values), name)
+
+    def _pool(self) -> Pool:
+        """This instance's containers: started on demand, stopped when the app stops."""
+        with self._lock:
+            if self._pool_obj is None:
+                cls = self._cls
+                limit = cls._options.max_containers or max(os.cpu_count() or 1, 1)
+                capacity = max(cls._capacity(name) for name in cls._methods) if cls._methods else 1
+                grace = _EXIT_GRACE if cls._exit else 0
+                self._pool_obj = Pool(self._start, capacity, limit, grace)
+                cls._app._adopt_pool(self._pool_obj)
+            return self._pool_obj
+
+    def _start(self) -> Container:
+        from .plan.functionsource import function_ref
+
+        cls = self._cls
+        ref = function_ref(cls._user_cls)
+        return start_container(cls._app, cls._options, cls._user_cls, ref, self._values)
+
+    def _local_instance(self) -> Any:
+        """The object built here for `.local()` calls, with its @enter hooks run once."""
+        import asyncio
+        import inspect
+
+        with self._lock:
+            if self._local is None:
+                instance = self._cls._build(self._values)
+                for name in self._cls._enter:
+                    result = getattr(instance, name)()
+                    if inspect.isawaitable(result):
+                        asyncio.run(_awaited(result))
+                self._local = instance
+            return self._local
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class Method(Invoker):
+    """A method of one instance: `Model().predict`, called like a Function."""
+
+    def __init__(self, obj: Obj, name: str):
+        self._obj, self._method_name = obj, name
+        self._options = obj._cls._options
+        self._partial = obj._cls._methods[name]
+        self.__name__ = name
+        self.__qualname__ = f"{obj._cls.__qualname__}.{name}"
+
+    def __repr__(self) -> str:
+        return f"Method({self._obj!r}.{self._method_name})"
+
+    @property
+    def _capacity(self) -> int:
+        return self._obj._cls._capacity(self._method_name)
+
+    def _raw(self) -> Callable[..., Any]:
+        raw: Callable[..., Any] = self._obj._cls._methods[self._method_name].raw_f
+        return raw
+
+    def _app(self) -> Any:
+        return self._obj._cls._app
+
+    def _call_local(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return getattr(self._obj._local_instance(), self._method_name)(*args, **kwargs)
+
+    def _remote_once(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], ids: tuple[str, str]
+    ) -> Any:
+        pool = self._obj._pool()
+        container = pool.acquire()
+        broken = False
+        try:
+            with running_in(container):
+                return container.call(
+                    args, kwargs, self._options.timeout, method=self._method_name, ids=ids
+                )
+        except Exception as exc:
+            from .function import _is_user_error
+
+            broken = not _is_user_error(exc)
+            raise
+        finally:
+            pool.release(container, broken)
+
+    def _gen_container(self) -> tuple[Container, Callable[[], None]]:
+        pool = self._obj._pool()
+        container = pool.acquire()
+        return container, lambda: pool.release(container, not container.alive())
+
+    def _map_pool(self) -> tuple[Pool, bool]:
+        return self._obj._pool(), False
+
+
+def _members(user_cls: type[Any]) -> Iterable[tuple[str, Any]]:
+    """The class's attributes, base classes' first, as Python resolves them."""
+    seen: dict[str, Any] = {}
+    for klass in reversed(user_cls.__mro__):
+        seen.update(vars(klass))
+    return seen.items()
+
+
+def _takes_arguments(init: Callable[..., Any]) -> bool:
+    import inspect
+
+    params = list(inspect.signature(init).parameters.values())[1:]
+    return any(p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
+class _Missing:
+    pass
+
+
+_MISSING: Any = _Missing()
+
+
+def _parameter_types(user_cls: type[Any]) -> dict[str, tuple[type, Any]]:
+    """Each `modal.parameter()` field: its type (checked as Modal does) and default."""
+    try:
+        hints = typing.get_type_hints(user_cls)
+    except Exception:  # an annotation that does not resolve here: read it as written
+        hints = {}
+    found: dict[str, tuple[type, Any]] = {}
+    for name, value in _members(user_cls):
+        if not is_parameter(value):
+            continue
+        annotation = hints.get(name, getattr(user_cls, "__annotations__", {}).get(name))
+        if isinstance(annotation, str):
+            annotation = _PARAMETER_TYPES.get(annotation, annotation)
+        if annotation is None:
+            raise InvalidError(
+                f"{user_cls.__qualname__}.{name} = modal.parameter() needs a type annotation: "
+                f"one of {', '.join(_PARAMETER_TYPES)}"
+            )
+        if annotation not in _PARAMETER_TYPES.values():
+            shown = getattr(annotation, "__name__", str(annotation))
+            raise TypeError(
+                f"{shown} is not a supported modal.parameter() type. Use one of: "
+                f"{', '.join(_PARAMETER_TYPES)}"
+            )
+        found[name] = (annotation, _MISSING if value.default_missing else value.default)
+    return found

@@ -1,0 +1,301 @@
+"""Inside the container: run the inputs the host sends, the way the function's decorators ask.
+
+A `Service` says what a container serves: one entry for a function, one per `@method` of a
+class instance, with the hooks to run first (`@enter`) and last (`@exit`). imagewright's
+Function and Cls build it (their `_imagewright_service`); a plain function gets one by default.
+
+An input runs
+- inline, one at a time: the default, and the cheapest path;
+- in a pool of `max_inputs` threads (`@concurrent` on a plain `def`);
+- on one event loop in its own thread (`async def`), as many at once as the host sends;
+- in batches (`@batched`): inputs wait up to `wait_ms` to form lists of at most
+  `max_batch_size`, the function takes lists and returns one, and each input gets its item.
+A generator sends each value as an "item" message, then "done". The host decides how many
+inputs are in flight (one, or the decorator's limit), so nothing here needs to count.
+
+Replies leave from several threads at once, so sending holds a lock: a large message is several
+datagrams, which must not interleave. Imported inside the container: standard library only,
+Python 3.9 syntax.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import queue
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from .context import input_ids
+from .protocol import dumps, loads, recv_message, send_message
+
+__all__ = ["Entry", "Service", "exception_message", "serve"]
+
+
+class Entry:
+    """One callable a container serves, with how its inputs run."""
+
+    def __init__(self, call: Callable[..., Any], batch_size: int = 0, batch_wait_ms: int = 0):
+        self.call = call
+        target = inspect.unwrap(call)
+        self.is_async = inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+        self.is_generator = inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(
+            target
+        )
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait_ms / 1000
+
+
+class Service:
+    """What one container serves: entries by name ("" for a function), and its hooks."""
+
+    def __init__(
+        self,
+        entries: Mapping[str, Entry],
+        max_inputs: int = 1,
+        enter: Iterable[Callable[[], Any]] = (),
+        exit: Iterable[Callable[[], Any]] = (),
+    ):
+        self.entries = dict(entries)
+        self.max_inputs = max_inputs
+        self.enter_hooks = list(enter)
+        self.exit_hooks = list(exit)
+
+    @classmethod
+    def of_function(cls, function: Callable[..., Any]) -> Service:
+        return cls({"": Entry(function)})
+
+
+def exception_message(
+    exc: BaseException,
+    call: int | None = None,
+) -> tuple[dict[str, Any], bytes]:
+    """The "exception" message for `exc`: its pickle when it round-trips, and always its text."""
+    try:
+        pickled = dumps(exc)
+        loads(pickled)  # an exception that pickles but cannot be rebuilt is sent as text only
+    except Exception:
+        pickled = b""
+    header: dict[str, Any] = {
+        "kind": "exception",
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+    if call is not None:
+        header["id"] = call
+    return header, pickled
+
+
+class _Input:
+    __slots__ = ("args", "call", "ids", "kwargs")
+
+    def __init__(self, header: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.call: int = header["id"]
+        self.ids = (str(header.get("input", "")), str(header.get("call", "")))
+        self.args, self.kwargs = args, kwargs
+
+
+class _Dispatcher:
+    def __init__(self, sock: socket.socket, token: bytes, service: Service):
+        self.sock, self.token, self.service = sock, token, service
+        self._send_lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._batchers: dict[int, _Batcher] = {}
+        if service.max_inputs > 1:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                service.max_inputs, thread_name_prefix="imagewright-input"
+            )
+
+    # ---- sending ----------------------------------------------------------------------------
+
+    def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        sys.stdout.flush()  # what the input printed is relayed before its answer
+        sys.stderr.flush()
+        with self._send_lock:
+            send_message(self.sock, header, payload, token=self.token)
+
+    def _reply(self, call: int, value: Any) -> None:
+        try:
+            payload = dumps(value)
+        except Exception as exc:  # an unpicklable result is the input's error
+            self.send(*exception_message(exc, call))
+            return
+        self.send({"kind": "result", "id": call}, payload)
+
+    def _item(self, call: int, value: Any) -> None:
+        self.send({"kind": "item", "id": call}, dumps(value))
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The container's one event loop, started on first use in a thread of its own."""
+        if self._loop is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="imagewright-loop", daemon=True).start()
+            self._loop = loop
+        return self._loop
+
+    def run_hook(self, hook: Callable[[], Any]) -> None:
+        result = hook()
+        if inspect.isawaitable(result):
+            asyncio.run_coroutine_threadsafe(_awaited(result), self.loop()).result()
+
+    def run_sync(self, entry: Entry, item: _Input) -> None:
+        token = input_ids.set(item.ids)
+        try:
+            result = entry.call(*item.args, **item.kwargs)
+            if entry.is_generator:
+                for value in result:
+                    self._item(item.call, value)
+                self.send({"kind": "done", "id": item.call})
+            else:
+                self._reply(item.call, result)
+        except BaseException as exc:  # the user's exception goes back to the caller
+            self.send(*exception_message(exc, item.call))
+        finally:
+            input_ids.reset(token)
+
+    async def run_async(self, entry: Entry, item: _Input) -> None:
+        input_ids.set(item.ids)  # a task runs in a copy of the context: this stays in it
+        try:
+            if entry.is_generator:
+                async for value in entry.call(*item.args, **item.kwargs):
+                    self._item(item.call, value)
+                self.send({"kind": "done", "id": item.call})
+            else:
+                self._reply(item.call, await entry.call(*item.args, **item.kwargs))
+        except BaseException as exc:
+            self.send(*exception_message(exc, item.call))
+
+    def dispatch(self, entry: Entry, item: _Input) -> None:
+        if entry.batch_size:
+            self._batcher(entry).inputs.put(item)
+        elif entry.is_async:
+            asyncio.run_coroutine_threadsafe(self.run_async(entry, item), self.loop())
+        elif self._pool is not None:
+            self._pool.submit(self.run_sync, entry, item)
+        else:
+            self.run_sync(entry, item)
+
+    def _batcher(self, entry: Entry) -> _Batcher:
+        batcher = self._batchers.get(id(entry))
+        if batcher is None:
+            batcher = self._batchers[id(entry)] = _Batcher(self, entry)
+        return batcher
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while True:
+            request = recv_message(self.sock)
+            if request is None:
+                return
+            header, payload = request
+            if header["kind"] == "stop":
+                self._stop()
+                return
+            if header["kind"] != "call":
+                return
+            args, kwargs = loads(payload)
+            item = _Input(header, args, kwargs)
+            entry = self.service.entries.get(header.get("method", ""))
+            if entry is None:
+                error = AttributeError(f"no method {header.get('method')!r} to call")
+                self.send(*exception_message(error, item.call))
+                continue
+            self.dispatch(entry, item)
+
+    def _stop(self) -> None:
+        """Run the @exit hooks, then say so: the host kills the container after that."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for hook in self.service.exit_hooks:
+            try:
+                self.run_hook(hook)
+            except BaseException:
+                traceback.print_exc()
+        self.send({"kind": "stopped"})
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+class _Batcher:
+    """Groups one entry's inputs into lists, calls it once per list, and splits the answer."""
+
+    def __init__(self, dispatcher: _Dispatcher, entry: Entry):
+        self.dispatcher, self.entry = dispatcher, entry
+        self.inputs: queue.Queue[_Input] = queue.Queue()
+        self.signature = inspect.signature(entry.call)
+        threading.Thread(target=self._run, name="imagewright-batcher", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self.inputs.get()]
+            deadline = time.monotonic() + self.entry.batch_wait
+            while len(batch) < self.entry.batch_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self.inputs.get(timeout=left))
+                except queue.Empty:
+                    break
+            self._call(batch)
+
+    def _call(self, batch: list[_Input]) -> None:
+        dispatcher = self.dispatcher
+        try:
+            names = list(self.signature.parameters)
+            columns: dict[str, list[Any]] = {name: [] for name in names}
+            for item in batch:
+                bound = self.signature.bind(*item.args, **item.kwargs)
+                for name in names:
+                    if name not in bound.arguments:
+                        raise TypeError(f"a batched input is missing the argument {name!r}")
+                    columns[name].append(bound.arguments[name])
+            token = input_ids.set(batch[0].ids)
+            try:
+                result = self.entry.call(*columns.values())
+                if inspect.isawaitable(result):
+                    result = asyncio.run_coroutine_threadsafe(
+                        _awaited(result), dispatcher.loop()
+                    ).result()
+            finally:
+                input_ids.reset(token)
+            if not isinstance(result, list) or len(result) != len(batch):
+                raise TypeError(
+                    f"Output of batched function {self.entry.call.__name__} must be a list of "
+                    f"the same length as its inputs ({len(batch)})"
+                )
+        except BaseException as exc:
+            for item in batch:
+                dispatcher.send(*exception_message(exc, item.call))
+            return
+        for item, value in zip(batch, result):  # noqa: B905  (3.9; lengths checked above)
+            dispatcher._reply(item.call, value)
+
+
+def serve(sock: socket.socket, token: bytes, service: Service) -> None:
+    """Run the @enter hooks, say "ready", then answer inputs until the host stops or leaves.
+
+    An exception from a hook is the container's answer instead of "ready".
+    """
+    dispatcher = _Dispatcher(sock, token, service)
+    try:
+        for hook in service.enter_hooks:
+            dispatcher.run_hook(hook)
+    except BaseException as exc:
+        dispatcher.send(*exception_message(exc))
+        return
+    dispatcher.send({"kind": "ready", "python": sys.version.split()[0]})
+    dispatcher.serve()

@@ -1,0 +1,703 @@
+"""Volumes: directories that outlive containers, shared by every container that mounts them.
+
+A named volume is a directory under settings.volumes_dir(); `Volume.ephemeral()` makes one that
+lasts as long as its `with` block. Containers get it bind-mounted read-write at the paths their
+`volumes=` name (execute/volumes.py), so what they write lands in the volume, never in an image
+layer, and two containers writing at once write the same directory.
+
+The methods work on the host (on the volume's directory) and inside a container (on its mount
+point, found through IMAGEWRIGHT_VOLUMES). A volume's contents are written by sandboxed code, so
+they are walked with one directory fd at a time and never through a symlink: a link a container
+planted cannot lead a host-side `read_file` or `batch_upload` out of the volume.
+
+Names are checked when a Volume is made; whether it exists only when it is used (a method, or a
+container that mounts it), so `Volume.from_name` costs nothing at import, as in Modal.
+
+This module is imported inside containers too, so it runs on Python 3.9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import errno
+import io
+import json
+import os
+import posixpath
+import re
+import secrets
+import shutil
+import stat
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import IO, Any, BinaryIO, NamedTuple
+
+from . import settings
+from ._aio import iter_twin, twin
+from .exception import InvalidError, LocalFileNotFoundError, NotFoundError
+
+__all__ = [
+    "FileEntry",
+    "FileEntryType",
+    "Volume",
+    "VolumeUploadContextManager",
+    "check_name",
+    "check_volumes",
+    "create_volume",
+    "delete_volume",
+    "list_volumes",
+    "mount_key",
+    "volume_dir",
+]
+
+_CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Mount points Modal refuses: the root, the function's source (/root) and the private /tmp.
+_RESERVED_MOUNTS = ("/", "/root", "/tmp")
+
+
+class FileEntryType(enum.IntEnum):
+    """The kind of a volume entry, numbered as Modal's."""
+
+    UNSPECIFIED = 0
+    FILE = 1
+    DIRECTORY = 2
+    SYMLINK = 3
+    FIFO = 4
+    SOCKET = 5
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file or directory in a volume; `path` is relative to the volume's root."""
+
+    path: str
+    type: FileEntryType
+    mtime: int
+    size: int
+
+
+def check_name(name: object, kind: str) -> str:
+    """`name` if it may name a volume or secret (Modal's rule), else InvalidError."""
+    if (
+        not isinstance(name, str)
+        or len(name) > 64
+        or not re.fullmatch(r"[a-zA-Z0-9._-]+", name)
+        or name in (".", "..")
+    ):
+        raise InvalidError(
+            f"Invalid {kind} name: {name!r}. Names may contain only alphanumeric characters, "
+            "dashes, periods and underscores, and must be at most 64 characters long."
+        )
+    return name
+
+
+class Volume:
+    """A writable directory that containers share and that outlives them."""
+
+    __slots__ = ("_create", "_ephemeral", "_name")
+
+    def __init__(self, name: str | None, ephemeral: str | None, create_if_missing: bool):
+        self._name, self._ephemeral, self._create = name, ephemeral, create_if_missing
+
+    def __repr__(self) -> str:
+        if self._name is None:
+            return "Volume.ephemeral()"
+        return f"Volume.from_name({self._name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # passed to a function, it names the same volume inside the container
+        return (Volume, (self._name, self._ephemeral, self._create))
+
+    @staticmethod
+    def from_name(
+        name: str,
+        *,
+        environment_name: str | None = None,
+        create_if_missing: bool = False,
+        version: int | None = None,
+        create_options: object = None,
+        client: object = None,
+    ) -> Volume:
+        """The named volume; it must exist when it is used unless `create_if_missing`.
+
+        `environment_name`, `version`, `create_options` and `client` have no local meaning.
+        """
+        return Volume(check_name(name, "Volume"), None, bool(create_if_missing))
+
+    @classmethod
+    def ephemeral(
+        cls,
+        client: object = None,
+        environment_name: str | None = None,
+        version: int | None = None,
+        create_options: object = None,
+    ) -> _Ephemeral:
+        """`with Volume.ephemeral() as vol:` (or `async with`) an anonymous volume, deleted
+        when the block ends."""
+        return _Ephemeral()
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    def hydrate(self, client: object = None) -> Volume:
+        """Check that the volume exists (creating it if `create_if_missing`)."""
+        self._root()
+        return self
+
+    # ---- methods, on the host or in a container ---------------------------------------------
+
+    @twin
+    def commit(self) -> None:
+        """Make what was written to the volume durable; containers started afterwards see it
+        (running ones see writes at once: they share the directory)."""
+        fd = os.open(self._root(), _DIR_FLAGS)
+        try:
+            _syncfs(fd)
+        finally:
+            os.close(fd)
+
+    @twin
+    def reload(self) -> None:
+        """Accepted for Modal's sake: a mounted volume always shows its latest contents."""
+        self._root()
+
+    @iter_twin
+    def iterdir(self, path: str, *, recursive: bool = True) -> Iterator[FileEntry]:
+        """The entries under `path` (a directory), or `path` itself if it is not one."""
+        root = self._root()
+        if path.endswith("*"):
+            raise InvalidError("Volume.listdir() takes no glob patterns; pass recursive=True")
+        parts = _parts(path)
+        try:
+            entries = _list(root, parts, recursive)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFoundError(f"No such file or directory in {self!r}: {path}") from None
+        return iter(entries)
+
+    @twin
+    def listdir(self, path: str, *, recursive: bool = False) -> list[FileEntry]:
+        """The entries directly under `path` (all of them below it with `recursive`)."""
+        return list(self.iterdir(path, recursive=recursive))
+
+    @iter_twin
+    def read_file(self, path: str) -> Iterator[bytes]:
+        """The file's contents, in chunks."""
+        return _chunks(_open_file(self._root(), path))
+
+    @twin
+    def read_file_into_fileobj(
+        self,
+        path: str,
+        fileobj: IO[bytes],
+        progress_cb: Callable[..., Any] | None = None,
+    ) -> int:
+        """Write the file's contents into `fileobj`; the number of bytes written."""
+        total = 0
+        for chunk in _chunks(_open_file(self._root(), path)):
+            fileobj.write(chunk)
+            total += len(chunk)
+            if progress_cb is not None:
+                progress_cb(advance=len(chunk))
+        return total
+
+    @twin
+    def remove_file(self, path: str, recursive: bool = False) -> None:
+        """Remove a file, or a directory (with what it holds if `recursive`)."""
+        root, parts = self._root(), _parts(path)
+        if not parts:
+            raise InvalidError(f"The root of {self!r} cannot be removed; delete the volume")
+        with _open_dir(root, parts[:-1]) as parent:
+            info = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+            if not stat.S_ISDIR(info.st_mode):
+                os.unlink(parts[-1], dir_fd=parent)
+            elif recursive:
+                _remove_tree(parent, parts[-1])
+            else:
+                try:
+                    os.rmdir(parts[-1], dir_fd=parent)
+                except OSError as exc:
+                    if exc.errno != errno.ENOTEMPTY:
+                        raise
+                    raise InvalidError(
+                        f"{path} is a directory that is not empty; pass recursive=True"
+                    ) from None
+
+    @twin
+    def copy_files(self, src_paths: Sequence[str], dst_path: str, recursive: bool = False) -> None:
+        """Copy within the volume, as `cp` does: into `dst_path` if it is a directory (or ends
+        with a slash, or there are several sources), else to it."""
+        root, dst = self._root(), _parts(dst_path)
+        if isinstance(src_paths, str):
+            raise InvalidError("Volume.copy_files expects a list of source paths")
+        into = len(src_paths) > 1 or dst_path.endswith("/") or _is_dir(root, dst)
+        for src_path in src_paths:
+            src = _parts(src_path)
+            target = [*dst, src[-1]] if into and src else dst
+            if not src or not target:
+                raise InvalidError(f"Cannot copy {src_path!r} to {dst_path!r}: a volume's root")
+            if target[: len(src)] == src:
+                raise InvalidError(f"Cannot copy {src_path!r} into itself ({dst_path!r})")
+            with _open_dir(root, src[:-1]) as from_dir, _open_dir(root, target[:-1], True) as to:
+                mode = os.stat(src[-1], dir_fd=from_dir, follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode) and not recursive:
+                    raise InvalidError(f"{src_path} is a directory; pass recursive=True")
+                _copy_entry(from_dir, src[-1], to, target[-1])
+
+    @property
+    def batch_upload(self) -> _BatchUpload:
+        """`with vol.batch_upload(force=False) as batch:` queue `put_file` / `put_directory`
+        calls; they are written when the block ends without an error. Existing files are kept
+        (an error) unless `force`; directories are never replaced by files."""
+        return _BatchUpload(self)
+
+    # ---- where it is ------------------------------------------------------------------------
+
+    def _root(self) -> str:
+        """The volume's directory here: its mount point inside a container, its directory in
+        the store on the host."""
+        if settings.in_container():
+            mounted = json.loads(os.environ.get(settings.VOLUMES) or "{}")
+            where = mounted.get(mount_key(self))
+            if where is None:
+                raise NotFoundError(
+                    f"{self!r} is not mounted in this container: give the function "
+                    "volumes={'/some/path': volume}"
+                )
+            return str(where)
+        return str(volume_dir(self))
+
+
+class _BatchUpload:
+    """`vol.batch_upload`: its result serves both `with` and `async with`, so `.aio` is the
+    same call (Modal's `async with vol.batch_upload.aio() as batch:`)."""
+
+    def __init__(self, volume: Volume):
+        self._volume = volume
+
+    def __call__(self, force: bool = False) -> VolumeUploadContextManager:
+        return VolumeUploadContextManager(self._volume, force)
+
+    def aio(self, force: bool = False) -> VolumeUploadContextManager:
+        return VolumeUploadContextManager(self._volume, force)
+
+
+class _Ephemeral:
+    """The context manager `Volume.ephemeral()` returns, for `with` and `async with`."""
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+
+    def __enter__(self) -> Volume:
+        if settings.in_container():
+            raise InvalidError(
+                "Volume.ephemeral() cannot be made inside a container: make it where the app "
+                "runs and pass it in"
+            )
+        token = secrets.token_hex(8)
+        self._dir = settings.ephemeral_volumes_dir() / token
+        self._dir.mkdir(mode=0o755, parents=True)
+        return Volume(None, token, False)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    async def __aenter__(self) -> Volume:
+        return await asyncio.to_thread(self.__enter__)
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.to_thread(self.__exit__, kind, exc, tb)
+
+
+class _Upload(NamedTuple):
+    """A queued upload."""
+
+    source: Path | BinaryIO  # a local file, or an open binary file
+    parts: list[str]  # where it goes in the volume
+    mode: int
+
+
+class VolumeUploadContextManager:
+    """What `Volume.batch_upload()` returns: queue files, written together at the end."""
+
+    def __init__(self, volume: Volume, force: bool):
+        self._volume, self._force = volume, force
+        self._uploads: list[_Upload] = []
+
+    def put_file(
+        self,
+        local_file: Path | str | BinaryIO | io.BytesIO,
+        remote_path: PurePosixPath | str,
+        mode: int | None = None,
+    ) -> None:
+        """Queue a local file (or an open binary file) for `remote_path`; parent directories
+        are made as needed."""
+        remote = PurePosixPath(remote_path).as_posix()
+        if str(remote_path).endswith("/"):
+            raise InvalidError(f"remote_path ({remote_path}) must name a file, not end with /")
+        if isinstance(local_file, (str, Path)):
+            source = Path(local_file)
+            if not source.is_file():
+                raise LocalFileNotFoundError(f"No such local file: {source}")
+            bits = stat.S_IMODE(source.stat().st_mode) if mode is None else mode
+            self._uploads.append(_Upload(source, _parts(remote), bits))
+        else:
+            self._uploads.append(
+                _Upload(local_file, _parts(remote), 0o644 if mode is None else mode)
+            )
+
+    def put_directory(
+        self, local_path: Path | str, remote_path: PurePosixPath | str, recursive: bool = True
+    ) -> None:
+        """Queue every file of a local directory (and of its subdirectories if `recursive`)."""
+        local = Path(local_path)
+        if not local.is_dir():
+            raise LocalFileNotFoundError(f"No such local directory: {local}")
+        remote = PurePosixPath(remote_path)
+        for path in sorted(local.rglob("*") if recursive else local.glob("*")):
+            if path.is_file():
+                self.put_file(path, remote / path.relative_to(local).as_posix())
+
+    def __enter__(self) -> VolumeUploadContextManager:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            self._write()
+
+    async def __aenter__(self) -> VolumeUploadContextManager:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is None:
+            await asyncio.to_thread(self._write)
+
+    def _write(self) -> None:
+        root = self._volume._root()
+        for _, parts, _ in self._uploads:  # every conflict is found before anything is written
+            existing = _lstat(root, parts)
+            if existing is None:
+                continue
+            where = "/".join(parts)
+            if stat.S_ISDIR(existing.st_mode):
+                raise IsADirectoryError(f"{where} is a directory in {self._volume!r}")
+            if not self._force:
+                raise FileExistsError(
+                    f"{where} already exists in {self._volume!r} (pass force=True, or --force)"
+                )
+        for source, parts, mode in self._uploads:
+            if not parts:
+                raise InvalidError("An upload needs a file name in the volume, not its root")
+            with _open_dir(root, parts[:-1], create=True) as parent:
+                if isinstance(source, Path):
+                    with open(source, "rb") as reader:
+                        _write_file(parent, parts[-1], reader, mode, self._force)
+                else:
+                    _write_file(parent, parts[-1], source, mode, self._force)
+
+
+# ---- named volumes on the host ----------------------------------------------------------------
+
+
+def mount_key(volume: Volume) -> str:
+    """How a container's IMAGEWRIGHT_VOLUMES names `volume` ('/' cannot be in a name)."""
+    if volume._name is not None:
+        return f"name/{volume._name}"
+    return f"ephemeral/{volume._ephemeral}"
+
+
+def volume_dir(volume: Volume) -> Path:
+    """The host directory holding `volume`, made now if it may be; NotFoundError if it does
+    not exist."""
+    if volume._name is None:
+        path = settings.ephemeral_volumes_dir() / str(volume._ephemeral)
+        if not path.is_dir():
+            raise NotFoundError(f"{volume!r} no longer exists: its `with` block has ended")
+        return path
+    path = settings.volumes_dir() / volume._name
+    if not path.is_dir():
+        if not volume._create:
+            raise NotFoundError(
+                f"Volume {volume._name!r} not found: create it with "
+                f"`imagewright volume create {volume._name}`, or use "
+                f"Volume.from_name({volume._name!r}, create_if_missing=True)"
+            )
+        create_volume(volume._name, exist_ok=True)
+    return path
+
+
+def create_volume(name: str, *, exist_ok: bool = False) -> Path:
+    """Make the named volume's directory; InvalidError if it exists (unless `exist_ok`)."""
+    path = settings.volumes_dir() / check_name(name, "Volume")
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o755)
+    except FileExistsError:
+        if not exist_ok:
+            raise InvalidError(f"Volume {name!r} already exists") from None
+    return path
+
+
+def delete_volume(name: str, *, allow_missing: bool = False) -> None:
+    """Delete the named volume and everything in it."""
+    path = settings.volumes_dir() / check_name(name, "Volume")
+    if not path.is_dir():
+        if allow_missing:
+            return
+        raise NotFoundError(f"Volume {name!r} not found (`imagewright volume list` shows them)")
+    # renamed first, so that a container started meanwhile cannot mount a half-deleted volume
+    doomed = path.with_name(f".deleting-{name}-{secrets.token_hex(4)}")
+    os.rename(path, doomed)
+    shutil.rmtree(doomed)
+
+
+def list_volumes() -> dict[str, float]:
+    """Each named volume, with the time it was created (its directory's ctime)."""
+    root = settings.volumes_dir()
+    if not root.is_dir():
+        return {}
+    return {
+        entry.name: entry.stat().st_ctime
+        for entry in sorted(os.scandir(root), key=lambda e: e.name)
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".deleting-")
+    }
+
+
+def check_volumes(volumes: Mapping[str | PurePosixPath, Volume]) -> dict[str, Volume]:
+    """A `volumes=` argument, checked as Modal does: {absolute mount point: Volume}, each
+    volume at one place, none at '/', '/root' or '/tmp'."""
+    if not isinstance(volumes, Mapping):
+        raise InvalidError("volumes= expects a dict of {'/mount/path': Volume}")
+    checked: dict[str, Volume] = {}
+    places: dict[str, str] = {}
+    for raw, volume in volumes.items():
+        if not isinstance(raw, (str, PurePosixPath)):
+            raise InvalidError(f"Volume mount point {raw!r} is not a path")
+        path = PurePosixPath(raw).as_posix()
+        if not path.startswith("/") or path.startswith("//") or posixpath.normpath(path) != path:
+            raise InvalidError(f"Volume {path} must be a canonical, absolute path.")
+        if path in _RESERVED_MOUNTS or path.startswith("/tmp/.imagewright"):
+            raise InvalidError(f"Volume {path} cannot be mounted at {path!r}.")
+        if not isinstance(volume, Volume):
+            raise InvalidError(
+                f"Object of type {type(volume).__name__} mounted at '{path}' is not usable as "
+                "a volume."
+            )
+        if path in checked:
+            raise InvalidError(f"Two volumes are mounted at {path}")
+        key = mount_key(volume)
+        if key in places:
+            raise InvalidError(
+                "The same Volume cannot be mounted in multiple locations for the same "
+                f"function: {places[key]}, {path}"
+            )
+        checked[path], places[key] = volume, path
+    return checked
+
+
+# ---- walking a volume without following its symlinks ------------------------------------------
+
+
+def _parts(path: str | PurePosixPath) -> list[str]:
+    """`path`, relative to the volume's root ('/' and '' are the root), as its names."""
+    if not isinstance(path, (str, PurePosixPath)):
+        raise InvalidError(f"A volume path must be a string, not {type(path).__name__}")
+    parts = list(PurePosixPath("/", path).parts[1:])
+    if ".." in parts:
+        raise InvalidError(f"Volume path {str(path)!r} may not contain '..'")
+    return parts
+
+
+@contextlib.contextmanager
+def _open_dir(root: str, parts: Sequence[str], create: bool = False) -> Iterator[int]:
+    """An fd of the directory `parts` below `root`, reached without following a symlink;
+    missing directories are made if `create`."""
+    fd = os.open(root, _DIR_FLAGS)
+    try:
+        for part in parts:
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+            try:
+                inner = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+                    message = "a symlink, not a directory"
+                    raise NotADirectoryError(errno.ENOTDIR, message, part) from None
+                raise
+            os.close(fd)
+            fd = inner
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _lstat(root: str, parts: Sequence[str]) -> os.stat_result | None:
+    """The entry at `parts`, not following a final symlink; None if there is none."""
+    if not parts:
+        return os.stat(root)
+    try:
+        with _open_dir(root, parts[:-1]) as parent:
+            return os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _is_dir(root: str, parts: Sequence[str]) -> bool:
+    info = _lstat(root, parts)
+    return info is not None and stat.S_ISDIR(info.st_mode)
+
+
+def _entry(path: str, info: os.stat_result) -> FileEntry:
+    kinds = {
+        stat.S_IFREG: FileEntryType.FILE,
+        stat.S_IFDIR: FileEntryType.DIRECTORY,
+        stat.S_IFLNK: FileEntryType.SYMLINK,
+        stat.S_IFIFO: FileEntryType.FIFO,
+        stat.S_IFSOCK: FileEntryType.SOCKET,
+    }
+    kind = kinds.get(stat.S_IFMT(info.st_mode), FileEntryType.UNSPECIFIED)
+    return FileEntry(path, kind, int(info.st_mtime), info.st_size)
+
+
+def _list(root: str, parts: list[str], recursive: bool) -> list[FileEntry]:
+    if parts:
+        info = _lstat(root, parts)
+        if info is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/".join(parts))
+        if not stat.S_ISDIR(info.st_mode):
+            return [_entry("/".join(parts), info)]
+    with _open_dir(root, parts) as fd:
+        return _walk(fd, "/".join(parts), recursive)
+
+
+def _walk(fd: int, prefix: str, recursive: bool) -> list[FileEntry]:
+    found: list[FileEntry] = []
+    for name in sorted(os.listdir(fd)):
+        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        path = f"{prefix}/{name}" if prefix else name
+        found.append(_entry(path, info))
+        if recursive and stat.S_ISDIR(info.st_mode):
+            inner = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            try:
+                found.extend(_walk(inner, path, recursive))
+            finally:
+                os.close(inner)
+    return found
+
+
+def _open_file(root: str, path: str) -> int:
+    """An fd of the regular file at `path`; FileNotFoundError if there is none."""
+    parts = _parts(path)
+    if not parts:
+        raise IsADirectoryError(errno.EISDIR, "the volume's root is a directory", path)
+    with _open_dir(root, parts[:-1]) as parent:
+        # O_NONBLOCK: opening a fifo must not hang; it is refused below
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(parts[-1], flags, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidError(f"{path} is a symlink; read the file it points to") from None
+            raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", path)
+    return fd
+
+
+def _chunks(fd: int) -> Iterator[bytes]:
+    with os.fdopen(fd, "rb") as reader:
+        while True:
+            chunk = reader.read(_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+
+
+def _write_file(parent: int, name: str, source: IO[bytes], mode: int, replace: bool) -> None:
+    """Write `source` as `name` in `parent`, whole or not at all: a reader (another container)
+    never sees half a file. Without `replace`, an existing `name` is a FileExistsError."""
+    temp = f".{name}.{secrets.token_hex(6)}.upload"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=parent)
+    try:
+        with os.fdopen(fd, "wb") as writer:
+            shutil.copyfileobj(source, writer, _CHUNK)
+            os.fchmod(writer.fileno(), mode & 0o7777)
+        if replace:
+            os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        else:
+            os.link(temp, name, src_dir_fd=parent, dst_dir_fd=parent, follow_symlinks=False)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=parent)
+
+
+def _copy_entry(src_dir: int, name: str, dst_dir: int, target: str) -> None:
+    """Copy `name` (a file, symlink or directory tree) to `target`; symlinks stay symlinks."""
+    mode = os.stat(name, dir_fd=src_dir, follow_symlinks=False).st_mode
+    if stat.S_ISLNK(mode):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target, dir_fd=dst_dir)
+        os.symlink(os.readlink(name, dir_fd=src_dir), target, dir_fd=dst_dir)
+    elif stat.S_ISDIR(mode):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(target, stat.S_IMODE(mode), dir_fd=dst_dir)
+        inner_src = os.open(name, _DIR_FLAGS, dir_fd=src_dir)
+        try:
+            inner_dst = os.open(target, _DIR_FLAGS, dir_fd=dst_dir)
+            try:
+                for child in sorted(os.listdir(inner_src)):
+                    _copy_entry(inner_src, child, inner_dst, child)
+            finally:
+                os.close(inner_dst)
+        finally:
+            os.close(inner_src)
+    elif stat.S_ISREG(mode):
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src_dir)
+        with os.fdopen(fd, "rb") as reader:
+            _write_file(dst_dir, target, reader, stat.S_IMODE(mode), replace=True)
+    # fifos, sockets and devices are not copied, as Modal's volumes hold none
+
+
+def _remove_tree(parent: int, name: str) -> None:
+    fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+    try:
+        for child in os.listdir(fd):
+            if stat.S_ISDIR(os.stat(child, dir_fd=fd, follow_symlinks=False).st_mode):
+                _remove_tree(fd, child)
+            else:
+                os.unlink(child, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=parent)
+
+
+def _syncfs(fd: int) -> None:
+    """syncfs(2) the file system holding `fd`: the volume's writes, whoever made them, reach the
+    disk. Python has no syncfs; without libc's, sync(2) does it for every file system."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.syncfs
+    except (OSError, AttributeError):
+        os.sync()
+        return
+    if call(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
