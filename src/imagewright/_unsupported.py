@@ -66,10 +66,11 @@ class NotYetContext(Generic[T]):
 
 class NoLocalMeaning:
     """A member (property or method) of a Modal class that only means something on Modal's
-    service: present on the class, it raises when an instance's is looked up."""
+    service: present on the class, it raises when an instance's is looked up (naming the
+    instance's class, which may inherit it)."""
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self._feature = f"modal.{owner.__name__}.{name}"
+        self._name = name
 
     @overload
     def __get__(self, obj: None, owner: type) -> NoLocalMeaning: ...
@@ -78,4 +79,4 @@ class NoLocalMeaning:
     def __get__(self, obj: object | None, owner: type) -> NoLocalMeaning:
         if obj is None:
             return self
-        raise no_local_meaning(self._feature)
+        raise no_local_meaning(f"modal.{type(obj).__name__}.{self._name}")

@@ -3,19 +3,24 @@
 The decorators take Modal's parameters by name, every one of them: a typo raises TypeError, as
 in Modal. Parameters that only mean something on Modal's service (regions, warm pools, memory
 snapshots, ...) are accepted and recorded on the function; the few whose absence changes what a
-program does (a schedule, a proxy, blocked networking) warn once per run. The README's table
-"Modal names and what they do locally" lists them all.
+program does (a schedule, a proxy, blocked networking) warn once per run. What Modal's service
+tells of an app (info, stats, logs, its sandboxes) raises. The README's table "Modal names and
+what they do locally" lists them all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from . import settings
+from ._aio import twin
+from ._callsite import warn_user
+from ._unsupported import NoLocalMeaning, no_local_meaning
 from .apps import lookup_app, register
 from .cls import Cls, Server
 from .definition.image import Image
@@ -41,11 +46,13 @@ _warned_lock = threading.Lock()
 
 
 def _warn_once(key: str, message: str) -> None:
+    if settings.in_container():  # (the program is imported there too: warn only once, here)
+        return
     with _warned_lock:
         if key in _warned:
             return
         _warned.add(key)
-    warnings.warn(message, stacklevel=3)
+    warn_user(message)
 
 
 class LocalEntrypoint:
@@ -87,9 +94,9 @@ class App:
         self.secrets = secrets_with_env(secrets, None)
         self.volumes = check_volumes(volumes)
         self.include_source = include_source
-        self.registered_functions: dict[str, Function] = {}
-        self.registered_classes: dict[str, Cls] = {}
-        self.registered_entrypoints: dict[str, LocalEntrypoint] = {}
+        self._functions: dict[str, Function] = {}
+        self._classes: dict[str, Cls] = {}
+        self._entrypoints: dict[str, LocalEntrypoint] = {}
         self._running = False
         self._plans: dict[int, Plan] = {}
         self._pools: list[Pool] = []
@@ -113,6 +120,21 @@ class App:
     def app_id(self) -> str | None:
         """Modal's id of a running app; locally apps have none."""
         return None
+
+    @property
+    def registered_functions(self) -> dict[str, Function]:
+        """The app's functions, by name."""
+        return self._functions
+
+    @property
+    def registered_classes(self) -> dict[str, Cls]:
+        """The app's classes (and servers), by name."""
+        return self._classes
+
+    @property
+    def registered_entrypoints(self) -> dict[str, LocalEntrypoint]:
+        """The app's local entrypoints, by name."""
+        return self._entrypoints
 
     @property
     def registered_web_endpoints(self) -> list[str]:
@@ -484,6 +506,23 @@ class App:
     def stop(self) -> None:
         """Modal stops a deployed app; a local app stops when `app.run()` ends."""
 
+    # ---- what Modal's service tells of an app ------------------------------------------------
+
+    logs = NoLocalMeaning()
+    sandboxes = NoLocalMeaning()
+
+    @twin
+    def get_dashboard_url(self) -> str:
+        raise no_local_meaning("modal.App.get_dashboard_url")
+
+    @twin
+    def info(self, refresh: bool = False) -> NoReturn:
+        raise no_local_meaning("modal.App.info")
+
+    @twin
+    def stats(self, *, since: datetime | None = None, until: datetime | None = None) -> NoReturn:
+        raise no_local_meaning("modal.App.stats")
+
     def deploy(
         self,
         *,
@@ -492,8 +531,6 @@ class App:
         tag: str = "",
         client: object = None,
     ) -> App:
-        from ._unsupported import no_local_meaning
-
         raise no_local_meaning("App.deploy (use `imagewright run`)")
 
     @property

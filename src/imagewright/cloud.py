@@ -4,14 +4,18 @@
 `CloudBucketMount` and `Cluster` are built as in Modal, so that programs naming them (often at
 module level, or as `@app.function` arguments) load; what they would do needs Modal's servers
 or hardware, so using them raises UnimplementedError. A function that mounts a
-NetworkFileSystem or a CloudBucketMount fails when it runs, not when it is defined. Imported in
-containers (Python 3.9).
+NetworkFileSystem or a CloudBucketMount fails when it runs, not when it is defined.
+
+`ModalObject` is what every Modal object has (an id, a client, `hydrate()`, a dashboard page),
+for the classes here and for Volume, Secret, Function and the rest. Imported in containers
+(Python 3.9).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NoReturn, TypeVar, overload
 
 from ._aio import twin
 from ._unsupported import NoLocalMeaning, NotYetContext, no_local_meaning
@@ -25,11 +29,15 @@ __all__ = [
     "CloudBucketMount",
     "Cluster",
     "Environment",
+    "ModalObject",
     "NetworkFileSystem",
     "Proxy",
     "SchedulerPlacement",
     "Workspace",
 ]
+
+
+M = TypeVar("M", bound="ModalObject")
 
 
 def _no_constructor(cls: type) -> InvalidError:
@@ -71,12 +79,132 @@ class Client:
     def is_closed(self) -> bool:
         return self._closed
 
+    @classmethod
+    def from_oauth_credentials(
+        cls,
+        refresh_token: str,
+        *,
+        oauth_client_id: str,
+        oauth_client_secret: str | None = None,
+        oauth_jwt_key: str | None = None,
+    ) -> Client:
+        """A client for these OAuth credentials; locally, a placeholder (they are not kept)."""
+        return cls("", 0, None)
+
+    @classmethod
+    def anonymous(cls, server_url: str) -> NoReturn:
+        raise no_local_meaning("modal.Client.anonymous")
+
+    @classmethod
+    def verify(cls, server_url: str, credentials: tuple[str, str]) -> None:
+        raise no_local_meaning("modal.Client.verify")
+
+    @twin
+    def get_input_plane_metadata(self, input_plane_region: str) -> list[tuple[str, str]]:
+        raise no_local_meaning("modal.Client.get_input_plane_metadata")
+
+    @twin
+    def get_stub(self, server_url: str) -> NoReturn:
+        raise no_local_meaning("modal.Client.get_stub")
+
     hello = NoLocalMeaning()
     stub = NoLocalMeaning()
 
 
-class Environment:
+# What every object's `.client` is: nothing is fetched locally, so one placeholder serves all.
+_LOCAL_CLIENT = Client("", 0, None)
+
+
+class _Hydrated(Generic[M]):
+    """`obj.hydrate`: called (or awaited as `.aio`), it returns `obj`."""
+
+    def __init__(self, obj: M):
+        self._obj = obj
+
+    def __call__(self, client: Client | None = None) -> M:
+        self._obj._resolve()
+        return self._obj
+
+    async def aio(self, client: Client | None = None) -> M:
+        await asyncio.to_thread(self._obj._resolve)
+        return self._obj
+
+
+class _Hydrate:
+    """`obj.hydrate()`: Modal fetches the object from its service; locally there is nothing to
+    fetch, so it returns `obj` (typed as the object's own class, whichever it is)."""
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> _Hydrate: ...
+    @overload
+    def __get__(self, obj: M, owner: type[Any]) -> _Hydrated[M]: ...
+    def __get__(self, obj: M | None, owner: type[Any]) -> _Hydrate | _Hydrated[M]:
+        if obj is None:
+            return self
+        return _Hydrated(obj)
+
+
+class ModalObject:
+    """What every Modal object has. Modal fetches an object from its service before it is used
+    ("hydrates" it); locally every object is ready at once, so `hydrate()` returns it, its id is
+    made of Modal's prefix for its kind and its local name, and its client is a placeholder."""
+
+    __slots__ = ()
+    _id_prefix: ClassVar[str]
+
+    def _resolve(self) -> None:
+        """What hydrating does here: nothing, but for objects that must exist (a volume)."""
+
+    def _id_name(self) -> str:
+        """What the object's id calls it: its name, in classes of named objects; "local" for
+        those of which there is one here (a workspace) or none (a cluster, a sandbox)."""
+        return "local"
+
+    @property
+    def object_id(self) -> str:
+        return f"{self._id_prefix}-{self._id_name()}"
+
+    @property
+    def client(self) -> Client:
+        return _LOCAL_CLIENT
+
+    hydrate = _Hydrate()
+
+    @twin
+    def get_dashboard_url(self) -> str:
+        raise no_local_meaning(f"modal.{type(self).__name__}.get_dashboard_url")
+
+
+class _EnvironmentManager:
+    """`modal.Environment.objects`: creating, listing and deleting environments on Modal's
+    service."""
+
+    @twin
+    def create(
+        self,
+        name: str,
+        *,
+        restricted: bool = False,
+        default_role: str | None = None,
+        experimental_options: dict[str, Any] | None = None,
+        client: Client | None = None,
+    ) -> None:
+        raise no_local_meaning("modal.Environment.objects.create")
+
+    @twin
+    def delete(self, name: str, *, client: Client | None = None) -> None:
+        raise no_local_meaning("modal.Environment.objects.delete")
+
+    @twin
+    def list(self, *, client: Client | None = None) -> list[Environment]:
+        raise no_local_meaning("modal.Environment.objects.list")
+
+
+class Environment(ModalObject):
     """A Modal environment (a namespace of apps and objects on Modal's service)."""
+
+    _id_prefix = "en"
+    objects = _EnvironmentManager()
 
     def __init__(self) -> None:
         raise _no_constructor(Environment)
@@ -99,14 +227,19 @@ class Environment:
     def name(self) -> str:
         return self._name
 
+    def _id_name(self) -> str:
+        return self._name
+
     apps = NoLocalMeaning()
     billing = NoLocalMeaning()
     members = NoLocalMeaning()
     roles = NoLocalMeaning()
 
 
-class Workspace:
+class Workspace(ModalObject):
     """A Modal workspace (an account on Modal's service)."""
+
+    _id_prefix = "ac"
 
     def __init__(self) -> None:
         raise _no_constructor(Workspace)
@@ -124,9 +257,11 @@ class Workspace:
     settings = NoLocalMeaning()
 
 
-class Proxy:
+class Proxy(ModalObject):
     """A Modal proxy: outbound traffic through a static IP. Locally traffic goes out directly;
     `@app.function(proxy=...)` records it."""
+
+    _id_prefix = "pr"
 
     def __init__(self) -> None:
         raise _no_constructor(Proxy)
@@ -140,6 +275,9 @@ class Proxy:
         return proxy
 
     name: str
+
+    def _id_name(self) -> str:
+        return self.name
 
     def __repr__(self) -> str:
         return f"Proxy.from_name({self.name!r})"
@@ -189,9 +327,11 @@ class CloudBucketMount:
         return f"CloudBucketMount({self.bucket_name!r})"
 
 
-class NetworkFileSystem:
+class NetworkFileSystem(ModalObject):
     """A Modal network file system (deprecated by Modal in favour of Volume). Recorded only:
     a function given one fails when it runs; use a Volume, which imagewright keeps locally."""
+
+    _id_prefix = "sv"
 
     def __init__(self) -> None:
         raise _no_constructor(NetworkFileSystem)
@@ -228,6 +368,9 @@ class NetworkFileSystem:
 
     name: str
 
+    def _id_name(self) -> str:
+        return self.name
+
     def __repr__(self) -> str:
         return f"NetworkFileSystem.from_name({self.name!r})"
 
@@ -240,8 +383,10 @@ class NetworkFileSystem:
     write_file = NoLocalMeaning()
 
 
-class Cluster:
+class Cluster(ModalObject):
     """The containers of one `@clustered` function call, on Modal's multi-node hardware."""
+
+    _id_prefix = "cu"
 
     def __init__(self) -> None:
         raise _no_constructor(Cluster)
@@ -253,3 +398,15 @@ class Cluster:
     @staticmethod
     def from_id(cluster_id: str, *, client: Client | None = None) -> Cluster:
         raise no_local_meaning("modal.Cluster.from_id")
+
+    @twin
+    def container_ids(self) -> list[str]:
+        raise no_local_meaning("modal.Cluster.container_ids")
+
+    @twin
+    def container_ips(self, family: Literal["ipv4", "ipv6"] = "ipv6") -> list[str]:
+        raise no_local_meaning("modal.Cluster.container_ips")
+
+    @twin
+    def container_rank(self, container_id: str | None = None) -> int:
+        raise no_local_meaning("modal.Cluster.container_rank")

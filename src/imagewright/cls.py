@@ -17,12 +17,25 @@ from __future__ import annotations
 import os
 import threading
 import typing
+import weakref
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from ._aio import twin
+from ._unsupported import NoLocalMeaning, no_local_meaning
+from .cloud import Client, ModalObject
 from .exception import InvalidError, NotFoundError
-from .function import Invoker, Options, Pool, override_options, running_in, start_container
+from .function import (
+    Deployed,
+    Invoker,
+    Options,
+    Pool,
+    override_options,
+    running_in,
+    start_container,
+)
 from .partial import PartialFunction, is_parameter
 
 if TYPE_CHECKING:
@@ -37,10 +50,14 @@ __all__ = ["Cls", "Method", "Obj", "Server"]
 _PARAMETER_TYPES = {"int": int, "str": str, "bytes": bytes, "bool": bool}
 # How long a stopping container gets for its @exit hooks (Modal gives about as long).
 _EXIT_GRACE = 30.0
+# Server.from_id looks servers up here: the first made with an id (not its copies)
+_classes: weakref.WeakValueDictionary[str, Cls] = weakref.WeakValueDictionary()
 
 
-class Cls:
+class Cls(ModalObject):
     """A class registered with `@app.cls()`; call it with its parameters for an instance."""
+
+    _id_prefix = "cs"
 
     def __init__(
         self,
@@ -75,9 +92,13 @@ class Cls:
         self.__qualname__ = user_cls.__qualname__
         self.__module__ = user_cls.__module__
         self.__doc__ = user_cls.__doc__
+        _classes.setdefault(self.object_id, self)
 
     def __repr__(self) -> str:
         return f"Cls({self.__qualname__})"
+
+    def _id_name(self) -> str:
+        return f"{self.__module__}.{self.__qualname__}"
 
     def __call__(self, **parameters: Any) -> Obj:
         values = self._checked(parameters)
@@ -213,11 +234,54 @@ class Cls:
         )
 
 
-class Server(Cls):
+class Server(Cls, Deployed):
     """A class registered with `@app.server()`: a web server in each container (served by
     `imagewright serve`); it loads and runs its lifecycle hooks like any class."""
 
     port = 8000  # where its server listens inside the container
+
+    @classmethod
+    def from_id(cls, server_id: str, *, client: Client | None = None) -> Server:
+        """The server whose `object_id` this is, of an app loaded in this process."""
+        found = _classes.get(server_id)
+        if not isinstance(found, Server):
+            raise NotFoundError(
+                f"No server {server_id!r}: imagewright finds the servers of the apps this "
+                "process loaded only."
+            )
+        return found
+
+    @twin
+    def get_url(self) -> str | None:
+        """Where `imagewright serve` serves it (None: not served here)."""
+        return None
+
+    # ---- what Modal's service tells of a server (and Deployed's members) ----------------------
+
+    sessions = NoLocalMeaning()
+
+    @twin
+    def stats(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        container: str | None = None,
+    ) -> NoReturn:
+        raise no_local_meaning("modal.Server.stats")
+
+    @twin
+    def update_autoscaler(
+        self,
+        *,
+        target_concurrency: float | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaleup_window: int | None = None,
+        scaledown_window: int | None = None,
+    ) -> NoReturn:
+        raise no_local_meaning("modal.Server.update_autoscaler")
 
 
 class Obj:

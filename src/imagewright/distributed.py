@@ -9,14 +9,15 @@ methods have Modal's signatures, each with an awaitable `.aio` twin. Imported in
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._aio import iter_twin, twin
 from ._unsupported import NotYetContext, not_yet
+from .cloud import Client, ModalObject
 from .exception import InvalidError
 
 if TYPE_CHECKING:
-    from .cloud import Client
     from .types import DictInfo, QueueInfo
 
 __all__ = ["Dict", "Queue"]
@@ -24,9 +25,54 @@ __all__ = ["Dict", "Queue"]
 _DICT = "modal.Dict"
 _QUEUE = "modal.Queue"
 
+T = TypeVar("T")
 
-class Dict:
+
+class _NotYetObjects(Generic[T]):
+    """`modal.Dict.objects` and `modal.Queue.objects`: creating, listing and deleting named
+    ones, which run locally in the same later release as the objects themselves."""
+
+    def __init__(self, feature: str):
+        self._feature = f"{feature}.objects"
+
+    @twin
+    def create(
+        self,
+        name: str,
+        *,
+        allow_existing: bool = False,
+        environment_name: str | None = None,
+        client: Client | None = None,
+    ) -> None:
+        raise not_yet(f"{self._feature}.create")
+
+    @twin
+    def delete(
+        self,
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        client: Client | None = None,
+    ) -> None:
+        raise not_yet(f"{self._feature}.delete")
+
+    @twin
+    def list(
+        self,
+        *,
+        max_objects: int | None = None,
+        created_before: datetime | str | None = None,
+        environment_name: str = "",
+        client: Client | None = None,
+    ) -> list[T]:
+        raise not_yet(f"{self._feature}.list")
+
+
+class Dict(ModalObject):
     """A named key-value store shared by a program's functions."""
+
+    _id_prefix = "di"
 
     def __init__(self) -> None:
         raise RuntimeError(
@@ -56,11 +102,15 @@ class Dict:
     ) -> NotYetContext[Dict]:
         return NotYetContext(f"{_DICT}.ephemeral")
 
+    objects: _NotYetObjects[Dict] = _NotYetObjects(_DICT)
     _name: str | None
 
     @property
     def name(self) -> str | None:
         return self._name
+
+    def _id_name(self) -> str:
+        return str(self._name)
 
     @twin
     def clear(self) -> None:
@@ -122,8 +172,10 @@ class Dict:
         return f"Dict.from_name({self._name!r})"
 
 
-class Queue:
+class Queue(ModalObject):
     """A named FIFO queue (with optional partitions) shared by a program's functions."""
+
+    _id_prefix = "qu"
 
     def __init__(self) -> None:
         raise RuntimeError(
@@ -163,11 +215,15 @@ class Queue:
             raise InvalidError("Queue partition key must be between 1 and 64 characters.")
         return key
 
+    objects: _NotYetObjects[Queue] = _NotYetObjects(_QUEUE)
     _name: str | None
 
     @property
     def name(self) -> str | None:
         return self._name
+
+    def _id_name(self) -> str:
+        return str(self._name)
 
     @twin
     def clear(self, *, partition: str | None = None, all: bool = False) -> None:

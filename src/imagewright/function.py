@@ -8,6 +8,10 @@ through the same machinery, `Invoker`, with containers that live as long as the 
 Every call has a function call id and every input an input id, which the function sees as
 `current_function_call_id()` and `current_input_id()`. `Retries` retry each input, with their
 backoff. Every blocking method has an async twin: `f.remote.aio(...)`, `f.map.aio(...)`.
+
+A FunctionCall is one `.spawn()` or `.experimental_spawn_map()`: one input or many, whose
+results `.get(index=...)` and `.iter()` wait for. What Modal's service tells of a function
+(stats, logs, metrics, autoscaler settings) has no local counterpart and raises.
 """
 
 from __future__ import annotations
@@ -20,14 +24,18 @@ import secrets as _random
 import shutil
 import threading
 import time
-import warnings
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import settings
 from ._aio import iter_twin, twin
+from ._callsite import warn_user
+from ._unsupported import NoLocalMeaning, no_local_meaning
+from .cloud import Client, ModalObject
 from .exception import ExecutionError, InvalidError, NotFoundError, RemoteError
 from .retries import Retries, retry_policy
 
@@ -42,9 +50,11 @@ if TYPE_CHECKING:
     from .secret import Secret
     from .volume import Volume
 
-__all__ = ["Function", "FunctionCall", "Invoker", "Options", "Pool"]
+__all__ = ["Deployed", "Function", "FunctionCall", "Invoker", "Options", "Pool"]
 
 _calls: dict[str, FunctionCall] = {}  # FunctionCall.from_id looks calls up here
+# Function.from_id looks functions up here: the first made with an id (not its copies)
+_functions: weakref.WeakValueDictionary[str, Function] = weakref.WeakValueDictionary()
 # the spawned call the current thread runs, so that cancelling it finds its container
 _current_call: contextvars.ContextVar[FunctionCall | None] = contextvars.ContextVar(
     "imagewright_call", default=None
@@ -54,6 +64,14 @@ _calls_lock = threading.Lock()
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{_random.token_hex(10)}"
+
+
+def _new_call(futures: list[concurrent.futures.Future[Any]]) -> FunctionCall:
+    """A FunctionCall of these inputs' results, which FunctionCall.from_id finds."""
+    call = FunctionCall(futures, _new_id("fc"))
+    with _calls_lock:
+        _calls[call.object_id] = call
+    return call
 
 
 @dataclass(frozen=True)
@@ -72,24 +90,33 @@ class Options:
     bucket_mounts: tuple[str, ...] = ()  # where CloudBucketMounts were asked for: not run here
 
 
-class FunctionCall:
-    """A call started with `.spawn()`; `.get()` waits for its result."""
+class FunctionCall(ModalObject):
+    """A call started with `.spawn()` (one input) or `.experimental_spawn_map()` (one per
+    item); `.get()` waits for a result, `.iter()` for each in turn."""
 
-    def __init__(self, future: concurrent.futures.Future[Any], object_id: str):
-        self._future = future
-        self.object_id = object_id
+    _id_prefix = "fc"
+
+    def __init__(self, futures: list[concurrent.futures.Future[Any]], object_id: str):
+        self._futures = futures  # one per input, in order
+        self._object_id = object_id
         self._cancelled = False
-        self._running: set[Container] = set()  # the containers running its input now
+        self._running: set[Container] = set()  # the containers running its inputs now
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FunctionCall({self.object_id!r})"
 
-    def _get(self, timeout: float | None = None) -> Any:
+    @property
+    def object_id(self) -> str:
+        return self._object_id
+
+    def _get(self, timeout: float | None = None, index: int = 0) -> Any:
         import concurrent.futures
 
+        if not 0 <= index < len(self._futures):
+            raise InvalidError(f"Invalid index {index} for {len(self._futures)} inputs")
         try:
-            return self._future.result(timeout=timeout)
+            return self._futures[index].result(timeout=timeout)
         except concurrent.futures.TimeoutError:
             from .exception import OutputExpiredError
 
@@ -98,17 +125,38 @@ class FunctionCall:
             raise RemoteError(f"{self.object_id} was cancelled") from None
 
     @twin
-    def get(self, timeout: float | None = None) -> Any:
-        """The call's return value (or its exception), waiting at most `timeout` seconds."""
-        return self._get(timeout)
+    def get(self, timeout: float | None = None, *, index: int = 0) -> Any:
+        """The return value (or exception) of the call's input `index` (0 for `.spawn()`),
+        waiting at most `timeout` seconds."""
+        return self._get(timeout, index)
+
+    @iter_twin
+    def iter(self, *, start: int = 0, end: int | None = None) -> Iterator[Any]:
+        """The results of inputs `start` to `end` (excluded; default: all), in order, each as
+        soon as it is there."""
+        stop = len(self._futures) if end is None else end
+        if start < 0 or stop > len(self._futures):
+            raise ValueError(
+                f"Invalid index range: {start} to {stop} for {len(self._futures)} inputs"
+            )
+        return (self._get(None, index) for index in range(start, stop))
+
+    @twin
+    def num_inputs(self) -> int:
+        """How many inputs the call has: 1 for `.spawn()`, one per item for a spawned map."""
+        return len(self._futures)
+
+    logs = NoLocalMeaning()
 
     @twin
     def cancel(self, terminate_containers: bool = False) -> None:
-        """Stop the call: the container running it is killed, and `.get()` raises."""
+        """Stop the call: the containers running its inputs are killed, inputs not started
+        never will be, and `.get()` raises."""
         with self._lock:
             self._cancelled = True
             running = list(self._running)
-        self._future.cancel()  # (not started yet: it never will)
+        for future in self._futures:
+            future.cancel()  # (those not started yet never will be)
         for container in running:
             container.kill()
 
@@ -331,9 +379,7 @@ class Invoker:
             raise InvalidError("Cannot `spawn` a generator function.")
         self._check_running("spawn")
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        call = FunctionCall(future, _new_id("fc"))
-        with _calls_lock:
-            _calls[call.object_id] = call
+        call = _new_call([future])
 
         def run() -> None:
             if not future.set_running_or_notify_cancel():
@@ -341,10 +387,9 @@ class Invoker:
             _current_call.set(call)
             try:
                 future.set_result(self._remote(args, kwargs, call.object_id))
-            except BaseException:
-                if call._cancelled:
-                    exc = RemoteError(f"{call.object_id} was cancelled")
-                future.set_exception(exc)
+            except BaseException as exc:
+                cancelled = RemoteError(f"{call.object_id} was cancelled")
+                future.set_exception(cancelled if call._cancelled else exc)
 
         start_thread(run)
         return call
@@ -395,11 +440,45 @@ class Invoker:
         kwargs: dict[str, Any] = {},  # noqa: B006
     ) -> None:
         """Start `.map` in the background, for its side effects."""
+        self._spawn_map(input_iterators, kwargs)
+
+    @twin
+    def experimental_spawn_map(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] = {},  # noqa: B006
+    ) -> FunctionCall:
+        """Start `.map` in the background; the FunctionCall's `.iter()` and `.get(index=...)`
+        wait for its results."""
+        return self._spawn_map(input_iterators, kwargs)
+
+    def _spawn_map(
+        self, input_iterators: tuple[Iterable[Any], ...], kwargs: dict[str, Any]
+    ) -> FunctionCall:
+        import concurrent.futures
+
         from .execute.functions import start_thread
 
         inputs = list(zip(*input_iterators))  # noqa: B905
-        results = self._map("spawn_map", inputs, kwargs, False, True)
-        start_thread(lambda: [None for _ in results])
+        results = self._map("spawn_map", inputs, kwargs, True, True)
+        futures: list[concurrent.futures.Future[Any]] = [
+            concurrent.futures.Future() for _ in inputs
+        ]
+        call = _new_call(futures)
+
+        def run() -> None:
+            _current_call.set(call)  # the map's workers run in a copy of this context
+            for future, value in zip(futures, results):  # noqa: B905  (as many of each)
+                if call._cancelled:
+                    value = RemoteError(f"{call.object_id} was cancelled")
+                with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled
+                    if isinstance(value, BaseException):
+                        future.set_exception(value)
+                    else:
+                        future.set_result(value)
+
+        start_thread(run)
+        return call
 
     def _map(
         self,
@@ -419,8 +498,23 @@ class Invoker:
         return _MapRun(self, pool, owned, items, kwargs, order_outputs, return_exceptions).results()
 
 
-class Function(Invoker):
+class Deployed:
+    """What Modal's service tells of a deployed function or server, which has no local
+    counterpart: each raises."""
+
+    autoscaler = NoLocalMeaning()
+    logs = NoLocalMeaning()
+    metrics = NoLocalMeaning()
+
+    @twin
+    def info(self, *, refresh: bool = False) -> NoReturn:
+        raise no_local_meaning(f"modal.{type(self).__name__}.info")
+
+
+class Function(Invoker, ModalObject, Deployed):
     """A function registered with `@app.function()`."""
+
+    _id_prefix = "fu"
 
     def __init__(
         self,
@@ -430,7 +524,7 @@ class Function(Invoker):
         partial: PartialFunction | None = None,
     ):
         self.raw_f = raw_f
-        self.app = app
+        self._parent_app = app
         self._options = options
         self._partial = partial
         # One container started ahead for the next .remote(); each is still used for one call.
@@ -441,9 +535,29 @@ class Function(Invoker):
         self.__doc__ = raw_f.__doc__
         self.__module__ = raw_f.__module__
         self.__wrapped__ = raw_f
+        _functions.setdefault(self.object_id, self)
 
     def __repr__(self) -> str:
         return f"Function({self.__qualname__})"
+
+    def _id_name(self) -> str:
+        return f"{self.__module__}.{self.__qualname__}"
+
+    @property
+    def app(self) -> Any:
+        """The App the function is registered on."""
+        return self._parent_app
+
+    @classmethod
+    def from_id(cls, function_id: str, *, client: Client | None = None) -> Function:
+        """The function whose `object_id` this is, of an app loaded in this process."""
+        found = _functions.get(function_id)
+        if found is None:
+            raise NotFoundError(
+                f"No function {function_id!r}: imagewright finds the functions of the apps this "
+                "process loaded only."
+            )
+        return found
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.raw_f(*args, **kwargs)
@@ -464,14 +578,6 @@ class Function(Invoker):
     @property
     def secrets(self) -> tuple[Secret, ...]:
         return self._options.secrets
-
-    @property
-    def object_id(self) -> str:
-        return f"fu-{self.__qualname__}"
-
-    def hydrate(self, client: object = None) -> Function:
-        """Modal looks the function up on its service; locally there is nothing to fetch."""
-        return self
 
     def get_web_url(self) -> str | None:
         """Where `imagewright serve` serves a web endpoint (None: not served here)."""
@@ -501,11 +607,39 @@ class Function(Invoker):
     def get_raw_f(self) -> Callable[..., Any]:
         return self.raw_f
 
+    # ---- what Modal's service tells of a function (and Deployed's members) ----------------------
+
+    @twin
+    def get_current_stats(self) -> NoReturn:
+        raise no_local_meaning("modal.Function.get_current_stats")
+
+    @twin
+    def stats(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        container: str | None = None,
+        all_variants: bool = False,
+    ) -> NoReturn:
+        raise no_local_meaning("modal.Function.stats")
+
+    @twin
+    def update_autoscaler(
+        self,
+        *,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+    ) -> NoReturn:
+        raise no_local_meaning("modal.Function.update_autoscaler")
+
     def _raw(self) -> Callable[..., Any]:
         return self.raw_f
 
     def _app(self) -> Any:
-        return self.app
+        return self._parent_app
 
     def with_options(
         self,
@@ -652,7 +786,10 @@ class _MapRun:
     def results(self) -> Iterator[Any]:
         from .execute.functions import start_thread
 
-        threads = [start_thread(self._work) for _ in range(self.workers)]
+        # in the starting thread's context: a spawned map's call is then the workers' too
+        threads = [
+            start_thread(contextvars.copy_context().run, self._work) for _ in range(self.workers)
+        ]
         try:
             yield from self._collect()
         finally:
@@ -684,18 +821,23 @@ class _MapRun:
                 index, args = self.todo.get_nowait()
             except queue.Empty:
                 return
+            call = _current_call.get()
+            if call is not None and call._cancelled:  # a cancelled spawned map starts no input
+                self.done.put((index, False, RemoteError(f"{call.object_id} was cancelled")))
+                continue
 
             def once(args: tuple[Any, ...] = args) -> Any:
                 container = self.pool.acquire()
                 broken = False
                 try:
-                    return container.call(
-                        args,
-                        self.kwargs,
-                        options.timeout,
-                        method=invoker._method_name,
-                        ids=(_new_id("in"), self.call_id),
-                    )
+                    with running_in(container):
+                        return container.call(
+                            args,
+                            self.kwargs,
+                            options.timeout,
+                            method=invoker._method_name,
+                            ids=(_new_id("in"), self.call_id),
+                        )
                 except Exception as exc:
                     broken = not _is_user_error(exc)  # a killed or timed-out one is replaced
                     raise
@@ -773,10 +915,9 @@ def _require_gpu(gpu: tuple[str, ...]) -> None:
     if settings.allow_no_gpu():
         if not _gpu_warned:
             _gpu_warned = True
-            warnings.warn(
+            warn_user(
                 f"gpu={wanted} was requested, but this machine has no usable GPU: running on the "
-                f"CPU ({settings.ALLOW_NO_GPU}=1).",
-                stacklevel=2,
+                f"CPU ({settings.ALLOW_NO_GPU}=1)."
             )
         return
     raise ExecutionError(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._aio import IterTwin, Twin
 from ._unsupported import not_yet
+from .cloud import ModalObject
 from .exception import InvalidError
 
 if TYPE_CHECKING:
@@ -115,8 +116,10 @@ def _list(
     raise not_yet("modal.Sandbox")
 
 
-class Sandbox:
+class Sandbox(ModalObject):
     """A container running arbitrary commands, created and driven at run time."""
+
+    _id_prefix = "sb"
 
     def __init__(self) -> None:
         raise InvalidError(
@@ -143,8 +146,10 @@ class Sandbox:
     list = IterTwin(_list)
 
 
-class SandboxSnapshot:
+class SandboxSnapshot(ModalObject):
     """A saved sandbox state that new sandboxes can start from."""
+
+    _id_prefix = "sn"
 
     def __init__(self) -> None:
         raise InvalidError(

@@ -5,6 +5,7 @@ JSON file per secret under settings.secrets_dir(), the directory mode 0700 and e
 owned by the user (a file anyone else could read or write is refused). A named secret is read
 when a build is planned or a container starts, never when the user's module is imported, and
 again each time, so `secret create --force` reaches the next container without a restart.
+`Secret.objects` and `secret.update(...)` write the same store, as Modal's write its service's.
 """
 
 from __future__ import annotations
@@ -15,18 +16,95 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from . import settings
+from ._aio import twin
+from .cloud import Client, ModalObject
 from .definition.envvars import check_env_vars
-from .exception import InvalidError, NotFoundError
-from .volume import check_name
+from .exception import AlreadyExistsError, InvalidError, NotFoundError
+from .volume import check_name, local_time, newest_first, owner_name, require_host
 
-__all__ = ["Secret", "create_secret", "delete_secret", "list_secrets", "read_secret"]
+__all__ = [
+    "Secret",
+    "SecretInfo",
+    "create_secret",
+    "delete_secret",
+    "list_secrets",
+    "read_secret",
+]
 
 
-class Secret:
+@dataclass
+class SecretInfo:
+    """What `Secret.info()` tells (modal.types.SecretInfo)."""
+
+    name: str | None
+    environment_name: str
+    created_at: datetime
+    created_by: str | None
+    last_used: datetime | None
+
+
+class _SecretManager:
+    """`modal.Secret.objects`: the secrets of the local store, as `imagewright secret` creates,
+    lists and deletes them (on the host, not inside a container)."""
+
+    @twin
+    def create(
+        self,
+        name: str,
+        env_dict: dict[str, str],
+        *,
+        allow_existing: bool = False,
+        environment_name: str | None = None,
+        client: Client | None = None,
+    ) -> None:
+        """Store a secret (AlreadyExistsError if there is one of that name, unless
+        `allow_existing`: then it is left as it is)."""
+        require_host("Secret.objects.create")
+        try:
+            create_secret(name, env_dict)
+        except AlreadyExistsError:
+            if not allow_existing:
+                raise
+
+    @twin
+    def list(
+        self,
+        *,
+        max_objects: int | None = None,
+        created_before: datetime | str | None = None,
+        environment_name: str = "",
+        client: Client | None = None,
+    ) -> list[Secret]:
+        """The stored secrets, the most recently written first: at most `max_objects`, only
+        those written before `created_before` (a datetime or an ISO date)."""
+        require_host("Secret.objects.list")
+        return [
+            Secret.from_name(name)
+            for name in newest_first(list_secrets(), max_objects, created_before)
+        ]
+
+    @twin
+    def delete(
+        self,
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        client: Client | None = None,
+    ) -> None:
+        """Remove a stored secret."""
+        require_host("Secret.objects.delete")
+        delete_secret(name, allow_missing=allow_missing)
+
+
+class Secret(ModalObject):
     """A named set of environment variables.
 
     Values reach only the sandbox of the step or function they are given to. The build cache
@@ -35,13 +113,16 @@ class Secret:
     holds when the image is planned: the store is local, so planning stays offline.
     """
 
-    __slots__ = ("_env", "_name", "_required_keys")
+    __slots__ = ("_env", "_made", "_name", "_required_keys")
+    _id_prefix = "st"
+    objects = _SecretManager()
 
     def __init__(self, env: Mapping[str, str]):
         check_env_vars(env)  # names and values a process environment can hold
         self._env = dict(env)
         self._name: str | None = None
         self._required_keys: tuple[str, ...] = ()
+        self._made = time.time()  # what info() tells of a secret not in the store
 
     def __repr__(self) -> str:
         if self._name is not None:
@@ -54,6 +135,46 @@ class Secret:
         if self._name is not None:
             return read_secret(self._name, self._required_keys)
         return dict(self._env)
+
+    @property
+    def name(self) -> str | None:
+        """The stored secret's name; None for one made here (from a dict, a file, ...)."""
+        return self._name
+
+    def _id_name(self) -> str:
+        return self._name if self._name is not None else f"local:{id(self):x}"
+
+    @twin
+    def info(self, *, refresh: bool = False) -> SecretInfo:
+        """When the secret was written (to the store, for a named one; else made) and by whom.
+        Nothing records its use: `last_used` is None."""
+        made, maker = self._made, os.geteuid()
+        if self._name is not None:
+            require_host("Secret.info")
+            try:
+                found = _path(self._name).stat()
+            except FileNotFoundError:
+                read_secret(self._name)  # raises the NotFoundError that says how to create it
+                raise
+            made, maker = found.st_mtime, found.st_uid
+        return SecretInfo(self._name, "", local_time(made), owner_name(maker), None)
+
+    @twin
+    def update(self, env_dict: dict[str, str]) -> None:
+        """Add `env_dict`'s variables to the secret, replacing those of the same names (a named
+        secret is rewritten in the store; the next container to start gets them)."""
+        if not isinstance(env_dict, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env_dict.items()
+        ):
+            raise InvalidError(
+                "The `env_dict` argument to `Secret.update` must be a dict[str, str]"
+            )
+        if self._name is None:
+            check_env_vars(env_dict)
+            self._env.update(env_dict)
+            return
+        require_host("Secret.update")
+        create_secret(self._name, {**read_secret(self._name), **env_dict}, force=True)
 
     @staticmethod
     def from_name(
@@ -159,7 +280,7 @@ def read_secret(name: str, required_keys: Sequence[str] = ()) -> dict[str, str]:
 
 
 def create_secret(name: str, env: Mapping[str, str], *, force: bool = False) -> Path:
-    """Store `env` as the secret `name` (mode 0600); InvalidError if it exists and not
+    """Store `env` as the secret `name` (mode 0600); AlreadyExistsError if it exists and not
     `force`. The file appears whole or not at all."""
     path = _path(name)
     if not env:
@@ -181,7 +302,7 @@ def create_secret(name: str, env: Mapping[str, str], *, force: bool = False) -> 
             try:
                 os.link(temp, path)  # unlike a rename, refuses to replace an existing secret
             except FileExistsError:
-                raise InvalidError(
+                raise AlreadyExistsError(
                     f"Secret {name!r} already exists: pass --force to replace it"
                 ) from None
     finally:

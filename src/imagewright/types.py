@@ -1,9 +1,10 @@
 """modal.types: the data types Modal's methods return, for those objects imagewright has.
 
 Only the types of listings and `.info()` answers are here: the files of a volume (FileEntry,
-FileEntryType, defined in volume.py) and the info of a Dict, Queue, Volume or Secret. Modal's
-other types describe its service (billing, stats, workspace members) and have no local
-counterpart. Imported in containers (Python 3.9).
+FileEntryType) and the info of a Dict, Queue, Volume or Secret (those of a volume and a secret
+are defined beside the classes that make them, in volume.py and secret.py). Modal's other
+types describe its service (billing, stats, workspace members) and have no local counterpart.
+Imported in containers (Python 3.9).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .volume import FileEntry, FileEntryType
+from .secret import SecretInfo
+from .volume import FileEntry, FileEntryType, VolumeInfo
 
 __all__ = ["DictInfo", "FileEntry", "FileEntryType", "QueueInfo", "SecretInfo", "VolumeInfo"]
 
@@ -32,23 +34,3 @@ class QueueInfo:
     name: str | None
     created_at: datetime
     created_by: str | None
-
-
-@dataclass
-class VolumeInfo:
-    """What `Volume.info()` tells."""
-
-    name: str | None
-    created_at: datetime
-    created_by: str | None
-
-
-@dataclass
-class SecretInfo:
-    """What `Secret.info()` tells."""
-
-    name: str | None
-    environment_name: str
-    created_at: datetime
-    created_by: str | None
-    last_used: datetime | None

@@ -13,6 +13,10 @@ planted cannot lead a host-side `read_file` or `batch_upload` out of the volume.
 Names are checked when a Volume is made; whether it exists only when it is used (a method, or a
 container that mounts it), so `Volume.from_name` costs nothing at import, as in Modal.
 
+`vol.with_mount_options(read_only=True)` is the volume mounted read-only (its methods still
+write, as in Modal); `vol.read_only()`, Modal's older form, also makes its methods refuse to.
+`Volume.objects` creates, lists and deletes the named volumes, as `imagewright volume` does.
+
 This module is imported inside containers too, so it runs on Python 3.9.
 """
 
@@ -32,25 +36,40 @@ import shutil
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO, Any, BinaryIO, NamedTuple
 
 from . import settings
-from ._aio import iter_twin, twin
-from .exception import InvalidError, LocalFileNotFoundError, NotFoundError
+from ._aio import Twin, iter_twin, twin
+from ._unsupported import not_yet
+from .cloud import Client, ModalObject
+from .exception import (
+    AlreadyExistsError,
+    InvalidError,
+    LocalFileNotFoundError,
+    NotFoundError,
+)
 
 __all__ = [
     "FileEntry",
     "FileEntryType",
     "Volume",
+    "VolumeInfo",
     "VolumeUploadContextManager",
     "check_name",
     "check_volumes",
     "create_volume",
     "delete_volume",
     "list_volumes",
+    "local_time",
     "mount_key",
+    "mounted_read_only",
+    "newest_first",
+    "owner_name",
+    "rename_volume",
+    "require_host",
     "volume_dir",
 ]
 
@@ -58,6 +77,10 @@ _CHUNK = 1 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Mount points Modal refuses: the root, the function's source (/root) and the private /tmp.
 _RESERVED_MOUNTS = ("/", "/root", "/tmp")
+# An ephemeral volume's id: "vo-" then this, then its token (no volume name holds a colon).
+_EPHEMERAL_ID = "ephemeral:"
+_READ_ONLY = "Read-only Volume can not be written to"
+_AT_FDCWD, _RENAME_NOREPLACE = -100, 1  # renameat2(2)
 
 
 class FileEntryType(enum.IntEnum):
@@ -81,6 +104,15 @@ class FileEntry:
     size: int
 
 
+@dataclass
+class VolumeInfo:
+    """What `Volume.info()` tells (modal.types.VolumeInfo)."""
+
+    name: str | None
+    created_at: datetime
+    created_by: str | None
+
+
 def check_name(name: object, kind: str) -> str:
     """`name` if it may name a volume or secret (Modal's rule), else InvalidError."""
     if (
@@ -96,13 +128,85 @@ def check_name(name: object, kind: str) -> str:
     return name
 
 
-class Volume:
+class _VolumeManager:
+    """`modal.Volume.objects`: the named volumes of this machine, as `imagewright volume`
+    creates, lists and deletes them (on the host, not inside a container)."""
+
+    @twin
+    def create(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        allow_existing: bool = False,
+        environment_name: str | None = None,
+        client: Client | None = None,
+        experimental_options: dict[str, Any] | None = None,
+    ) -> None:
+        """Create the named volume (AlreadyExistsError if it exists, unless `allow_existing`).
+        `Volume.from_name` then finds it."""
+        require_host("Volume.objects.create")
+        create_volume(name, exist_ok=allow_existing)
+
+    @twin
+    def list(
+        self,
+        *,
+        max_objects: int | None = None,
+        created_before: datetime | str | None = None,
+        environment_name: str = "",
+        client: Client | None = None,
+    ) -> list[Volume]:
+        """The named volumes, newest first: at most `max_objects`, only those made before
+        `created_before` (a datetime or an ISO date, local time if it has no zone)."""
+        require_host("Volume.objects.list")
+        names = newest_first(list_volumes(), max_objects, created_before)
+        return [Volume(name, None, False) for name in names]
+
+    @twin
+    def delete(
+        self,
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        client: Client | None = None,
+    ) -> None:
+        """Delete the named volume and everything in it."""
+        require_host("Volume.objects.delete")
+        delete_volume(name, allow_missing=allow_missing)
+
+
+def _rename(
+    old_name: str,
+    new_name: str,
+    *,
+    client: Client | None = None,
+    environment_name: str | None = None,
+) -> None:
+    """Volume.rename: give a named volume another name; containers mounting it keep it."""
+    require_host("Volume.rename")
+    rename_volume(old_name, new_name)
+
+
+class Volume(ModalObject):
     """A writable directory that containers share and that outlives them."""
 
-    __slots__ = ("_create", "_ephemeral", "_name")
+    __slots__ = ("_create", "_ephemeral", "_mount_read_only", "_name", "_read_only")
+    _id_prefix = "vo"
 
-    def __init__(self, name: str | None, ephemeral: str | None, create_if_missing: bool):
+    def __init__(
+        self,
+        name: str | None,
+        ephemeral: str | None,
+        create_if_missing: bool,
+        read_only: bool = False,
+        mount_read_only: bool | None = None,
+    ):
         self._name, self._ephemeral, self._create = name, ephemeral, create_if_missing
+        self._read_only = read_only  # read_only(): its methods refuse to write
+        # with_mount_options(read_only=...): None if not given (read_only() then refuses)
+        self._mount_read_only = mount_read_only
 
     def __repr__(self) -> str:
         if self._name is None:
@@ -111,7 +215,11 @@ class Volume:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # passed to a function, it names the same volume inside the container
-        return (Volume, (self._name, self._ephemeral, self._create))
+        fields = (self._name, self._ephemeral, self._create, self._read_only, self._mount_read_only)
+        return (Volume, fields)
+
+    def _id_name(self) -> str:
+        return self._name if self._name is not None else f"{_EPHEMERAL_ID}{self._ephemeral}"
 
     @staticmethod
     def from_name(
@@ -141,14 +249,55 @@ class Volume:
         when the block ends."""
         return _Ephemeral()
 
+    @staticmethod
+    def from_id(volume_id: str, client: Client | None = None) -> Volume:
+        """The volume whose `object_id` this is; whether it exists is checked when it is used."""
+        name = volume_id[3:] if volume_id.startswith("vo-") else ""
+        if name.startswith(_EPHEMERAL_ID):
+            return Volume(None, name[len(_EPHEMERAL_ID) :], False)
+        if not name or not re.fullmatch(r"[a-zA-Z0-9._-]+", name):
+            raise InvalidError(f"Invalid Volume id: {volume_id!r}")
+        return Volume(name, None, False)
+
     @property
     def name(self) -> str | None:
         return self._name
 
-    def hydrate(self, client: object = None) -> Volume:
-        """Check that the volume exists (creating it if `create_if_missing`)."""
+    def _resolve(self) -> None:
+        """Hydrating checks that the volume exists (creating it if `create_if_missing`)."""
         self._root()
-        return self
+
+    def read_only(self) -> Volume:
+        """This volume, read-only: mounted read-only in containers, and its methods refuse to
+        write (Modal's older form of `with_mount_options(read_only=True)`)."""
+        if self._mount_read_only is not None:
+            raise InvalidError(
+                "Cannot call read_only() on a Volume that has with_mount_options() applied. "
+                "Use with_mount_options(read_only=True, ...) instead."
+            )
+        return Volume(self._name, self._ephemeral, self._create, read_only=True)
+
+    def with_mount_options(
+        self, *, read_only: bool | None = None, sub_path: str | PurePosixPath | None = None
+    ) -> Volume:
+        """This volume, mounted as these options say: read-only in containers if `read_only`
+        (its methods still write, as in Modal: the option is the mount's)."""
+        if self._read_only:
+            raise InvalidError(
+                "Cannot call with_mount_options() on a Volume that has .read_only() applied. "
+                "Use with_mount_options(read_only=True, ...) instead."
+            )
+        if sub_path is not None and PurePosixPath(sub_path).as_posix() != "/":
+            raise not_yet("modal.Volume.with_mount_options(sub_path=...)")
+        mount_read_only = bool(self._mount_read_only) if read_only is None else bool(read_only)
+        return Volume(self._name, self._ephemeral, self._create, False, mount_read_only)
+
+    @twin
+    def info(self) -> VolumeInfo:
+        """The volume's name, when its directory was made (its ctime, as `imagewright volume
+        list` shows) and by whom (its owner)."""
+        made = os.stat(self._root())
+        return VolumeInfo(self._name, local_time(made.st_ctime), owner_name(made.st_uid))
 
     # ---- methods, on the host or in a container ---------------------------------------------
 
@@ -209,6 +358,7 @@ class Volume:
     @twin
     def remove_file(self, path: str, recursive: bool = False) -> None:
         """Remove a file, or a directory (with what it holds if `recursive`)."""
+        self._check_writable()
         root, parts = self._root(), _parts(path)
         if not parts:
             raise InvalidError(f"The root of {self!r} cannot be removed; delete the volume")
@@ -232,6 +382,7 @@ class Volume:
     def copy_files(self, src_paths: Sequence[str], dst_path: str, recursive: bool = False) -> None:
         """Copy within the volume, as `cp` does: into `dst_path` if it is a directory (or ends
         with a slash, or there are several sources), else to it."""
+        self._check_writable()
         root, dst = self._root(), _parts(dst_path)
         if isinstance(src_paths, str):
             raise InvalidError("Volume.copy_files expects a list of source paths")
@@ -254,7 +405,17 @@ class Volume:
         """`with vol.batch_upload(force=False) as batch:` queue `put_file` / `put_directory`
         calls; they are written when the block ends without an error. Existing files are kept
         (an error) unless `force`; directories are never replaced by files."""
+        self._check_writable()
         return _BatchUpload(self)
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            raise InvalidError(_READ_ONLY)
+
+    # ---- named volumes ----------------------------------------------------------------------
+
+    objects = _VolumeManager()
+    rename = Twin(_rename)
 
     # ---- where it is ------------------------------------------------------------------------
 
@@ -420,6 +581,11 @@ def mount_key(volume: Volume) -> str:
     return f"ephemeral/{volume._ephemeral}"
 
 
+def mounted_read_only(volume: Volume) -> bool:
+    """Whether containers get `volume` read-only."""
+    return bool(volume._read_only or volume._mount_read_only)
+
+
 def volume_dir(volume: Volume) -> Path:
     """The host directory holding `volume`, made now if it may be; NotFoundError if it does
     not exist."""
@@ -441,15 +607,29 @@ def volume_dir(volume: Volume) -> Path:
 
 
 def create_volume(name: str, *, exist_ok: bool = False) -> Path:
-    """Make the named volume's directory; InvalidError if it exists (unless `exist_ok`)."""
+    """Make the named volume's directory; AlreadyExistsError if it exists (unless
+    `exist_ok`)."""
     path = settings.volumes_dir() / check_name(name, "Volume")
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
     try:
         path.mkdir(mode=0o755)
     except FileExistsError:
         if not exist_ok:
-            raise InvalidError(f"Volume {name!r} already exists") from None
+            raise AlreadyExistsError(f"Volume {name!r} already exists") from None
     return path
+
+
+def rename_volume(old_name: str, new_name: str) -> None:
+    """Rename the named volume `old_name`; AlreadyExistsError if `new_name` exists. Running
+    containers that mount it keep it: they hold the directory, not its name."""
+    root = settings.volumes_dir()
+    old, new = root / check_name(old_name, "Volume"), root / check_name(new_name, "Volume")
+    if not old.is_dir():
+        raise NotFoundError(f"Volume {old_name!r} not found (`imagewright volume list` shows them)")
+    try:
+        _rename_noreplace(old, new)
+    except FileExistsError:
+        raise AlreadyExistsError(f"Volume {new_name!r} already exists") from None
 
 
 def delete_volume(name: str, *, allow_missing: bool = False) -> None:
@@ -475,6 +655,43 @@ def list_volumes() -> dict[str, float]:
         for entry in sorted(os.scandir(root), key=lambda e: e.name)
         if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".deleting-")
     }
+
+
+def newest_first(
+    created: Mapping[str, float], max_objects: int | None, created_before: datetime | str | None
+) -> list[str]:
+    """The names of `created` ({name: when it was made}) newest first, as Modal's
+    `X.objects.list()` gives them: those made before `created_before` (a datetime or ISO date,
+    local time if it has no zone), at most `max_objects` of them."""
+    if max_objects is not None and max_objects < 0:
+        raise InvalidError("max_objects cannot be negative")
+    if isinstance(created_before, str):
+        created_before = datetime.fromisoformat(created_before)
+    before = None if created_before is None else created_before.timestamp()
+    names = [name for name, when in created.items() if before is None or when < before]
+    names.sort(key=created.__getitem__, reverse=True)
+    return names if max_objects is None else names[:max_objects]
+
+
+def local_time(timestamp: float) -> datetime:
+    """`timestamp` as a datetime in the local zone, as Modal's info types give times."""
+    return datetime.fromtimestamp(timestamp).astimezone()
+
+
+def owner_name(uid: int) -> str | None:
+    """The name of the user `uid` (who made a volume or a secret), None if it has none."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def require_host(what: str) -> None:
+    """Named volumes and secrets are made, renamed, listed and deleted where the app runs."""
+    if settings.in_container():
+        raise InvalidError(f"{what} cannot be used inside a container: the stores are the host's")
 
 
 def check_volumes(volumes: Mapping[str | PurePosixPath, Volume]) -> dict[str, Volume]:
@@ -685,6 +902,23 @@ def _remove_tree(parent: int, name: str) -> None:
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=parent)
+
+
+def _rename_noreplace(old: Path, new: Path) -> None:
+    """Rename `old` to `new`; FileExistsError if `new` exists. renameat2's RENAME_NOREPLACE
+    refuses in the same step; a libc without it leaves a check, then a rename."""
+    import ctypes
+
+    try:
+        call = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        if os.path.lexists(new):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(new)) from None
+        os.rename(old, new)
+        return
+    if call(_AT_FDCWD, os.fsencode(old), _AT_FDCWD, os.fsencode(new), _RENAME_NOREPLACE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(new))  # EEXIST: a FileExistsError
 
 
 def _syncfs(fd: int) -> None:

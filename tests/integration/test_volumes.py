@@ -157,3 +157,60 @@ def test_a_volume_shared_by_functions_and_app_runs(store, tmp_path: Path) -> Non
     lines = (root / "log").read_text().splitlines()
     assert sorted(lines) == sorted(str(i) for i in range(8) for _ in range(50))  # none lost
     delete_volume(name)
+
+
+READ_ONLY_APP = """
+import errno
+import imagewright as modal
+
+vol = modal.Volume.from_name("NAME")
+app = modal.App("vols-ro", image=modal.Image.debian_slim(python_version="3.11"))
+
+
+def _try_write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    return "written"
+
+
+@app.function(volumes={"/ro": vol.with_mount_options(read_only=True)})
+def through_the_mount_option(name):
+    return open(f"/ro/{name}").read(), _try_write("/ro/new.txt")
+
+
+@app.function(volumes={"/ro": vol.read_only(), "/rw": modal.Volume.from_name("OTHER")})
+def through_read_only(name):
+    try:
+        vol.read_only().remove_file(name)  # a read-only handle refuses before the file system
+        refused = ""
+    except modal.exception.InvalidError as exc:
+        refused = str(exc)
+    return open(f"/ro/{name}").read(), _try_write("/ro/new.txt"), _try_write("/rw/new.txt"), refused
+"""
+
+
+def test_a_read_only_volume_is_mounted_read_only(store, tmp_path: Path) -> None:
+    name, other = f"iw-ro-{time.time_ns()}", f"iw-rw-{time.time_ns()}"
+    modal.Volume.objects.create(name)
+    modal.Volume.objects.create(other)
+    (volume_dir(modal.Volume.from_name(name)) / "in.txt").write_text("kept")
+    source = READ_ONLY_APP.replace('"NAME"', repr(name)).replace('"OTHER"', repr(other))
+    mod = _module(tmp_path, source, "vol_read_only")
+    try:
+        with mod.app.run():
+            assert tuple(mod.through_the_mount_option.remote("in.txt")) == ("kept", "EROFS")
+            kept, ro, rw, refused = mod.through_read_only.remote("in.txt")
+            assert (kept, ro, rw) == ("kept", "EROFS", "written")
+            assert refused == "Read-only Volume can not be written to"
+            call = mod.through_the_mount_option.experimental_spawn_map(["in.txt", "in.txt"])
+            assert call.num_inputs() == 2
+            assert [tuple(result) for result in call.iter()] == [("kept", "EROFS")] * 2
+        assert sorted(p.name for p in volume_dir(modal.Volume.from_name(name)).iterdir()) == [
+            "in.txt"
+        ]
+    finally:
+        modal.Volume.objects.delete(name)
+        modal.Volume.objects.delete(other)

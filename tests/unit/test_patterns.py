@@ -217,3 +217,16 @@ def test_realistic_python_project_with_double_star() -> None:
     assert matcher("src/__pycache__/a.cpython-311.pyc")
     assert matcher("x.log")
     assert matcher("logs/x.log")
+
+
+def test_patterns_and_pruning_are_modals(tmp_path: Path) -> None:
+    matcher = FilePatternMatcher("/build/", "**/*.pyc")
+    assert [str(p) for p in matcher.patterns] == ["build", "**/*.pyc"]
+    assert not any(p.exclusion for p in matcher.patterns)
+    assert matcher.can_prune_directories() and matcher.can_prune("build")
+    reincluding = FilePatternMatcher("build", "!build/keep")
+    assert [p.exclusion for p in reincluding.patterns] == [False, True]
+    assert not reincluding.can_prune_directories() and not reincluding.can_prune("build")
+    ignore = tmp_path / ".dockerignore"
+    ignore.write_text("*.log\n!keep.log\n")
+    assert [str(p) for p in FilePatternMatcher.from_file(ignore).patterns] == ["*.log", "keep.log"]

@@ -3,15 +3,18 @@ user's own with mode 0600; missing names and keys name the command that fixes th
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pwd
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
 from imagewright import Secret, settings
 from imagewright.cli.main import run
-from imagewright.exception import InvalidError, NotFoundError
+from imagewright.exception import AlreadyExistsError, InvalidError, NotFoundError
 from imagewright.secret import create_secret, delete_secret, list_secrets, read_secret
 
 
@@ -53,7 +56,7 @@ def test_store_is_private(home: Path) -> None:
     assert stat.S_IMODE(settings.secrets_dir().stat().st_mode) == 0o700
     assert path.stat().st_uid == os.geteuid()
     assert [p.name for p in settings.secrets_dir().iterdir()] == ["s.json"]  # no temp left
-    with pytest.raises(InvalidError, match="already exists"):
+    with pytest.raises(AlreadyExistsError, match="already exists"):
         create_secret("s", {"A": "2"})
     assert read_secret("s") == {"A": "1"}
     path.chmod(0o644)
@@ -84,3 +87,39 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["secret", "delete", "cli", "--yes"]) == 0
     assert run(["secret", "delete", "cli", "--yes"]) == 2
     assert "imagewright secret list" in capsys.readouterr().err
+
+
+def test_info_update_and_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    Secret.objects.create("api", {"TOKEN": "t"})
+    with pytest.raises(AlreadyExistsError):
+        Secret.objects.create("api", {"TOKEN": "other"})
+    Secret.objects.create("api", {"TOKEN": "other"}, allow_existing=True)  # left as it is
+    secret = Secret.from_name("api")
+    assert secret.name == "api" and secret.object_id == "st-api" and secret.hydrate() is secret
+    info = secret.info()
+    assert (info.name, info.environment_name, info.last_used) == ("api", "", None)
+    assert info.created_by == pwd.getpwuid(os.geteuid()).pw_name
+    secret.update({"EXTRA": "e"})
+    assert read_secret("api") == {"TOKEN": "t", "EXTRA": "e"}
+    asyncio.run(secret.update.aio({"TOKEN": "new"}))
+    assert secret.env == {"TOKEN": "new", "EXTRA": "e"}
+    with pytest.raises(InvalidError, match="must be a dict"):
+        secret.update({"A": 1})  # type: ignore[dict-item]
+    with pytest.raises(NotFoundError):
+        Secret.from_name("missing").info()
+
+    made = Secret.from_dict({"A": "1"})
+    made.update({"B": "2"})
+    assert made.env == {"A": "1", "B": "2"} and made.name is None
+    assert made.info().name is None and made.object_id.startswith("st-local:")
+
+    time.sleep(0.05)  # file times move by the kernel's tick
+    Secret.objects.create("second", {"K": "v"})
+    assert [s.name for s in Secret.objects.list()] == ["second", "api"]
+    assert [s.name for s in asyncio.run(Secret.objects.list.aio(max_objects=1))] == ["second"]
+    Secret.objects.delete("second")
+    Secret.objects.delete("second", allow_missing=True)
+    assert list(list_secrets()) == ["api"]
+    monkeypatch.setenv(settings.IN_CONTAINER, "1")
+    with pytest.raises(InvalidError, match="inside a container"):
+        secret.update({"X": "1"})

@@ -8,12 +8,20 @@ import io
 import json
 import os
 import pickle
+import pwd
+import time
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import pytest
 
 from imagewright import settings
-from imagewright.exception import InvalidError, NotFoundError
+from imagewright.exception import (
+    AlreadyExistsError,
+    InvalidError,
+    NotFoundError,
+    UnimplementedError,
+)
 from imagewright.execute.volumes import volume_binds
 from imagewright.volume import (
     FileEntryType,
@@ -166,7 +174,7 @@ def test_ephemeral_lives_as_long_as_its_block() -> None:
 
 def test_named_volumes_are_listed_and_deleted() -> None:
     create_volume("one")
-    with pytest.raises(InvalidError, match="already exists"):
+    with pytest.raises(AlreadyExistsError, match="already exists"):
         create_volume("one")
     create_volume("two")
     assert list(list_volumes()) == ["one", "two"]
@@ -225,3 +233,86 @@ def test_run_function_takes_checked_volumes() -> None:
         Image.debian_slim().run_function(_build_step, volumes={"data": vol})
     with pytest.raises(InvalidError, match="network_file_systems"):
         Image.debian_slim().run_function(_build_step, network_file_systems={"/n": object()})
+
+
+def test_ids_info_and_rename() -> None:
+    create_volume("data")
+    vol = Volume.from_name("data")
+    assert vol.object_id == "vo-data" and vol.hydrate() is vol
+    assert repr(Volume.from_id(vol.object_id)) == "Volume.from_name('data')"
+    info = vol.info()
+    assert info.name == "data" and info.created_at.tzinfo is not None
+    assert info.created_by == pwd.getpwuid(os.geteuid()).pw_name
+    with Volume.ephemeral() as scratch:
+        assert Volume.from_id(scratch.object_id).listdir("/") == []
+        assert scratch.info().name is None
+    with pytest.raises(InvalidError, match="Invalid Volume id"):
+        Volume.from_id("st-data")
+    Volume.rename("data", "renamed")
+    assert list(list_volumes()) == ["renamed"]
+    create_volume("other")
+    with pytest.raises(AlreadyExistsError):
+        asyncio.run(Volume.rename.aio("renamed", "other"))
+    with pytest.raises(NotFoundError):
+        Volume.rename("data", "elsewhere")
+    with pytest.raises(NotFoundError):
+        Volume.from_name("data").hydrate()
+
+
+def test_objects_manage_the_named_volumes(monkeypatch: pytest.MonkeyPatch) -> None:
+    Volume.objects.create("old")
+    time.sleep(0.05)  # file times move by the kernel's tick
+    asyncio.run(Volume.objects.create.aio("new"))
+    with pytest.raises(AlreadyExistsError):
+        Volume.objects.create("new")
+    Volume.objects.create("new", allow_existing=True)
+    assert [v.name for v in Volume.objects.list()] == ["new", "old"]
+    assert [v.name for v in Volume.objects.list(max_objects=1)] == ["new"]
+    made = list_volumes()
+    before = datetime.fromtimestamp((made["old"] + made["new"]) / 2)
+    assert [v.name for v in Volume.objects.list(created_before=before)] == ["old"]
+    assert Volume.objects.list(created_before="2000-01-01") == []
+    with pytest.raises(InvalidError, match="cannot be negative"):
+        Volume.objects.list(max_objects=-1)
+    Volume.objects.delete("old")
+    Volume.objects.delete("old", allow_missing=True)
+    assert [v.name for v in asyncio.run(Volume.objects.list.aio())] == ["new"]
+    monkeypatch.setenv(settings.IN_CONTAINER, "1")
+    with pytest.raises(InvalidError, match="inside a container"):
+        Volume.objects.list()
+
+
+def test_read_only_volumes() -> None:
+    create_volume("ro")
+    plain = Volume.from_name("ro")
+    _upload(plain, {"f": b"x"})
+    locked, mounted = plain.read_only(), plain.with_mount_options(read_only=True)
+    assert locked.object_id == mounted.object_id == plain.object_id
+    # read_only() refuses writes; the mount option alone does not (as in Modal)
+    for write in (
+        lambda: locked.remove_file("f"),
+        lambda: locked.copy_files(["f"], "g"),
+        lambda: locked.batch_upload(),
+    ):
+        with pytest.raises(InvalidError, match="Read-only Volume can not be written to"):
+            write()
+    assert locked.read_file_into_fileobj("f", io.BytesIO()) == 1
+    mounted.copy_files(["f"], "g")
+    with pytest.raises(InvalidError, match="Cannot call with_mount_options"):
+        locked.with_mount_options(read_only=True)
+    with pytest.raises(InvalidError, match="Cannot call read_only"):
+        plain.with_mount_options(read_only=False).read_only()
+    binds = {
+        path: bind.readonly
+        for path, vol in [("/a", plain), ("/b", locked), ("/c", mounted)]
+        for bind in volume_binds({path: vol})[0]
+    }
+    assert binds == {"/a": False, "/b": True, "/c": True}
+    assert volume_binds({"/d": mounted.with_mount_options()})[0][0].readonly
+    assert not volume_binds({"/e": mounted.with_mount_options(read_only=False)})[0][0].readonly
+    thawed = pickle.loads(pickle.dumps(locked))  # as a function's argument reaches a container
+    with pytest.raises(InvalidError, match="Read-only"):
+        thawed.remove_file("f")
+    plain.with_mount_options(sub_path="/")
+    with pytest.raises(UnimplementedError, match="sub_path"):
+        plain.with_mount_options(sub_path="/users/me")

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TypeVar
 
 from ..exception import Error, InvalidError, NotFoundError
+from ..runtime.modal_alias import install as install_modal_alias
 
 __all__ = ["UserCodeError", "load_module", "pick", "split_ref"]
 
@@ -33,7 +34,10 @@ class UserCodeError(Exception):
 
 
 def load_module(path: str) -> ModuleType:
-    """Import a Python file as a module named after it, with its directory on sys.path."""
+    """Import a Python file as a module named after it, with its directory on sys.path.
+
+    A Modal program's `import modal` gets imagewright (runtime/modal_alias.py).
+    """
     if not os.path.isfile(path):
         raise NotFoundError(f"No such file: {path}")
     if not path.endswith(".py"):
@@ -44,6 +48,7 @@ def load_module(path: str) -> ModuleType:
     name = os.path.splitext(filename)[0]
     if directory not in sys.path:
         sys.path.insert(0, directory)
+    install_modal_alias()
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None  # a .py file always has both
     module = importlib.util.module_from_spec(spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import inspect
 import sys
 import traceback
@@ -80,6 +81,10 @@ def _find_target(app: App, name: str | None, path: str) -> tuple[str, Function |
     raise NotFoundError(f"{path} has no functions or local entrypoints")
 
 
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 def run_target(ref: str, argv: Sequence[str], cache: LayerCache | None = None) -> int:
     """Run FILE[::NAME] with CLI arguments, building through `cache`; returns the exit code."""
     path, name = split_ref(ref)
@@ -89,7 +94,9 @@ def run_target(ref: str, argv: Sequence[str], cache: LayerCache | None = None) -
     with app.run(cache=cache):
         if isinstance(target, LocalEntrypoint):
             try:
-                target(**kwargs)
+                outcome = target(**kwargs)
+                if inspect.isawaitable(outcome):  # an `async def` entrypoint, as Modal allows
+                    asyncio.run(_awaited(outcome))
             except Exception:
                 traceback.print_exc()
                 return 1

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import settings
 from .._callsite import user_callsite
-from ..exception import InvalidError, InvalidTypeError
+from ..exception import InvalidError, InvalidTypeError, NotFoundError
 from ..mount import Mount
 from ..secret import Secret
 from ..volume import Volume, check_volumes
@@ -27,10 +27,13 @@ from .envvars import check_env_vars
 from .layer import Layer, LocalMount
 from .ops import Bootstrap, CopyLocal, FromRegistry, Op, Run, RunFunction, SetConfig
 from .packages import (
+    TOKEN_VARIABLES,
     apt_install_ops,
     pip_flags,
     pip_install_op,
     pip_requirements_ops,
+    poetry_ops,
+    private_repo_ops,
     uv_pip_install_ops,
     uv_sync_ops,
 )
@@ -124,6 +127,23 @@ class Image:
         """An empty image: no shell, no Python. Add files with copy=True."""
         layer = Layer("from_scratch", "Image.from_scratch()", user_callsite(), (), (), force_build)
         return Image._make(None, layer)
+
+    @staticmethod
+    def micromamba(python_version: str | None = None, force_build: bool = False) -> Image:
+        """Modal's micromamba base: mambaorg/micromamba with Python and pip from conda-forge in
+        its base environment (default: the host's Python series), which every later RUN
+        activates. Pulled from Docker Hub when planned, as from_registry's images are."""
+        from .micromamba import MICROMAMBA_IMAGE, micromamba_setup_ops
+        from .pythons import local_series, series_of
+
+        version = local_series() if python_version is None else python_version
+        series_of(version, "Image.micromamba")  # Modal's format checks and messages
+        call = describe("Image.micromamba", python_version=python_version)
+        op = FromRegistry(MICROMAMBA_IMAGE)
+        layer = Layer("micromamba", call, user_callsite(), (op,), (), force_build)
+        image = Image._make(None, layer, (), force_build)
+        setup = describe("micromamba setup", python=version)
+        return image._step("micromamba", setup, micromamba_setup_ops(version))
 
     @staticmethod
     def from_registry(
@@ -455,6 +475,129 @@ class Image:
         call = describe("uv_sync", uv_project_dir)
         return self._step("uv_sync", call, ops, force_build=force_build, env=env, secrets=secrets)
 
+    def micromamba_install(
+        self,
+        *packages: str | list[str],
+        spec_file: str | None = None,
+        channels: list[str] = [],  # noqa: B006 - Modal's signature
+        force_build: bool = False,
+        env: Mapping[str, str | None] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        gpu: str | None = None,
+    ) -> Image:
+        """Install conda packages (and a local spec file's, with `-f`) into the base
+        environment with micromamba, from `channels` (each passed with `-c`)."""
+        from .micromamba import micromamba_install_ops
+
+        pkgs = flatten("micromamba_install", "packages", packages)
+        if spec_file is not None and not isinstance(spec_file, str):
+            raise InvalidError("micromamba_install: spec_file must be a str path")
+        check_str_list(channels, "micromamba_install: channels must be a list of strings")
+        if not pkgs and spec_file is None:
+            return self
+        ops = micromamba_install_ops(pkgs, spec_file, channels)
+        call = describe("micromamba_install", *pkgs, spec_file=spec_file, channels=channels)
+        return self._step(
+            "micromamba_install", call, ops, force_build=force_build, env=env, secrets=secrets
+        )
+
+    def poetry_install_from_file(
+        self,
+        poetry_pyproject_toml: str,
+        poetry_lockfile: str | None = None,
+        *,
+        ignore_lockfile: bool = False,
+        force_build: bool = False,
+        with_: list[str] = [],  # noqa: B006 - Modal's signature
+        without: list[str] = [],  # noqa: B006 - Modal's signature
+        only: list[str] = [],  # noqa: B006 - Modal's signature
+        poetry_version: str | None = "latest",
+        old_installer: bool = False,
+        env: Mapping[str, str | None] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        gpu: str | None = None,
+    ) -> Image:
+        """Install a Poetry project's dependencies (not the project) into the image's Python
+        with `poetry install --no-root`, from its lockfile unless `ignore_lockfile`.
+
+        The lockfile defaults to poetry.lock beside the pyproject.toml. Poetry itself is
+        installed with pip first (`poetry_version="latest"`, or that exact version), unless
+        `poetry_version` is None.
+        """
+        if not isinstance(poetry_pyproject_toml, str):
+            raise InvalidError("poetry_install_from_file: poetry_pyproject_toml must be a str")
+        if poetry_version is not None and not isinstance(poetry_version, str):
+            raise InvalidError("poetry_install_from_file: poetry_version must be a str or None")
+        groups = (("--with", with_), ("--without", without), ("--only", only))
+        for flag, names in groups:
+            check_str_list(names, f"poetry_install_from_file: {flag} groups must be a list of str")
+        pyproject = os.path.abspath(os.path.expanduser(poetry_pyproject_toml))
+        lockfile = None
+        if not ignore_lockfile:
+            lockfile = _poetry_lockfile(pyproject, poetry_lockfile)
+        ops = poetry_ops(pyproject, lockfile, poetry_version, old_installer, groups)
+        call = describe("poetry_install_from_file", poetry_pyproject_toml)
+        return self._step(
+            "poetry_install_from_file",
+            call,
+            ops,
+            force_build=force_build,
+            env=env,
+            secrets=secrets,
+        )
+
+    def pip_install_private_repos(
+        self,
+        *repositories: str,
+        git_user: str,
+        find_links: str | None = None,
+        index_url: str | None = None,
+        extra_index_url: str | None = None,
+        pre: bool = False,
+        extra_options: str = "",
+        gpu: str | None = None,
+        env: Mapping[str, str | None] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        force_build: bool = False,
+    ) -> Image:
+        """Install packages from private git repositories on github.com or gitlab.com with pip.
+
+        Each repository is a git URL without scheme (`github.com/org/repo@ref`, optionally with
+        `#subdirectory=...`), fetched over HTTPS as `git_user` with the token in the secrets'
+        GITHUB_TOKEN (or GITLAB_TOKEN). The token reaches git through the step's environment
+        only: it is in no command line, and never in a layer or the build log.
+        """
+        if not secrets:
+            raise InvalidError(
+                "No secrets provided to function. Installing private packages requires tokens "
+                "to be passed via modal.Secret objects."
+            )
+        if not isinstance(git_user, str):
+            raise InvalidError("pip_install_private_repos: git_user must be a str")
+        invalid = [
+            repo
+            for repo in repositories
+            if not isinstance(repo, str) or repo.split("/")[0] not in TOKEN_VARIABLES
+        ]
+        if invalid:
+            raise InvalidError(
+                f"{len(invalid)} out of {len(repositories)} given repository refs are invalid. "
+                f"Invalid refs: {invalid}. "
+            )
+        flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
+        # the secrets the missing-token message names, env's too, as in Modal
+        names = ",".join(str(secret) for secret in check_secrets(secrets, env))
+        ops = private_repo_ops(repositories, git_user, flags, names)
+        call = describe("pip_install_private_repos", *repositories, git_user=git_user)
+        return self._step(
+            "pip_install_private_repos",
+            call,
+            ops,
+            force_build=force_build,
+            env=env,
+            secrets=secrets,
+        )
+
     def run_commands(
         self,
         *commands: str | list[str],
@@ -684,6 +827,20 @@ class Image:
                     f"Warning: caught a non-ImportError exception in an `imports()` block: {exc!r}",
                     stacklevel=3,
                 )
+
+
+def _poetry_lockfile(pyproject: str, lockfile: str | None) -> str:
+    """The lockfile poetry_install_from_file copies in: the one given, or poetry.lock beside
+    the pyproject.toml, which must then exist (Modal's check and message)."""
+    if lockfile is not None:
+        return os.path.abspath(os.path.expanduser(lockfile))
+    inferred = Path(pyproject).parent / "poetry.lock"
+    if not inferred.exists():
+        raise NotFoundError(
+            f"poetry.lock not found at inferred location: {inferred.absolute()}. "
+            "If a lockfile is not needed, `ignore_lockfile=True` can be used."
+        )
+    return str(inferred)
 
 
 def _refuse_secrets(method: str, kwargs: dict[str, object]) -> None:

@@ -1,5 +1,6 @@
 """The command lines of the package methods (apt_install, pip_install*, uv_pip_install,
-uv_sync): arguments Image has already checked become the ops that install them.
+uv_sync, poetry_install_from_file, pip_install_private_repos): arguments Image has already
+checked become the ops that install them, with the commands Modal's builder runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ __all__ = [
     "pip_flags",
     "pip_install_op",
     "pip_requirements_ops",
+    "poetry_ops",
+    "private_repo_ops",
     "uv_pip_install_ops",
     "uv_sync_ops",
 ]
@@ -104,6 +107,81 @@ def uv_sync_ops(
     cmd += ["--frozen"] if frozen and lock.exists() else []
     ops.append(Run(" ".join(cmd), uv=uv))
     ops.append(SetConfig("env_expand", (("PATH", "/.uv/.venv/bin:$PATH"),)))
+    return ops
+
+
+def poetry_ops(
+    pyproject_toml: str,
+    lockfile: str | None,
+    poetry_version: str | None,
+    old_installer: bool,
+    groups: Sequence[tuple[str, Sequence[str]]],
+) -> list[Op]:
+    """Install Poetry with pip (unless `poetry_version` is None), copy the project's
+    pyproject.toml (and `lockfile`) to /tmp/poetry, and `poetry install --no-root` its
+    dependencies into the image's Python. `groups` pairs --with/--without/--only with names."""
+    ops: list[Op] = []
+    if poetry_version is not None:
+        spec = "" if poetry_version == "latest" else f"=={poetry_version}"
+        ops.append(Run(f"python -m pip install {shlex.quote(f'poetry{spec}')}"))
+    if old_installer:
+        ops.append(Run("poetry config experimental.new-installer false"))
+    if lockfile is not None:
+        ops.append(CopyLocal(lockfile, "/tmp/poetry/poetry.lock"))
+    ops.append(CopyLocal(pyproject_toml, "/tmp/poetry/pyproject.toml"))
+    install = ["poetry install --no-root"]
+    install += [f"{flag} {shlex.quote(','.join(names))}" for flag, names in groups if names]
+    install.append("--compile")  # Modal compiles at build time so no cold start has to
+    command = "cd /tmp/poetry && poetry config virtualenvs.create false && " + " ".join(install)
+    # The files were copied into the image's /tmp, as Modal's COPY puts them there: this step
+    # must see that /tmp, not the private tmpfs other steps get.
+    ops.append(Run(command, image_tmp=True))
+    return ops
+
+
+# Where a private-repo step puts its git askpass helper: in the step's private tmpfs /tmp, so it
+# never reaches the layer.
+GIT_ASKPASS = "/tmp/.imagewright-git-askpass"
+# The helper answers git's password prompt with the token of the prompt's host. It reads the
+# token from its environment and prints it with the shell's builtin printf: the token is in no
+# command line (argv), where any process on the host could read it, only in the step's
+# environment and on the pipe to git.
+_ASKPASS_SCRIPT = (
+    "#!/bin/sh",
+    'case "$1" in *gitlab.com*) printf "%s\\n" "$GITLAB_TOKEN" ;;'
+    ' *) printf "%s\\n" "$GITHUB_TOKEN" ;; esac',
+)
+TOKEN_VARIABLES = {"github.com": "GITHUB_TOKEN", "gitlab.com": "GITLAB_TOKEN"}
+
+
+def private_repo_ops(
+    repositories: Sequence[str], git_user: str, flags: str, secret_names: str
+) -> list[Op]:
+    """pip installs of git repositories on github.com / gitlab.com (already checked), each
+    authenticated as `git_user` with the host's token (GITHUB_TOKEN or GITLAB_TOKEN) from the
+    step's secrets.
+
+    Modal writes the token into the URL (`git+https://user:$GITHUB_TOKEN@...`), which puts it in
+    the argv of pip and git; here the URL names only the user, and git asks the GIT_ASKPASS
+    helper for the password. `flags` comes from pip_flags; `secret_names` names the secrets in
+    the message of a missing token, as Modal's does.
+    """
+    ops: list[Op] = []
+    hosts = {repo.split("/")[0] for repo in repositories}
+    for host, variable in TOKEN_VARIABLES.items():
+        if host in hosts:
+            message = f"{variable} env var not set by provided modal.Secret(s): {secret_names}"
+            check = f'[ -n "${{{variable}+set}}" ] || {{ echo {shlex.quote(message)}; exit 1; }}'
+            ops.append(Run(check))
+    ops.append(Run("apt-get update && apt-get install -y git"))
+    helper = (
+        f"printf '%s\\n' {' '.join(shlex.quote(line) for line in _ASKPASS_SCRIPT)}"
+        f" > {GIT_ASKPASS} && chmod 700 {GIT_ASKPASS}"
+    )
+    for repo in repositories:
+        url = shlex.quote(f"git+https://{git_user}@{repo}")
+        install = _join(f"GIT_ASKPASS={GIT_ASKPASS} python3 -m pip install {url}", flags)
+        ops.append(Run(f"{helper} && {install}"))
     return ops
 
 

@@ -10,14 +10,27 @@ from typing import NamedTuple
 
 from ..exception import InvalidValueError
 
-__all__ = ["AUTO_DOCKERIGNORE", "NON_PYTHON_FILES", "FilePatternMatcher", "PatternPredicate"]
+__all__ = [
+    "AUTO_DOCKERIGNORE",
+    "NON_PYTHON_FILES",
+    "FilePatternMatcher",
+    "Pattern",
+    "PatternPredicate",
+]
 
 PatternPredicate = Callable[[Path], bool]
 
 
-class _Pattern(NamedTuple):
+class Pattern(NamedTuple):
+    """One pattern of a matcher: as cleaned (no `!`, no leading or trailing `/`), compiled, and
+    whether it re-includes (`!`)."""
+
+    cleaned_pattern: str
     regex: re.Pattern[str]
     exclusion: bool
+
+    def __str__(self) -> str:
+        return self.cleaned_pattern
 
 
 def _translate_class(pattern: str, i: int) -> tuple[str, int]:
@@ -70,7 +83,7 @@ def _translate(pattern: str) -> str:
     return "".join(out)
 
 
-def _compile(lines: Iterable[str]) -> list[_Pattern]:
+def _compile(lines: Iterable[str]) -> list[Pattern]:
     patterns = []
     for raw in lines:
         line = raw.strip()
@@ -82,8 +95,8 @@ def _compile(lines: Iterable[str]) -> list[_Pattern]:
             if exclusion:
                 raise InvalidValueError('Illegal exclusion pattern: "!"')
             continue
-        regex = re.compile(_translate(posixpath.normpath(body)), re.DOTALL)
-        patterns.append(_Pattern(regex, exclusion))
+        cleaned = posixpath.normpath(body)
+        patterns.append(Pattern(cleaned, re.compile(_translate(cleaned), re.DOTALL), exclusion))
     return patterns
 
 
@@ -132,7 +145,12 @@ class FilePatternMatcher:
         matcher._pending_file = Path(path)
         return matcher
 
-    def _loaded(self) -> list[_Pattern]:
+    @property
+    def patterns(self) -> list[Pattern]:
+        """The patterns, in order (read from the file now if the matcher came from one)."""
+        return list(self._loaded())
+
+    def _loaded(self) -> list[Pattern]:
         if self._pending_file is not None:
             self._patterns = _compile(self._pending_file.read_text().splitlines())
             self._pending_file = None
@@ -174,8 +192,12 @@ class FilePatternMatcher:
         Returns:
             True if the directory is matched and no `!` pattern could re-include its contents.
         """
-        patterns = self._loaded()
-        return not any(p.exclusion for p in patterns) and self(dir_rel_path)
+        return self.can_prune_directories() and self(dir_rel_path)
+
+    def can_prune_directories(self) -> bool:
+        """Tells whether a directory walker may skip a matched directory's contents: true unless
+        a `!` pattern could re-include something in it."""
+        return not any(p.exclusion for p in self._loaded())
 
 
 NON_PYTHON_FILES = ~FilePatternMatcher("**/*.py")

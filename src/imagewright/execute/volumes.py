@@ -1,5 +1,6 @@
-"""Volumes in containers: the read-write binds of a `volumes=` mapping, and what tells the
-Volume methods inside the container where each one is mounted."""
+"""Volumes in containers: the binds of a `volumes=` mapping (read-write, or read-only for a
+volume mounted so), and what tells the Volume methods inside the container where each one is
+mounted."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from collections.abc import Mapping
 
 from .. import settings
-from ..volume import Volume, mount_key, volume_dir
+from ..volume import Volume, mount_key, mounted_read_only, volume_dir
 from .sandbox import Bind
 
 __all__ = ["volume_binds"]
@@ -19,7 +20,7 @@ def volume_binds(volumes: Mapping[str, Volume]) -> tuple[list[Bind], dict[str, s
     points bwrap makes are not kept, so a run_function layer gets no trace of a volume."""
     # parents first: a volume mounted inside another one's mount point goes on top of it
     binds = [
-        Bind(str(volume_dir(volume)), path, readonly=False)
+        Bind(str(volume_dir(volume)), path, readonly=mounted_read_only(volume))
         for path, volume in sorted(volumes.items())
     ]
     if not binds:

@@ -19,6 +19,7 @@ import socket
 import threading
 from typing import Any
 
+from .modal_alias import install as install_modal_alias
 from .protocol import CHANNEL_FD_ENV, FUNCTION_ENV, TOKEN_SIZE, loads, recv_message, send_message
 from .serve import Service, exception_message, serve
 
@@ -114,6 +115,7 @@ def main(fd: int, token: bytes) -> None:
         if init is None or init[0]["kind"] != "init":
             return
         _enable_site()
+        install_modal_alias()  # the function's module may say `import modal`
         try:
             service = _service(_resolve(module_name, qualname), loads(init[1]))
         except BaseException as exc:
