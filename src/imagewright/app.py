@@ -32,6 +32,7 @@ from .secret import Secret
 
 if TYPE_CHECKING:
     from .execute.builder import LayerCache
+    from .execute.functions import Relay
     from .function import Pool
     from .plan.planner import Plan
     from .store.store import Store
@@ -546,6 +547,13 @@ class App:
         if plan is None:
             raise ExecutionError("this image was not built by app.run(): call inside app.run()")
         return plan
+
+    @property
+    def _relay(self) -> Relay:
+        """What runs the calls its functions make to each other from inside containers."""
+        from .relay import relay_for
+
+        return relay_for(self)
 
     def _adopt_pool(self, pool: Pool) -> None:
         with self._pools_lock:

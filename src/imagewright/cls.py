@@ -14,6 +14,7 @@ app stops, each container runs its `@exit` hooks before it goes.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import typing
@@ -21,7 +22,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from ._aio import twin
 from ._unsupported import NoLocalMeaning, no_local_meaning
@@ -45,7 +46,9 @@ if TYPE_CHECKING:
     from .secret import Secret
     from .volume import Volume
 
-__all__ = ["Cls", "Method", "Obj", "Server"]
+__all__ = ["Cls", "Method", "Obj", "Server", "parameters_from_json"]
+
+T = TypeVar("T")
 
 _PARAMETER_TYPES = {"int": int, "str": str, "bytes": bytes, "bool": bool}
 # How long a stopping container gets for its @exit hooks (Modal gives about as long).
@@ -371,17 +374,21 @@ class Method(Invoker):
     def _call_local(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return getattr(self._obj._local_instance(), self._method_name)(*args, **kwargs)
 
-    def _remote_once(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], ids: tuple[str, str]
-    ) -> Any:
+    def _target(self) -> dict[str, Any]:
+        cls = self._obj._cls._user_cls
+        return {
+            "ref": f"{cls.__module__}:{cls.__qualname__}",
+            "method": self._method_name,
+            "params": {k: _jsonable(v) for k, v in self._obj._values.items()},
+        }
+
+    def _with_container(self, run: Callable[[Container], T]) -> T:
         pool = self._obj._pool()
         container = pool.acquire()
         broken = False
         try:
             with running_in(container):
-                return container.call(
-                    args, kwargs, self._options.timeout, method=self._method_name, ids=ids
-                )
+                return run(container)
         except Exception as exc:
             from .function import _is_user_error
 
@@ -397,6 +404,19 @@ class Method(Invoker):
 
     def _map_pool(self) -> tuple[Pool, bool]:
         return self._obj._pool(), False
+
+
+def _jsonable(value: Any) -> Any:
+    """A parameter's value as JSON (bytes tagged), for a call made from inside a container."""
+    return {"bytes": base64.b64encode(value).decode()} if isinstance(value, bytes) else value
+
+
+def parameters_from_json(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter values `_jsonable` wrote (the host checks their types afterwards)."""
+    return {
+        k: base64.b64decode(v["bytes"]) if isinstance(v, dict) and "bytes" in v else v
+        for k, v in values.items()
+    }
 
 
 def _members(user_cls: type[Any]) -> Iterable[tuple[str, Any]]:

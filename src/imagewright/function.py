@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import settings
 from ._aio import iter_twin, twin
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from .volume import Volume
 
 __all__ = ["Deployed", "Function", "FunctionCall", "Invoker", "Options", "Pool"]
+
+T = TypeVar("T")
 
 _calls: dict[str, FunctionCall] = {}  # FunctionCall.from_id looks calls up here
 # Function.from_id looks functions up here: the first made with an id (not its copies)
@@ -274,9 +276,8 @@ class Invoker:
     def _app(self) -> Any:
         raise NotImplementedError
 
-    def _remote_once(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], ids: tuple[str, str]
-    ) -> Any:
+    def _with_container(self, run: Callable[[Container], T]) -> T:
+        """`run` on a container for one input: a fresh one, or one of the instance's pool."""
         raise NotImplementedError
 
     def _gen_container(self) -> tuple[Container, Callable[[], None]]:
@@ -310,6 +311,13 @@ class Invoker:
         return int(partial.max_inputs or 1)
 
     def _check_running(self, verb: str) -> None:
+        if settings.in_container():
+            if verb == "remote_gen":
+                raise ExecutionError(
+                    f"{self.__qualname__}.remote_gen() cannot be called from inside a container "
+                    "yet: call it from the local entrypoint, or use .remote()/.map()."
+                )
+            return  # a call from one function to another: the host checks that the app runs
         self._app()._require_running(f"{self.__qualname__}.{verb}()")
 
     def _attempts(self, run: Callable[[], Any]) -> Any:
@@ -325,12 +333,49 @@ class Invoker:
                     raise
                 time.sleep(retries.delay(attempt))
 
+    def _remote_once(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], ids: tuple[str, str]
+    ) -> Any:
+        timeout, method = self._options.timeout, self._method_name
+        return self._with_container(lambda c: c.call(args, kwargs, timeout, method=method, ids=ids))
+
+    def _target(self) -> dict[str, Any]:
+        """How the host finds this function from inside a container (see relay.py)."""
+        raw = self._raw()
+        return {"ref": f"{raw.__module__}:{raw.__qualname__}", "method": ""}
+
+    def _relayed(
+        self, verb: str, inputs: list[tuple[tuple[Any, ...], dict[str, Any]]]
+    ) -> list[Any]:
+        """Inside a container: have the host run the inputs; their results, or exceptions."""
+        from .runtime import calls
+        from .runtime.errors import rebuild_exception
+        from .runtime.protocol import dumps, loads
+
+        if not calls.available():
+            raise ExecutionError(
+                f"{self.__qualname__} cannot be called from here: a container started for "
+                "run_function or `imagewright shell` does not call other functions."
+            )
+        replies = calls.call(self._target(), verb, [dumps(i) for i in inputs])
+        return [
+            loads(payload)
+            if header.get("kind") == "result"
+            else rebuild_exception(header, payload, f"running {self.__qualname__}")
+            for header, payload in replies
+        ]
+
     def _remote(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str) -> Any:
         if self._is_generator:
             raise InvalidError(
                 "A generator function cannot be called with `.remote(...)`. "
                 "Use `.remote_gen(...)` instead."
             )
+        if settings.in_container():  # one function calling another: the host runs it
+            (result,) = self._relayed("remote", [(args, kwargs)])
+            if isinstance(result, BaseException):
+                raise result
+            return result
         self._check_running("remote")
         return self._attempts(lambda: self._remote_once(args, kwargs, (_new_id("in"), call_id)))
 
@@ -494,6 +539,9 @@ class Invoker:
         items = list(enumerate(inputs))
         if not items:
             return iter(())
+        if settings.in_container():
+            relayed = self._relayed("map", [(args, kwargs) for _, args in items])
+            return _relayed_results(relayed, return_exceptions)
         pool, owned = self._map_pool()
         return _MapRun(self, pool, owned, items, kwargs, order_outputs, return_exceptions).results()
 
@@ -740,13 +788,11 @@ class Function(Invoker, ModalObject, Deployed):
         if pending is not None:
             pending.add_done_callback(_stop_started)
 
-    def _remote_once(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], ids: tuple[str, str]
-    ) -> Any:
+    def _with_container(self, run: Callable[[Container], T]) -> T:
         container = self._fresh_container()
         try:
             with running_in(container):
-                return container.call(args, kwargs, self._options.timeout, ids=ids)
+                return run(container)
         finally:
             container.stop()
 
@@ -850,6 +896,13 @@ class _MapRun:
                 self.done.put((index, False, exc))
 
 
+def _relayed_results(results: list[Any], return_exceptions: bool) -> Iterator[Any]:
+    for result in results:
+        if isinstance(result, BaseException) and not return_exceptions:
+            raise result
+        yield result
+
+
 def running_in(container: Container) -> contextlib.AbstractContextManager[None]:
     """While the current thread runs a spawned call's input in `container`, cancelling the
     call kills it."""
@@ -900,6 +953,7 @@ def start_container(
         env={**env, **volume_env},
         binds=binds,
         limits=options.limits,
+        relay=app._relay,
     )
     return container.start(init)
 

@@ -1,7 +1,7 @@
 """The shape of the house: imagewright's packages form tiers, and imports only go down.
 
     cli                      the command line
-    imagewright, app, apps, cls, function, partial, engine, experimental
+    imagewright, app, apps, cls, function, partial, relay, engine, experimental
                              the public surface; `engine` is the one seam through which the
                              recipe's verbs (build, export, push, Dockerfiles) reach the machinery
     export                   OCI layout, docker-archive, Dockerfile out, push
@@ -47,7 +47,7 @@ TIERS: list[set[str]] = [
     {"execute"},
     {"export"},
     # "" is the package itself (imagewright/__init__.py)
-    {"", "app", "apps", "cls", "function", "partial", "engine", "experimental"},
+    {"", "app", "apps", "cls", "function", "partial", "relay", "engine", "experimental"},
     {"cli", "__main__"},
 ]
 

@@ -19,7 +19,6 @@ import collections
 import contextlib
 import itertools
 import os
-import pickle
 import queue
 import secrets
 import signal
@@ -35,7 +34,9 @@ from typing import IO, Any
 from .. import settings
 from ..definition.config import ImageConfig
 from ..exception import ExecutionError, FunctionTimeoutError, RemoteError
+from ..runtime.errors import exception_message, rebuild_exception
 from ..runtime.protocol import (
+    CALLS_FD_ENV,
     CHANNEL_FD_ENV,
     FUNCTION_ENV,
     TOKEN_SIZE,
@@ -51,7 +52,7 @@ from .environment import container_env
 from .limits import Cgroup, Limits
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
 
-__all__ = ["Container", "RemoteTraceback", "start_thread", "stop_all"]
+__all__ = ["Container", "start_thread", "stop_all"]
 
 _PY_IN_CONTAINER = "/tmp/.imagewright/py"
 _START_TIMEOUT = 120.0
@@ -65,6 +66,11 @@ _LAUNCH = (
     "from imagewright.runtime.bootstrap import main; main(fd, globals().pop('token'))"
 )
 _PR_SET_PDEATHSIG = 1
+# Runs calls a container makes to other functions: (target, verb, pickled inputs) -> replies,
+# each a "result" or "exception" header with its pickled payload.
+Relay = Callable[
+    [dict[str, Any], str, list[bytes]], list[tuple[dict[str, Any], bytes | memoryview]]
+]
 # Ctrl-C and SIGTERM become KeyboardInterrupt in the main thread, and only there: one the kernel
 # hands to another thread waits until the main thread next runs Python code, which a call
 # blocked on its container for minutes does not. Our threads block them, so it never does.
@@ -75,13 +81,6 @@ _live_lock = threading.Lock()
 _live_changed = threading.Condition(_live_lock)
 _starting = 0  # containers in start(), which interpreter exit waits for
 _exiting = False  # set at interpreter exit: containers still starting then stop themselves
-
-
-class RemoteTraceback(Exception):
-    """Carries the traceback text of an exception raised inside a container."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def _package_binds() -> list[Bind]:
@@ -215,13 +214,15 @@ class Container:
         env: Mapping[str, str],
         binds: Sequence[Bind] = (),
         limits: Limits | None = None,
+        relay: Relay | None = None,
         area: Scratch | None = None,
         on_output: Callable[[str], None] | None = None,
     ):
         """A container over `lowers` (top first) running `function_ref` ("module:qualname").
 
         `binds` are host directories mounted over the image (volumes); `limits` are memory and
-        CPU limits, applied through a cgroup where the machine allows. With `area`, the
+        CPU limits, applied through a cgroup where the machine allows. `relay` runs the calls
+        the container makes to other functions (on a channel of their own). With `area`, the
         container writes into that scratch area (a build step's layer) instead of a throwaway
         one. `on_output` receives output lines instead of our stdout.
         """
@@ -231,6 +232,8 @@ class Container:
         self._area, self._on_output = area, on_output
         self._limits = limits
         self._cgroup: Cgroup | None = None
+        self._relay = relay
+        self._calls: socket.socket | None = None  # our end of the calls channel
         self._stack = contextlib.ExitStack()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -275,6 +278,10 @@ class Container:
         area = self._area or self._stack.enter_context(self.store.scratch())
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock, self._out = ours, ours.dup()
+        handed = [theirs]  # the fds the container inherits
+        if self._relay is not None:
+            self._calls, calls_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            handed.append(calls_theirs)
         env = {
             **self._env,
             settings.IN_CONTAINER: "1",
@@ -285,6 +292,8 @@ class Container:
             CHANNEL_FD_ENV: str(theirs.fileno()),
             FUNCTION_ENV: self.function_ref,
         }
+        if len(handed) > 1:
+            env[CALLS_FD_ENV] = str(handed[1].fileno())
         workdir = self.config.workdir if self.config.workdir != "/" else "/root"
         binds = (*runtime_binds(), *_package_binds(), *self._binds)
         argv = [
@@ -308,12 +317,13 @@ class Container:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
-                    pass_fds=(theirs.fileno(),),
+                    pass_fds=tuple(sock.fileno() for sock in handed),
                     preexec_fn=preexec,
                 )
             )
         finally:
-            theirs.close()  # the container holds it now: it closes when the container is gone
+            for sock in handed:  # the container holds them now: they close when it is gone
+                sock.close()
         with _live_lock:
             if _exiting:
                 raise ExecutionError("imagewright is exiting")
@@ -324,6 +334,8 @@ class Container:
         with contextlib.suppress(ConnectionError):  # then the receive below says how it died
             ours.send(self._token)
             send_message(ours, {"kind": "init"}, init)
+        if self._calls is not None:  # (@enter hooks may already call other functions)
+            start_thread(self._serve_calls, self._calls, name="imagewright-relay")
         hello = self._receive(_START_TIMEOUT, "starting")
         if hello[0]["kind"] == "exception":
             raise self._remote_exception(hello, "import")
@@ -349,10 +361,10 @@ class Container:
                 for relay in self._relays:
                     relay.join(timeout=5)  # everything the function printed is shown first
                 self._proc = None
-            for sock in (self._sock, self._out):
+            for sock in (self._sock, self._out, self._calls):
                 if sock is not None:
                     sock.close()
-            self._sock = self._out = None
+            self._sock = self._out = self._calls = None
             if self._cgroup is not None:  # (also after a failed start)
                 self._cgroup.remove()
                 self._cgroup = None
@@ -416,14 +428,27 @@ class Container:
         `method` names a class's method; `ids` are the input's and its call's ids, which the
         function sees as current_input_id() and current_function_call_id().
         """
+        header, payload = self.call_raw(dumps((args, kwargs)), timeout, method=method, ids=ids)
+        if header["kind"] == "exception":
+            raise self._remote_exception((header, payload), "call")
+        return loads(payload)
+
+    def call_raw(
+        self,
+        payload: bytes,
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: tuple[str, str] = ("", ""),
+    ) -> tuple[dict[str, Any], memoryview]:
+        """Run one input already pickled; its "result" or "exception" message, still pickled
+        (a call relayed from another container passes it on without unpickling it)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        call = self._submit(args, kwargs, method, ids, timeout)
+        call = self._submit(payload, method, ids, timeout)
         try:
             reply = self._next_reply(call, deadline, timeout)
-            if reply[0]["kind"] == "result":
-                return loads(reply[1])
-            if reply[0]["kind"] == "exception":
-                raise self._remote_exception(reply, "call")
+            if reply[0]["kind"] in ("result", "exception"):
+                return reply
             raise self._protocol_error(f"a {reply[0]['kind']!r} message in answer to a call")
         finally:
             with self._mail:
@@ -440,7 +465,7 @@ class Container:
     ) -> Iterator[Any]:
         """Run one input of a generator; yields its values as they come."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        call = self._submit(args, kwargs, method, ids, timeout)
+        call = self._submit(dumps((args, kwargs)), method, ids, timeout)
         try:
             while True:
                 reply = self._next_reply(call, deadline, timeout)
@@ -459,8 +484,7 @@ class Container:
 
     def _submit(
         self,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        payload: bytes,
         method: str,
         ids: tuple[str, str],
         timeout: float | None,
@@ -470,7 +494,6 @@ class Container:
             raise self._died("running")
         call = next(self._ids)
         header = {"kind": "call", "id": call, "method": method, "input": ids[0], "call": ids[1]}
-        payload = dumps((args, kwargs))
         with self._mail:
             self._boxes[call] = collections.deque()
         try:
@@ -512,6 +535,49 @@ class Container:
                 if other is not None:  # (an input given up on has no box: its reply is dropped)
                     other.append(message)
                     self._mail.notify_all()
+
+    def _serve_calls(self, sock: socket.socket) -> None:
+        """Answer the calls the container makes to other functions, until it is gone.
+
+        Each runs in a thread of its own, so that a container can have many in flight (a
+        `.map` from inside). Only the JSON header is read here: inputs and replies pass
+        through as the bytes the containers made.
+        """
+        relay, lock = self._relay, threading.Lock()
+        assert relay is not None
+        while True:
+            try:
+                request = recv_message(sock, self._token)
+            except (OSError, ValueError, ProtocolError):  # (ValueError: stop() closed it)
+                return
+            if request is None:
+                return
+            header, payload = request
+            start_thread(self._answer_call, sock, lock, relay, header, bytes(payload))
+
+    def _answer_call(
+        self,
+        sock: socket.socket,
+        lock: threading.Lock,
+        relay: Relay,
+        header: dict[str, Any],
+        payload: bytes,
+    ) -> None:
+        sizes = header.get("sizes") or []
+        try:
+            if not isinstance(sizes, list) or sum(sizes) != len(payload):
+                raise RemoteError("a call from the container with inputs of the wrong sizes")
+            inputs, at = [], 0
+            for size in sizes:
+                inputs.append(payload[at : at + size])
+                at += size
+            replies = relay(header.get("target") or {}, str(header.get("verb")), inputs)
+        except Exception as exc:
+            replies = [exception_message(exc)] * max(len(sizes), 1)
+        headers = [{**reply, "size": len(data)} for reply, data in replies]
+        message = {"kind": "answer", "id": header.get("id"), "replies": headers}
+        with lock, contextlib.suppress(OSError):  # a container gone meanwhile needs no answer
+            send_message(sock, message, b"".join(bytes(data) for _, data in replies))
 
     def _receive(
         self, timeout: float | None, doing: str, call_timeout: float | None = None
@@ -576,21 +642,8 @@ class Container:
     def _remote_exception(
         self, reply: tuple[dict[str, Any], memoryview], phase: str
     ) -> BaseException:
-        header, payload = reply
-        remote_tb = RemoteTraceback(f"\n\nRemote traceback:\n{header.get('traceback')}")
-        exc: BaseException | None = None
-        if len(payload):
-            with contextlib.suppress(Exception):
-                exc = pickle.loads(payload)
-            if not isinstance(exc, BaseException):
-                exc = None
-        if exc is None:
-            what = "importing" if phase == "import" else "running"
-            exc = RemoteError(
-                f"{header.get('type')} while {what} {self.function_ref}: {header.get('message')}"
-            )
-        exc.__cause__ = remote_tb
-        return exc
+        what = "importing" if phase == "import" else "running"
+        return rebuild_exception(reply[0], reply[1], f"{what} {self.function_ref}")
 
 
 def stop_all() -> None:

@@ -19,9 +19,19 @@ import socket
 import threading
 from typing import Any
 
+from .calls import open_channel as open_calls
+from .errors import exception_message
 from .modal_alias import install as install_modal_alias
-from .protocol import CHANNEL_FD_ENV, FUNCTION_ENV, TOKEN_SIZE, loads, recv_message, send_message
-from .serve import Service, exception_message, serve
+from .protocol import (
+    CALLS_FD_ENV,
+    CHANNEL_FD_ENV,
+    FUNCTION_ENV,
+    TOKEN_SIZE,
+    loads,
+    recv_message,
+    send_message,
+)
+from .serve import Service, serve
 
 __all__ = ["main"]
 
@@ -104,6 +114,9 @@ def main(fd: int, token: bytes) -> None:
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)  # processes the function starts do not get the channel
     os.environ.pop(CHANNEL_FD_ENV, None)
+    calls_fd = os.environ.pop(CALLS_FD_ENV, None)
+    if calls_fd is not None:  # (only function containers get one: not run_function's)
+        open_calls(int(calls_fd), token)
     if len(token) != TOKEN_SIZE:
         return  # the host died before it could send it
     _exit_with_host(sock)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "CALLS_FD_ENV",
     "CHANNEL_FD_ENV",
     "FUNCTION_ENV",
     "TOKEN_SIZE",
@@ -46,6 +47,8 @@ TOKEN_SIZE = 32
 # How the host hands the channel over in the container's environment: the fd of its end, and
 # the function to serve ("module:qualname").
 CHANNEL_FD_ENV = "IMAGEWRIGHT_CHANNEL_FD"
+# the fd of the second channel, on which the container calls other functions (calls.py)
+CALLS_FD_ENV = "IMAGEWRIGHT_CALLS_FD"
 FUNCTION_ENV = "IMAGEWRIGHT_FUNCTION"
 # Message bytes per datagram: well under the default socket buffer (about 200 KiB), which
 # bounds a datagram's size.

@@ -33,9 +33,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .context import input_ids
+from .errors import exception_message
 from .protocol import dumps, loads, recv_message, send_message
 
-__all__ = ["Entry", "Service", "exception_message", "serve"]
+__all__ = ["Entry", "Service", "serve"]
 
 
 class Entry:
@@ -70,27 +71,6 @@ class Service:
     @classmethod
     def of_function(cls, function: Callable[..., Any]) -> Service:
         return cls({"": Entry(function)})
-
-
-def exception_message(
-    exc: BaseException,
-    call: int | None = None,
-) -> tuple[dict[str, Any], bytes]:
-    """The "exception" message for `exc`: its pickle when it round-trips, and always its text."""
-    try:
-        pickled = dumps(exc)
-        loads(pickled)  # an exception that pickles but cannot be rebuilt is sent as text only
-    except Exception:
-        pickled = b""
-    header: dict[str, Any] = {
-        "kind": "exception",
-        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
-    if call is not None:
-        header["id"] = call
-    return header, pickled
 
 
 class _Input:
@@ -204,7 +184,11 @@ class _Dispatcher:
                 return
             if header["kind"] != "call":
                 return
-            args, kwargs = loads(payload)
+            try:  # arguments that fail to unpickle are that input's error, not the container's
+                args, kwargs = loads(payload)
+            except BaseException as exc:
+                self.send(*exception_message(exc, header["id"]))
+                continue
             item = _Input(header, args, kwargs)
             entry = self.service.entries.get(header.get("method", ""))
             if entry is None:
