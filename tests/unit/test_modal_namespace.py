@@ -132,11 +132,6 @@ MODAL_MEMBERS = {
 # Sandbox's instance methods (sandboxes run locally in a later release). A name may leave its
 # list when it arrives; none may be missing that is not listed.
 PENDING_MEMBERS = {
-    "Image": {
-        "micromamba", "micromamba_install", "pip_install_private_repos",
-        "poetry_install_from_file", "client", "from_id", "from_name", "get_dashboard_url",
-        "hydrate", "logs", "object_id", "publish",
-    },
     "Sandbox": {
         "create_connect_token", "detach", "exec", "filesystem", "get_tags", "logs",
         "mount_image", "poll", "reload_volumes", "returncode", "set_tags", "snapshot_directory",

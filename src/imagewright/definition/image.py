@@ -18,6 +18,8 @@ from typing import Any
 
 from .. import settings
 from .._callsite import user_callsite
+from .._unsupported import NoLocalMeaning, no_local_meaning
+from ..cloud import ModalObject
 from ..exception import InvalidError, InvalidTypeError, NotFoundError
 from ..mount import Mount
 from ..secret import Secret
@@ -54,7 +56,7 @@ from .validate import (
 __all__ = ["Image"]
 
 
-class Image:
+class Image(ModalObject):
     """A container image definition. Build it with `.build()` or `imagewright build`."""
 
     __slots__ = ("_force", "_layer", "_mounts", "_parent")
@@ -63,6 +65,32 @@ class Image:
     _layer: Layer | None
     _mounts: tuple[LocalMount, ...]
     _force: bool
+
+    _id_prefix = "im"
+    logs = NoLocalMeaning()  # Modal's build logs of a published image: ours stream as it builds
+
+    @staticmethod
+    def from_id(image_id: str, client: object = None) -> Image:
+        """Modal's images built on its service, by id; locally an image is its definition."""
+        raise no_local_meaning("modal.Image.from_id")
+
+    @staticmethod
+    def from_name(
+        name: str, *, environment_name: str | None = None, client: object = None
+    ) -> Image:
+        """An image published to Modal's service under a name."""
+        raise no_local_meaning("modal.Image.from_name")
+
+    def publish(
+        self,
+        name: str,
+        *,
+        environment_name: str | None = None,
+        experimental_options: dict[str, Any] | None = None,
+        client: object = None,
+    ) -> None:
+        """Publishing to Modal's service; locally `image.push(ref)` sends it to a registry."""
+        raise no_local_meaning("modal.Image.publish (use image.push(ref) for a registry)")
 
     def __init__(self) -> None:
         raise InvalidError(
