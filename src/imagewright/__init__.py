@@ -8,54 +8,115 @@ used.
 
 from __future__ import annotations
 
-from . import billing, exception, experimental, types
-from .app import App, enable_output
-from .cloud import (
-    Client,
-    CloudBucketMount,
-    Cluster,
-    Environment,
-    NetworkFileSystem,
-    Proxy,
-    SchedulerPlacement,
-    Workspace,
-)
-from .cls import Cls, Server
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .definition.engine import use_engine
-from .definition.image import Image
-from .definition.patterns import FilePatternMatcher
-from .distributed import Dict, Queue
 from .engine import LocalEngine
-from .exception import Error
-from .function import Function, FunctionCall
-from .locality import interact, is_local
-from .mount import Mount
-from .partial import (
-    asgi_app,
-    batched,
-    clustered,
-    concurrent,
-    enter,
-    exit,
-    fastapi_endpoint,
-    method,
-    parameter,
-    sessioned,
-    web_endpoint,
-    web_server,
-    wsgi_app,
-)
-from .retries import Retries
-from .runtime.context import current_function_call_id, current_input_id
-from .sandbox import Probe, Sandbox, SandboxSnapshot
-from .schedule import Cron, Period
-from .secret import Secret
-from .tunnel import Tunnel, forward
 from .version import __version__
-from .volume import Volume
 
 # Image's build, export, push and Dockerfile methods run through it (definition/engine.py).
 use_engine(LocalEngine())
+
+if TYPE_CHECKING:  # the names below, for type checkers: at run time each loads on first use
+    from . import billing, exception, experimental, types
+    from .app import App, enable_output
+    from .cloud import (
+        Client,
+        CloudBucketMount,
+        Cluster,
+        Environment,
+        NetworkFileSystem,
+        Proxy,
+        SchedulerPlacement,
+        Workspace,
+    )
+    from .cls import Cls, Server
+    from .definition.image import Image
+    from .definition.patterns import FilePatternMatcher
+    from .distributed import Dict, Queue
+    from .exception import Error
+    from .function import Function, FunctionCall
+    from .locality import interact, is_local
+    from .mount import Mount
+    from .partial import (
+        asgi_app,
+        batched,
+        clustered,
+        concurrent,
+        enter,
+        exit,
+        fastapi_endpoint,
+        method,
+        parameter,
+        sessioned,
+        web_endpoint,
+        web_server,
+        wsgi_app,
+    )
+    from .retries import Retries
+    from .runtime.context import current_function_call_id, current_input_id
+    from .sandbox import Probe, Sandbox, SandboxSnapshot
+    from .schedule import Cron, Period
+    from .secret import Secret
+    from .tunnel import Tunnel, forward
+    from .volume import Volume
+
+# Where each public name lives. `import imagewright` loads none of them: a program (and each of
+# its containers, which import it again) pays only for the names it uses.
+_HOMES: dict[str, str] = {
+    "App": "app",
+    "Client": "cloud",
+    "CloudBucketMount": "cloud",
+    "Cls": "cls",
+    "Cluster": "cloud",
+    "Cron": "schedule",
+    "Dict": "distributed",
+    "Environment": "cloud",
+    "Error": "exception",
+    "FilePatternMatcher": "definition.patterns",
+    "Function": "function",
+    "FunctionCall": "function",
+    "Image": "definition.image",
+    "Mount": "mount",
+    "NetworkFileSystem": "cloud",
+    "Period": "schedule",
+    "Probe": "sandbox",
+    "Proxy": "cloud",
+    "Queue": "distributed",
+    "Retries": "retries",
+    "Sandbox": "sandbox",
+    "SandboxSnapshot": "sandbox",
+    "SchedulerPlacement": "cloud",
+    "Secret": "secret",
+    "Server": "cls",
+    "Tunnel": "tunnel",
+    "Volume": "volume",
+    "Workspace": "cloud",
+    "asgi_app": "partial",
+    "batched": "partial",
+    "billing": "billing",
+    "clustered": "partial",
+    "concurrent": "partial",
+    "current_function_call_id": "runtime.context",
+    "current_input_id": "runtime.context",
+    "enable_output": "app",
+    "enter": "partial",
+    "exception": "exception",
+    "exit": "partial",
+    "experimental": "experimental",
+    "fastapi_endpoint": "partial",
+    "forward": "tunnel",
+    "interact": "locality",
+    "is_local": "locality",
+    "method": "partial",
+    "parameter": "partial",
+    "sessioned": "partial",
+    "types": "types",
+    "web_endpoint": "partial",
+    "web_server": "partial",
+    "wsgi_app": "partial",
+}
 
 __all__ = [
     "App",
@@ -112,8 +173,18 @@ __all__ = [
     "wsgi_app",
 ]
 
-# Classes show as `imagewright.X`, as Modal's show as `modal.X`.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type):
-        _obj.__module__ = "imagewright"
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'imagewright' has no attribute {name!r}")
+    module = importlib.import_module(f".{home}", __name__)
+    value = module if home == name else getattr(module, name)
+    if isinstance(value, type):
+        value.__module__ = "imagewright"  # classes show as `imagewright.X`, as Modal's as `modal.X`
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -17,7 +17,6 @@ This module is imported inside containers too, so it runs on Python 3.9.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -54,6 +53,8 @@ class Twin(Generic[P, R]):
 
     async def aio(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """The same call, run in a worker thread and awaited."""
+        import asyncio
+
         return await asyncio.to_thread(self._f, *args, **kwargs)
 
     def __repr__(self) -> str:
@@ -73,6 +74,8 @@ class IterTwin(Generic[P, Y]):
 
     async def aio(self, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[Y]:
         """The same items as an async iterator; each is fetched in a worker thread."""
+        import asyncio
+
         iterator = await asyncio.to_thread(self._f, *args, **kwargs)
         try:
             while True:

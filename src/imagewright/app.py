@@ -33,6 +33,7 @@ from .secret import Secret
 if TYPE_CHECKING:
     from .execute.builder import LayerCache
     from .execute.functions import Relay
+    from .execute.limits import Limits
     from .function import Pool
     from .plan.planner import Plan
     from .store.store import Store
@@ -67,6 +68,23 @@ class LocalEntrypoint:
         return self.raw_f(*args, **kwargs)
 
 
+def _checked_volumes(volumes: Mapping[str | PurePosixPath, Volume]) -> dict[str, Volume]:
+    # (volume.py loads only for programs that have volumes: containers import this module too)
+    if not volumes:
+        return {}
+    from .volume import check_volumes
+
+    return check_volumes(volumes)
+
+
+def _limits(memory: object, cpu: object) -> Limits | None:
+    if not (memory or cpu):
+        return None
+    from .execute.limits import Limits
+
+    return Limits.from_modal(memory, cpu)
+
+
 def _no_parentheses(decorator: str, value: object) -> None:
     if value is not None:
         raise InvalidError(f"Did you forget parentheses? Suggestion: `@app.{decorator}()`.")
@@ -85,15 +103,13 @@ class App:
         volumes: Mapping[str | PurePosixPath, Volume] = {},
         include_source: bool = True,
     ):
-        from .volume import check_volumes
-
         if image is not None and not isinstance(image, Image):
             raise InvalidError("`image=` has to be an `imagewright.Image` object")
         self._name = name
         self._tags = dict(tags or {})
         self.image = image
         self.secrets = secrets_with_env(secrets, None)
-        self.volumes = check_volumes(volumes)
+        self.volumes = _checked_volumes(volumes)
         self.include_source = include_source
         self._functions: dict[str, Function] = {}
         self._classes: dict[str, Cls] = {}
@@ -197,8 +213,6 @@ class App:
         unsupported: Mapping[str, object],
     ) -> Options:
         from .cloud import CloudBucketMount
-        from .execute.limits import Limits
-        from .volume import check_volumes
 
         buckets = {str(p): v for p, v in volumes.items() if isinstance(v, CloudBucketMount)}
         volumes = {p: v for p, v in volumes.items() if not isinstance(v, CloudBucketMount)}
@@ -215,13 +229,13 @@ class App:
         return Options(
             image=chosen,
             secrets=(*self.secrets, *secrets_with_env(secrets, env)),
-            volumes={**self.volumes, **check_volumes(volumes)},
+            volumes={**self.volumes, **_checked_volumes(volumes)},
             timeout=timeout,
             retries=retry_policy(retries, where),
             max_containers=max_containers,
             include_source=self.include_source if include_source is None else include_source,
             gpu=check_gpu_arg(gpu),
-            limits=Limits.from_modal(memory, cpu) if memory or cpu else None,
+            limits=_limits(memory, cpu),
             bucket_mounts=tuple(sorted(buckets)),
         )
 

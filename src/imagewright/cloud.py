@@ -13,7 +13,6 @@ for the classes here and for Volume, Secret, Function and the rest. Imported in 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NoReturn, TypeVar, overload
 
@@ -126,6 +125,8 @@ class _Hydrated(Generic[M]):
         return self._obj
 
     async def aio(self, client: Client | None = None) -> M:
+        import asyncio
+
         await asyncio.to_thread(self._obj._resolve)
         return self._obj
 

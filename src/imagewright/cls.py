@@ -14,7 +14,6 @@ app stops, each container runs its `@exit` hooks before it goes.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import typing
@@ -408,11 +407,15 @@ class Method(Invoker):
 
 def _jsonable(value: Any) -> Any:
     """A parameter's value as JSON (bytes tagged), for a call made from inside a container."""
+    import base64
+
     return {"bytes": base64.b64encode(value).decode()} if isinstance(value, bytes) else value
 
 
 def parameters_from_json(values: Mapping[str, Any]) -> dict[str, Any]:
     """The parameter values `_jsonable` wrote (the host checks their types afterwards)."""
+    import base64
+
     return {
         k: base64.b64decode(v["bytes"]) if isinstance(v, dict) and "bytes" in v else v
         for k, v in values.items()

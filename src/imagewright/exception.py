@@ -36,7 +36,6 @@ InternalAPIWarning (UserWarning); InputCancellation (a BaseException, so that a 
 
 from __future__ import annotations
 
-import random
 import signal
 from types import FrameType
 
@@ -348,6 +347,8 @@ def simulate_preemption(wait_seconds: int, jitter_seconds: int = 0) -> None:
     (plus up to `jitter_seconds`), then, 30 s later, an uncatchable end. Main thread only."""
     if wait_seconds <= 0:
         raise ValueError("Time to wait must be greater than 0")
+    import random
+
     jitter = random.randrange(0, jitter_seconds) if jitter_seconds else 0
     signal.signal(signal.SIGALRM, _preempt)
     signal.alarm(wait_seconds + jitter)

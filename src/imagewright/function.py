@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import itertools
 import os
 import queue
-import secrets as _random
-import shutil
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 from . import settings
 from ._aio import iter_twin, twin
@@ -64,8 +63,12 @@ _current_call: contextvars.ContextVar[FunctionCall | None] = contextvars.Context
 _calls_lock = threading.Lock()
 
 
+_ID_PREFIX = os.urandom(5).hex()  # ids of different processes differ; within one, a count
+_id_count = itertools.count()
+
+
 def _new_id(prefix: str) -> str:
-    return f"{prefix}-{_random.token_hex(10)}"
+    return f"{prefix}-{_ID_PREFIX}{next(_id_count):08x}"
 
 
 def _new_call(futures: list[concurrent.futures.Future[Any]]) -> FunctionCall:
@@ -76,8 +79,7 @@ def _new_call(futures: list[concurrent.futures.Future[Any]]) -> FunctionCall:
     return call
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(NamedTuple):
     """How a function's (or class's) containers are made and its calls run."""
 
     image: Image
@@ -861,39 +863,43 @@ class _MapRun:
                 next_index += 1
 
     def _work(self) -> None:
-        options, invoker = self.invoker._options, self.invoker
-        while not self.stopping.is_set():
-            try:
-                index, args = self.todo.get_nowait()
-            except queue.Empty:
-                return
-            call = _current_call.get()
-            if call is not None and call._cancelled:  # a cancelled spawned map starts no input
-                self.done.put((index, False, RemoteError(f"{call.object_id} was cancelled")))
-                continue
+        """Take inputs until none are left, on one slot of the pool held throughout (a
+        container that broke is given back and another taken)."""
+        invoker, kwargs, call_id = self.invoker, self.kwargs, self.call_id
+        timeout, method = invoker._options.timeout, invoker._method_name
+        call = _current_call.get()
+        held: list[Container] = []
 
-            def once(args: tuple[Any, ...] = args) -> Any:
-                container = self.pool.acquire()
-                broken = False
-                try:
-                    with running_in(container):
-                        return container.call(
-                            args,
-                            self.kwargs,
-                            options.timeout,
-                            method=invoker._method_name,
-                            ids=(_new_id("in"), self.call_id),
-                        )
-                except Exception as exc:
-                    broken = not _is_user_error(exc)  # a killed or timed-out one is replaced
-                    raise
-                finally:
-                    self.pool.release(container, broken)
-
+        def once(args: tuple[Any, ...]) -> Any:
+            if not held:
+                held.append(self.pool.acquire())
+            container = held[0]
             try:
-                self.done.put((index, True, invoker._attempts(once)))
+                with running_in(container):
+                    ids = (_new_id("in"), call_id)
+                    return container.call(args, kwargs, timeout, method=method, ids=ids)
             except Exception as exc:
-                self.done.put((index, False, exc))
+                if not _is_user_error(exc):  # a killed or timed-out one is replaced
+                    held.clear()
+                    self.pool.release(container, True)
+                raise
+
+        try:
+            while not self.stopping.is_set():
+                try:
+                    index, args = self.todo.get_nowait()
+                except queue.Empty:
+                    return
+                if call is not None and call._cancelled:  # a cancelled spawned map starts none
+                    self.done.put((index, False, RemoteError(f"{call.object_id} was cancelled")))
+                    continue
+                try:
+                    self.done.put((index, True, invoker._attempts(functools.partial(once, args))))
+                except Exception as exc:
+                    self.done.put((index, False, exc))
+        finally:
+            if held:
+                self.pool.release(held[0], False)
 
 
 def _relayed_results(results: list[Any], return_exceptions: bool) -> Iterator[Any]:
@@ -963,6 +969,9 @@ _gpu_warned = False
 
 def _require_gpu(gpu: tuple[str, ...]) -> None:
     global _gpu_warned
+
+    import shutil
+
     if os.path.exists("/dev/nvidia0") and shutil.which("nvidia-smi"):
         return
     wanted = " or ".join(gpu)
@@ -1046,4 +1055,4 @@ def override_options(
         changes["max_containers"] = max_containers
     if timeout is not None:
         changes["timeout"] = timeout
-    return replace(options, **changes)
+    return options._replace(**changes)

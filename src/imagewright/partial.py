@@ -13,7 +13,6 @@ other as in Python.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, TypeVar
 
@@ -93,7 +92,7 @@ class PartialFunction:
 
     @property
     def is_class(self) -> bool:
-        return inspect.isclass(self.raw_f)
+        return isinstance(self.raw_f, type)
 
 
 def _wrap(target: Any, decorator: str, flag: str | None = None) -> PartialFunction:
@@ -179,6 +178,8 @@ def method(
 
 def _web(config: WebConfig, decorator: str) -> Callable[[Any], PartialFunction]:
     def decorate(f: Any) -> PartialFunction:
+        import inspect
+
         partial = _wrap(f, decorator, "web")
         if config.kind != "fastapi_endpoint" and _has_parameters(partial.raw_f):
             raise InvalidError(
@@ -195,6 +196,8 @@ def _web(config: WebConfig, decorator: str) -> Callable[[Any], PartialFunction]:
 
 
 def _has_parameters(f: Callable[..., Any]) -> bool:
+    import inspect
+
     params = list(inspect.signature(f).parameters.values())
     if params and params[0].name == "self":
         params = params[1:]
@@ -372,6 +375,8 @@ def batched(
         raise InvalidError(f"wait_ms cannot be greater than {_MAX_BATCH_WAIT_MS}.")
 
     def decorate(f: Any) -> PartialFunction:
+        import inspect
+
         partial = _wrap(f, "batched")  # (on a class, a batched method needs no @method)
         if partial.max_inputs is not None:
             raise InvalidError("`@modal.batched` cannot be combined with `@modal.concurrent`.")
@@ -408,7 +413,7 @@ def sessioned() -> Callable[[T], T]:
     """Sticky sessions for `@app.server` classes: accepted (one local server has them)."""
 
     def decorate(f: T) -> T:
-        if not inspect.isclass(getattr(f, "raw_f", f)):
+        if not isinstance(getattr(f, "raw_f", f), type):
             raise InvalidError(
                 "`@modal.sessioned()` must be applied to a Server class, not a method."
             )

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
 import stat
 import time
 from collections.abc import Mapping, Sequence
@@ -289,7 +288,7 @@ def create_secret(name: str, env: Mapping[str, str], *, force: bool = False) -> 
     directory = path.parent
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)  # made by an older run, or under another umask
-    temp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+    temp = directory / f".{name}.{os.urandom(6).hex()}.tmp"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w") as writer:

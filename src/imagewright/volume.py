@@ -22,7 +22,6 @@ This module is imported inside containers too, so it runs on Python 3.9.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import errno
@@ -31,8 +30,6 @@ import json
 import os
 import posixpath
 import re
-import secrets
-import shutil
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -460,7 +457,7 @@ class _Ephemeral:
                 "Volume.ephemeral() cannot be made inside a container: make it where the app "
                 "runs and pass it in"
             )
-        token = secrets.token_hex(8)
+        token = os.urandom(8).hex()
         self._dir = settings.ephemeral_volumes_dir() / token
         self._dir.mkdir(mode=0o755, parents=True)
         return Volume(None, token, False)
@@ -468,15 +465,21 @@ class _Ephemeral:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        import shutil
+
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
 
     async def __aenter__(self) -> Volume:
+        import asyncio
+
         return await asyncio.to_thread(self.__enter__)
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        import asyncio
+
         await asyncio.to_thread(self.__exit__, kind, exc, tb)
 
 
@@ -544,6 +547,8 @@ class VolumeUploadContextManager:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        import asyncio
+
         if exc is None:
             await asyncio.to_thread(self._write)
 
@@ -634,13 +639,15 @@ def rename_volume(old_name: str, new_name: str) -> None:
 
 def delete_volume(name: str, *, allow_missing: bool = False) -> None:
     """Delete the named volume and everything in it."""
+    import shutil
+
     path = settings.volumes_dir() / check_name(name, "Volume")
     if not path.is_dir():
         if allow_missing:
             return
         raise NotFoundError(f"Volume {name!r} not found (`imagewright volume list` shows them)")
     # renamed first, so that a container started meanwhile cannot mount a half-deleted volume
-    doomed = path.with_name(f".deleting-{name}-{secrets.token_hex(4)}")
+    doomed = path.with_name(f".deleting-{name}-{os.urandom(4).hex()}")
     os.rename(path, doomed)
     shutil.rmtree(doomed)
 
@@ -849,7 +856,9 @@ def _chunks(fd: int) -> Iterator[bytes]:
 def _write_file(parent: int, name: str, source: IO[bytes], mode: int, replace: bool) -> None:
     """Write `source` as `name` in `parent`, whole or not at all: a reader (another container)
     never sees half a file. Without `replace`, an existing `name` is a FileExistsError."""
-    temp = f".{name}.{secrets.token_hex(6)}.upload"
+    import shutil
+
+    temp = f".{name}.{os.urandom(6).hex()}.upload"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=parent)
     try:
         with os.fdopen(fd, "wb") as writer:

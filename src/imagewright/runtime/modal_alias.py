@@ -14,7 +14,6 @@ library only, Python 3.9 syntax.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -26,8 +25,9 @@ __all__ = ["install"]
 _ALIAS, _TARGET = "modal", "imagewright"
 
 
-class _ModalAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds `modal[.X]` as `imagewright[.X]`, and loads it as that very module."""
+class _ModalAlias:
+    """Finds `modal[.X]` as `imagewright[.X]`, and loads it as that very module (a finder and
+    loader by their protocols; importlib.abc would cost every container start an import)."""
 
     def find_spec(
         self,
@@ -40,7 +40,8 @@ class _ModalAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         real = _TARGET + fullname[len(_ALIAS) :]
         if real not in sys.modules and importlib.util.find_spec(real) is None:
             return None  # `modal.nothing`: a plain ModuleNotFoundError
-        return importlib.util.spec_from_loader(fullname, self)
+        # (typeshed's loader protocol asks for the legacy load_module too; imports don't)
+        return importlib.util.spec_from_loader(fullname, self)  # type: ignore[arg-type]
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         # the real module, not a copy: its attributes (__name__, __spec__) stay its own

@@ -20,9 +20,6 @@ Python 3.9 syntax.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import inspect
 import queue
 import socket
 import sys
@@ -30,13 +27,35 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .context import input_ids
 from .errors import exception_message
 from .protocol import dumps, loads, recv_message, send_message
 
+if TYPE_CHECKING:
+    import asyncio
+    import concurrent.futures
+
 __all__ = ["Entry", "Service", "serve"]
+
+
+# inspect's CO_* flags, read off the code object here: importing inspect (and the ast, dis
+# and tokenize it brings) would cost every container's start several milliseconds
+_CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
+
+
+def _code_flags(call: Callable[..., Any]) -> int:
+    """The flags of the function under `call` (a bound method's, a decorated one's)."""
+    target: Any = call
+    for _ in range(100):
+        target = getattr(target, "__func__", target)
+        inner = getattr(target, "__wrapped__", None)
+        if inner is None:
+            break
+        target = inner
+    code = getattr(target, "__code__", None)
+    return int(code.co_flags) if code is not None else 0
 
 
 class Entry:
@@ -44,11 +63,9 @@ class Entry:
 
     def __init__(self, call: Callable[..., Any], batch_size: int = 0, batch_wait_ms: int = 0):
         self.call = call
-        target = inspect.unwrap(call)
-        self.is_async = inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
-        self.is_generator = inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(
-            target
-        )
+        flags = _code_flags(call)
+        self.is_async = bool(flags & (_CO_COROUTINE | _CO_ASYNC_GENERATOR))
+        self.is_generator = bool(flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR))
         self.batch_size = batch_size
         self.batch_wait = batch_wait_ms / 1000
 
@@ -90,6 +107,9 @@ class _Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batchers: dict[int, _Batcher] = {}
         if service.max_inputs > 1:
+            import concurrent.futures  # (asyncio and the pool load only when needed: it is
+            # what the container's start costs)
+
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 service.max_inputs, thread_name_prefix="imagewright-input"
             )
@@ -117,6 +137,8 @@ class _Dispatcher:
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The container's one event loop, started on first use in a thread of its own."""
+        import asyncio
+
         if self._loop is None:
             loop = asyncio.new_event_loop()
             threading.Thread(target=loop.run_forever, name="imagewright-loop", daemon=True).start()
@@ -125,7 +147,9 @@ class _Dispatcher:
 
     def run_hook(self, hook: Callable[[], Any]) -> None:
         result = hook()
-        if inspect.isawaitable(result):
+        if hasattr(result, "__await__"):  # an async hook
+            import asyncio
+
             asyncio.run_coroutine_threadsafe(_awaited(result), self.loop()).result()
 
     def run_sync(self, entry: Entry, item: _Input) -> None:
@@ -159,6 +183,8 @@ class _Dispatcher:
         if entry.batch_size:
             self._batcher(entry).inputs.put(item)
         elif entry.is_async:
+            import asyncio
+
             asyncio.run_coroutine_threadsafe(self.run_async(entry, item), self.loop())
         elif self._pool is not None:
             self._pool.submit(self.run_sync, entry, item)
@@ -218,6 +244,8 @@ class _Batcher:
 
     def __init__(self, dispatcher: _Dispatcher, entry: Entry):
         self.dispatcher, self.entry = dispatcher, entry
+        import inspect
+
         self.inputs: queue.Queue[_Input] = queue.Queue()
         self.signature = inspect.signature(entry.call)
         threading.Thread(target=self._run, name="imagewright-batcher", daemon=True).start()
@@ -237,6 +265,8 @@ class _Batcher:
             self._call(batch)
 
     def _call(self, batch: list[_Input]) -> None:
+        import asyncio
+
         dispatcher = self.dispatcher
         try:
             names = list(self.signature.parameters)
@@ -250,7 +280,7 @@ class _Batcher:
             token = input_ids.set(batch[0].ids)
             try:
                 result = self.entry.call(*columns.values())
-                if inspect.isawaitable(result):
+                if hasattr(result, "__await__"):
                     result = asyncio.run_coroutine_threadsafe(
                         _awaited(result), dispatcher.loop()
                     ).result()
