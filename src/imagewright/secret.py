@@ -17,9 +17,9 @@ import re
 import stat
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from . import settings
 from ._aio import twin
@@ -38,9 +38,9 @@ __all__ = [
 ]
 
 
-@dataclass
-class SecretInfo:
-    """What `Secret.info()` tells (modal.types.SecretInfo)."""
+class SecretInfo(NamedTuple):
+    """What `Secret.info()` tells (modal.types.SecretInfo; a named tuple, not a dataclass:
+    dataclasses would cost every container's start the import of inspect)."""
 
     name: str | None
     environment_name: str

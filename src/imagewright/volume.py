@@ -32,7 +32,6 @@ import posixpath
 import re
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -91,8 +90,7 @@ class FileEntryType(enum.IntEnum):
     SOCKET = 5
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     """A file or directory in a volume; `path` is relative to the volume's root."""
 
     path: str
@@ -101,9 +99,8 @@ class FileEntry:
     size: int
 
 
-@dataclass
-class VolumeInfo:
-    """What `Volume.info()` tells (modal.types.VolumeInfo)."""
+class VolumeInfo(NamedTuple):
+    """What `Volume.info()` tells (modal.types.VolumeInfo; named tuples, as SecretInfo)."""
 
     name: str | None
     created_at: datetime
