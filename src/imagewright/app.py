@@ -86,8 +86,10 @@ def _limits(memory: object, cpu: object) -> Limits | None:
 
 
 def _no_parentheses(decorator: str, value: object) -> None:
+    """Modal's App decorators take keyword arguments only, so `@app.function` without
+    parentheses fails there with Python's own TypeError: the same one here."""
     if value is not None:
-        raise InvalidError(f"Did you forget parentheses? Suggestion: `@app.{decorator}()`.")
+        raise TypeError(f"App.{decorator}() takes 1 positional argument but 2 were given")
 
 
 class App:

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from . import settings
 from ._aio import twin
+from ._callsite import user_callsite
 from .cloud import Client, ModalObject
 from .definition.envvars import check_env_vars
 from .exception import AlreadyExistsError, InvalidError, NotFoundError
@@ -217,13 +218,29 @@ class Secret(ModalObject):
     def from_dotenv(
         path: str | os.PathLike[str] | None = None, *, filename: str = ".env"
     ) -> Secret:
-        """A secret read from a .env file (KEY=VALUE lines, # comments, optional quotes)."""
-        env_path = (
-            Path(path or ".") / filename if path is None or Path(path).is_dir() else Path(path)
+        """A secret read from a .env file (KEY=VALUE lines, # comments, optional quotes).
+
+        As in Modal, `filename` is looked for in `path`'s directory (`path` itself when it is a
+        directory) and then in each directory above it; without `path`, from the current
+        directory up, never the calling file's. Where Modal reads no file as no variables, a
+        missing one raises here, at the user's line. Inside a container, which imports the
+        program again without its files, nothing is read: the host passes the variables.
+        """
+        if settings.in_container():
+            return Secret({})
+        start = Path(os.getcwd() if path is None else os.path.abspath(path))
+        if not start.exists():
+            raise NotFoundError(
+                f"{user_callsite()}: Secret.from_dotenv: no such file or directory: {start}"
+            )
+        directory = start if start.is_dir() else start.parent
+        for candidate in (directory, *directory.parents):
+            if (candidate / filename).is_file():
+                return Secret(_parse_dotenv((candidate / filename).read_text()))
+        raise NotFoundError(
+            f"{user_callsite()}: Secret.from_dotenv: no {filename} file in {directory} "
+            "or any directory above it"
         )
-        if not env_path.is_file():
-            raise NotFoundError(f"Secret.from_dotenv: no such file: {env_path}")
-        return Secret(_parse_dotenv(env_path.read_text()))
 
 
 def _parse_dotenv(text: str) -> dict[str, str]:

@@ -11,6 +11,9 @@ runtime/protocol.py names them.
 - IMAGEWRIGHT_PROGRESS: "plain" prints lines even on a terminal.
 - IMAGEWRIGHT_CACHE_REGISTRY: a registry repository sharing built layers (`--cache-registry`).
 - IMAGEWRIGHT_UBUNTU_MIRROR: the Ubuntu archive for `Image.ubuntu()` bases.
+- IMAGEWRIGHT_INSECURE_REGISTRIES: comma-separated host[:port] of registries spoken to over
+  HTTPS without verification, then plain HTTP, for pulls, pushes and the cache registry alike
+  (Docker's insecure-registries). Loopback registries always use plain HTTP.
 - IMAGEWRIGHT_IN_CONTAINER: "1" inside containers imagewright starts (`Image.imports()` then
   raises instead of warning).
 - IMAGEWRIGHT_ALLOW_NO_GPU: "1" runs functions that ask for a GPU on a machine without one,
@@ -27,8 +30,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .exception import InvalidError
+
 __all__ = [
     "ALLOW_NO_GPU",
+    "INSECURE_REGISTRIES",
     "IN_CONTAINER",
     "VOLUMES",
     "allow_no_gpu",
@@ -37,6 +43,7 @@ __all__ = [
     "force_build",
     "home",
     "in_container",
+    "insecure_registries",
     "plain_progress",
     "secrets_dir",
     "ubuntu_mirror",
@@ -47,6 +54,7 @@ __all__ = [
 ALLOW_NO_GPU = "IMAGEWRIGHT_ALLOW_NO_GPU"
 IN_CONTAINER = "IMAGEWRIGHT_IN_CONTAINER"
 CACHE_REGISTRY = "IMAGEWRIGHT_CACHE_REGISTRY"
+INSECURE_REGISTRIES = "IMAGEWRIGHT_INSECURE_REGISTRIES"
 VOLUMES = "IMAGEWRIGHT_VOLUMES"
 
 
@@ -98,6 +106,20 @@ def cache_registry() -> str | None:
 
 def ubuntu_mirror() -> str:
     return os.environ.get("IMAGEWRIGHT_UBUNTU_MIRROR", "http://archive.ubuntu.com/ubuntu")
+
+
+def insecure_registries() -> frozenset[str]:
+    """The registries (host[:port], lowercase) that may use plain HTTP or unverified TLS.
+    Raises InvalidError on an entry that is a URL or path rather than host[:port]."""
+    entries = (e.strip().lower() for e in os.environ.get(INSECURE_REGISTRIES, "").split(","))
+    found = frozenset(e for e in entries if e)
+    for entry in sorted(found):
+        if "/" in entry or "@" in entry:
+            raise InvalidError(
+                f"{INSECURE_REGISTRIES} lists {entry!r}: give host[:port] entries such as "
+                "'registry.internal:5000', without a scheme or path."
+            )
+    return found
 
 
 def in_container() -> bool:

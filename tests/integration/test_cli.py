@@ -102,3 +102,71 @@ def test_prune_all_frees_layers_and_exported_blobs(tmp_path):
     assert list((home / "layers").iterdir()) == []
     assert list((home / "blobs" / "sha256").iterdir()) == []
     assert cli("images", env=env).stdout.strip() == "No images built yet."
+
+
+REQUIREMENTS_APP = textwrap.dedent("""
+    import imagewright as modal
+    image = modal.Image.debian_slim(python_version="3.11").uv_pip_install_from_requirements(
+        "requirements.txt")
+""")
+
+
+def test_a_requirements_file_is_found_from_the_current_directory(tmp_path, store):
+    """The spec's own code: relative to the directory it is run from, as in Modal; from any
+    other, the call fails at the user's line, naming the file looked for (--json: one object)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    # unique content: a step cached by an earlier run would not copy the file at all
+    (project / "requirements.txt").write_text(f"six\n# {tmp_path}\n")
+    (project / "app.py").write_text(REQUIREMENTS_APP)
+    built = cli("build", "app.py", cwd=project)
+    assert built.returncode == 0, built.stderr
+    proc = cli("shell", "app.py", "--cmd", 'python -c "import six"', cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    failed = cli("build", "project/app.py", "--json", cwd=tmp_path)
+    assert failed.returncode == 2
+    assert f"project/app.py:3: uv_pip_install: file not found: {tmp_path}/requirements.txt" in (
+        failed.stderr
+    )
+    error = json.loads(failed.stdout)["error"]
+    assert error["type"] == "LocalFileNotFoundError"
+    assert error["where"] == "project/app.py:3"
+    assert f"{tmp_path}/requirements.txt" in error["message"]
+
+
+def test_shell_starts_where_a_function_container_does(tmp_path, store):
+    """/root, where add_local_python_source puts packages, when the image sets no WORKDIR."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("VALUE = 1\n")
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent("""
+        import imagewright as modal
+        image = modal.Image.debian_slim(python_version="3.11").add_local_python_source("mypkg")
+    """)
+    )
+    script = 'pwd; python -c "import mypkg; print(mypkg.VALUE)"'
+    proc = cli("shell", "app.py", "--cmd", script, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["/root", "1"]
+
+
+def test_build_json_on_failure_names_the_failing_step(tmp_path, store):
+    (tmp_path / "app.py").write_text(
+        textwrap.dedent("""
+        import imagewright as modal
+        image = modal.Image.debian_slim(python_version="3.11").run_commands("exit 3")
+    """)
+    )
+    proc = cli("build", "app.py", "--json", cwd=tmp_path)
+    assert proc.returncode == 1
+    error = json.loads(proc.stdout)["error"]  # one object on stdout, as on success
+    assert error["type"] == "ImageBuildError"
+    assert error["where"] == "app.py:3"
+    assert error["step"] == {
+        "call": "run_commands('exit 3')",
+        "where": "app.py:3",
+        "command": "exit 3",
+        "status": 3,
+    }
+    assert error["image_id"].startswith("im-") and error["log_path"]
+    assert "failed at step run_commands('exit 3') at app.py:3" in proc.stderr  # and on stderr

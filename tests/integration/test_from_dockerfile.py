@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import time
 from pathlib import Path
@@ -360,3 +361,94 @@ def test_copy_from_missing_path(builder, tmp_path: Path) -> None:
     )
     with pytest.raises(ImageBuildError, match=r"(?s)Dockerfile:4.*/nope not found"):
         builder.build(Image.from_dockerfile(path, context_dir=tmp_path))
+
+
+def test_expose_splits_expanded_words(tmp_path: Path) -> None:
+    """`EXPOSE $PORTS` exposes each port, as BuildKit splits EXPOSE's words after expansion."""
+    path = _dockerfile(
+        tmp_path,
+        'FROM debian:bookworm-slim\nARG PORTS="80 443"\nENV UDP=53/udp\nEXPOSE $PORTS $UDP\n'
+        "ARG VERSION=v1.2.3\nLABEL version=${VERSION#v}\n",
+    )
+    config = plan_image(Image.from_dockerfile(path, context_dir=tmp_path)).config.to_json()
+    assert config["ExposedPorts"] == {"80/tcp": {}, "443/tcp": {}, "53/udp": {}}
+    assert config["Labels"] == {"version": "1.2.3"}
+
+
+def test_copy_parents_exclude_and_add_unpack(builder, tmp_path: Path) -> None:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("inner.txt")
+        tar.addfile(info, io.BytesIO(b""))
+    (tmp_path / "kept.tar").write_bytes(archive.getvalue())
+    path = _dockerfile(
+        tmp_path,
+        "FROM debian:bookworm-slim\n"
+        "COPY --parents x/a.txt y/*.txt /parents/\n"
+        "COPY --parents ./src/./pkg/ /pivot/\n"
+        "COPY --exclude=**/*.md --exclude=sub/skip.txt docs /docs/\n"
+        "COPY --exclude=*.md hom* /home-files/\n"
+        "ADD --unpack=false kept.tar /tars/\n"
+        "ADD kept.tar /unpacked/\n",
+        **{
+            "x__a.txt": "a",
+            "y__b.txt": "b",
+            "y__c.md": "c",
+            "src__pkg__mod.py": "m",
+            "docs__guide.txt": "g",
+            "docs__readme.md": "r",
+            "docs__sub__skip.txt": "s",
+            "docs__sub__deep.md": "d",
+            "docs__sub__keep.txt": "k",
+            "home1.txt": "h",
+            "home2.md": "h",
+        },
+    )
+    image = Image.from_dockerfile(path, context_dir=tmp_path)
+    found = builder.run(
+        image,
+        "cd / && find /parents /pivot /docs /home-files /tars /unpacked -type f | sort",
+    )
+    assert found.split() == [
+        "/docs/guide.txt",
+        "/docs/sub/keep.txt",
+        "/home-files/home1.txt",
+        "/parents/x/a.txt",
+        "/parents/y/b.txt",
+        "/pivot/pkg/mod.py",
+        "/tars/kept.tar",
+        "/unpacked/inner.txt",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("COPY --from=base --parents /x /y/", "COPY --from with --parents or --exclude"),
+        ("ADD --unpack=true https://example.com/a.tar /y/", "ADD --unpack=true of a URL"),
+        ("COPY --unpack a /y/", "COPY: unknown flag: unpack"),
+    ],
+)
+def test_unsupported_new_flags_name_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = _dockerfile(tmp_path, f"FROM debian:bookworm-slim AS base\n{text}\n", a="a")
+    with pytest.raises(InvalidError, match=rf"Dockerfile:2: {re.escape(message)}"):
+        Image.from_dockerfile(path, context_dir=tmp_path)
+
+
+def test_from_registry_setup_lines_take_any_instruction(
+    builder, store, py311: Image, tmp_path: Path
+) -> None:
+    """Modal accepts any instruction there (real programs use `ENTRYPOINT []`)."""
+    from imagewright.export.push import push_image
+
+    from .registry_helpers import registry
+
+    with registry(tmp_path / "registry") as reg:
+        push_image(py311.entrypoint(["/bin/false"]), f"{reg}/base:1", store=store)
+        image = Image.from_registry(
+            f"{reg}/base:1",
+            setup_dockerfile_commands=["ENTRYPOINT []", "ENV STAGE=setup", "RUN echo $STAGE > /s"],
+        )
+        config = plan_image(image, resolver=RegistryResolver()).config.to_json()
+        assert not config.get("Entrypoint") and config["Env"][-1] == "STAGE=setup"
+        assert builder.run(image, "cat /s") == "setup\n"

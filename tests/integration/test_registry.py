@@ -226,8 +226,8 @@ def test_dockerfile_copies_from_a_registry_image(py311, builder, store, reg, tmp
 
 
 def test_from_registry_setup_lines_and_bad_input(reg):
-    with pytest.raises(InvalidError, match="only RUN lines"):
-        Image.from_registry(f"{reg}/base:1", setup_dockerfile_commands=["COPY a /b"])
+    with pytest.raises(InvalidError, match="unknown instruction: FROBNICATE"):
+        Image.from_registry(f"{reg}/base:1", setup_dockerfile_commands=["FROBNICATE x"])
     with pytest.raises(RegistryError, match=r"MANIFEST_UNKNOWN|NAME_UNKNOWN"):
         plan_image(Image.from_registry(f"{reg}/nothing:here"), resolver=RegistryResolver())
 

@@ -163,16 +163,43 @@ def test_float_python_version_is_a_type_error_right_away() -> None:
     [
         ("2.7", "Invalid Python version: '2.7'"),
         ("3", "Invalid Python version: '3'"),
+        ("3.11.x", "Invalid Python version: '3.11.x'"),
+        ("3.11.4.1", "Invalid Python version: '3.11.4.1'"),
         ("3.13t", "Free threaded Python is not supported with Image.debian_slim()"),
     ],
 )
-def test_malformed_python_versions_fail_at_plan_time(version: str, words: str) -> None:
-    image = modal.Image.debian_slim(python_version=version).pip_install("numpy")
+def test_malformed_python_versions_fail_at_the_call(version: str, words: str) -> None:
     with pytest.raises(InvalidError) as info:
-        plan_image(image)
+        modal.Image.debian_slim(python_version=version)
     message = str(info.value)
     assert words in message
     assert THIS_FILE in message
+
+
+def test_an_exact_version_debian_ships_is_its_own_python() -> None:
+    """bookworm ships CPython 3.11.2: asking for it exactly is the 3.11 base, no download."""
+    exact = plan_image(modal.Image.debian_slim(python_version="3.11.2"))
+    assert exact.key == plan_image(BASE).key
+    assert not any("standalone" in step.description for step in exact.steps)
+
+
+def test_another_micro_version_is_a_standalone_cpython_of_exactly_it() -> None:
+    plan = plan_image(modal.Image.debian_slim(python_version="3.11.4"))
+    assert "standalone CPython 3.11.4" in plan.steps[1].description
+    release = plan.steps[1].actions[0].release
+    assert (release.suite, release.series) == ("bookworm", "3.11.4")
+    assert release.interpreter.endswith("/bin/python3.11")
+    assert plan.steps[0].key == plan_image(BASE).steps[0].key  # the same Debian below it
+    other = plan_image(modal.Image.debian_slim(python_version="3.11.5"))
+    assert len({plan.key, other.key, plan_image(BASE).key}) == 3
+    message = release.standalone_error
+    assert "'3.11.4' exactly" in message and "Debian bookworm ships Python 3.11.2" in message
+    assert THIS_FILE in message
+
+
+def test_a_micro_version_of_a_moving_release_is_always_standalone() -> None:
+    plan = plan_image(modal.Image.debian_slim(python_version="3.14.0"))
+    assert "standalone CPython 3.14.0" in plan.steps[1].description
 
 
 def _standalone_error(image: modal.Image) -> str:

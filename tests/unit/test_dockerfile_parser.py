@@ -501,7 +501,7 @@ def test_expand_with_backtick_escape():
 
 
 @pytest.mark.parametrize(
-    "word", ["${", "${}", "${NAME", "${NAME%x}", "'open", '"open', "${UNSET:?must be set}"]
+    "word", ["${", "${}", "${NAME", "${NAME:3}", "'open", '"open', "${UNSET:?must be set}"]
 )
 def test_expand_errors(word):
     with pytest.raises(InvalidError):

@@ -67,13 +67,17 @@ def shell(args: argparse.Namespace) -> int:
     image, mounts, env = _shell_target(args.ref)
     store = Store.default()
     plan = build_image(image, store=store, cache=_layer_cache(args)).plan
+    # Start where a function's container starts (execute/functions.py): in the image's WORKDIR,
+    # or /root when it sets none, as Modal's containers do. There `python` imports what
+    # add_local_python_source and a function's source put in /root.
+    start = "cd /root 2>/dev/null; " if plan.config.workdir == "/" else ""
     if args.command_string is None:
-        argv = ["/bin/sh", "-c", "command -v bash >/dev/null && exec bash || exec sh"]
+        script = start + "command -v bash >/dev/null && exec bash || exec sh"
+        argv = ["/bin/sh", "-c", script]
         status, _ = run_container(plan, store, argv, interactive=True, env=env, extra_mounts=mounts)
     else:
-        status, _ = run_container(
-            plan, store, ["/bin/sh", "-c", args.command_string], env=env, extra_mounts=mounts
-        )
+        argv = ["/bin/sh", "-c", start + args.command_string]
+        status, _ = run_container(plan, store, argv, env=env, extra_mounts=mounts)
     return status
 
 

@@ -26,11 +26,14 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class UserCodeError(Exception):
-    """The user's module raised while being imported; `traceback` is the user's part of it."""
+    """The user's module raised while being imported; `traceback` is the user's part of it,
+    `where` the file:line of its innermost frame of the user's (for `--json`)."""
 
     def __init__(self, path: str, exc: Exception):
         super().__init__(f"{path} raised {type(exc).__name__} while being imported (see above)")
         self.traceback = _user_traceback(exc)
+        self.error_type, self.error_message = type(exc).__name__, str(exc)
+        self.where = _user_line(exc)
 
 
 def load_module(path: str) -> ModuleType:
@@ -77,6 +80,15 @@ def _raised_by_imagewright(exc: Exception) -> bool:
     frames = traceback.extract_tb(exc.__traceback__)
     innermost = frames[-1].filename if frames else ""
     return not innermost.startswith("<frozen") and _ours(innermost)
+
+
+def _user_line(exc: Exception) -> str | None:
+    """The "file:line" of the innermost of the user's frames in `exc`'s traceback (for a
+    SyntaxError, the line the compiler points at)."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return f"{exc.filename}:{exc.lineno}"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _ours(f.filename)]
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
 
 
 def _user_traceback(exc: Exception) -> str:

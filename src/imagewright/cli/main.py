@@ -12,9 +12,12 @@ frames only.
 from __future__ import annotations
 
 import argparse
+import ast
 import enum
 import errno
+import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -178,10 +181,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str, code: ExitCode) -> int:
+def _fail(
+    message: str, code: ExitCode, as_json: bool = False, exc: BaseException | None = None
+) -> int:
     label = "\x1b[31mError:\x1b[0m" if sys.stderr.isatty() else "Error:"
     print(f"{label} {message}", file=sys.stderr)
+    if as_json:  # a script that asked for JSON gets one object on failure too, on stdout
+        print(json.dumps({"error": _error_json(message, exc)}))
     return code
+
+
+# the user's "file.py:12", as error messages name it (see _callsite.py)
+_WHERE = re.compile(r"(?:^|[\s(])([^\s:()'\"]+\.py:\d+)")
+# what steps.py's ImageBuildError message names: "failed at step CALL at FILE:LINE\n  'CMD'
+# exited with status N" (the step as Layer.where shows it)
+_BUILD_STEP = re.compile(r"failed at step (.*) at (\S+)\n\s+(.*) exited with status (\d+)")
+
+
+def _error_json(message: str, exc: BaseException | None) -> dict[str, object]:
+    """The error as --json reports it: its type and message, the user's file:line where known,
+    and for a failed build step that step (its call, file:line, command and exit status)."""
+    from ..exception import ImageBuildError
+    from .loader import UserCodeError
+
+    if isinstance(exc, UserCodeError):  # the user's exception, not our wrapper of it
+        return {"type": exc.error_type, "message": exc.error_message, "where": exc.where}
+    text = str(exc) if isinstance(exc, Exception) and str(exc) else message
+    found = _WHERE.search(text)
+    doc: dict[str, object] = {
+        "type": type(exc).__name__ if exc is not None else "Error",
+        "message": text,
+        "where": found.group(1) if found else None,
+    }
+    if isinstance(exc, ImageBuildError):
+        doc["image_id"], doc["log_path"] = exc.image_id, exc.log_path
+        step = _BUILD_STEP.search(text)
+        if step:
+            call, where, command, status = step.groups()
+            doc["step"] = {
+                "call": call,
+                "where": where,
+                "command": ast.literal_eval(command),  # steps.py shows it with !r
+                "status": int(status),
+            }
+    return doc
 
 
 def run(argv: Sequence[str]) -> int:
@@ -195,26 +238,27 @@ def run(argv: Sequence[str]) -> int:
     from . import commands
     from .loader import UserCodeError
 
+    as_json = getattr(args, "as_json", False)
     try:
         command: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
         return command(args)
     except UserCodeError as exc:
         sys.stderr.write(exc.traceback)
-        return _fail(str(exc), ExitCode.INVALID)
+        return _fail(str(exc), ExitCode.INVALID, as_json, exc)
     except RemoteError as exc:
-        return _fail(str(exc), ExitCode.FAILED)
+        return _fail(str(exc), ExitCode.FAILED, as_json, exc)
     except RegistryError as exc:  # the registry was reached and failed us: not bad input
-        return _fail(f"{type(exc).__name__}: {exc}", ExitCode.FAILED)
+        return _fail(f"{type(exc).__name__}: {exc}", ExitCode.FAILED, as_json, exc)
     except Error as exc:
-        return _fail(f"{type(exc).__name__}: {exc}", ExitCode.INVALID)
+        return _fail(f"{type(exc).__name__}: {exc}", ExitCode.INVALID, as_json, exc)
     except OSError as exc:
         if exc.errno not in _MACHINE_ERRORS:
             raise  # a bug of ours: its traceback says where
-        return _fail(_os_error(exc), ExitCode.FAILED)
+        return _fail(_os_error(exc), ExitCode.FAILED, as_json, exc)
     except KeyboardInterrupt as exc:
         if isinstance(exc, _Terminated):
-            return _fail("terminated", ExitCode.TERMINATED)
-        return _fail("interrupted", ExitCode.INTERRUPTED)
+            return _fail("terminated", ExitCode.TERMINATED, as_json, exc)
+        return _fail("interrupted", ExitCode.INTERRUPTED, as_json, exc)
 
 
 # The machine failed us, not the input and not our code: a full disk, a read-only store.

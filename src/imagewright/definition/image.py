@@ -40,7 +40,7 @@ from .packages import (
     uv_sync_ops,
 )
 from .patterns import AUTO_DOCKERIGNORE, NON_PYTHON_FILES
-from .reference import split_reference
+from .reference import parse_pull_reference
 from .validate import (
     abs_dir,
     absolute_remote,
@@ -50,6 +50,7 @@ from .validate import (
     describe,
     flatten,
     ignore_spec,
+    local_path,
     refuse_flags,
 )
 
@@ -132,14 +133,21 @@ class Image(ModalObject):
 
     @staticmethod
     def debian_slim(python_version: str | None = None, force_build: bool = False) -> Image:
-        """A slim Debian base with the requested Python series (default: the host's)."""
+        """A slim Debian base with the requested Python series (default: the host's), or the
+        exact CPython a version such as "3.11.4" names (see definition/pythons.py)."""
+        from .pythons import series_of
+
         if isinstance(python_version, float):
             raise InvalidTypeError("The `python_version` argument should be a string, not a float.")
+        callsite = user_callsite()
+        if python_version is not None:
+            try:  # Modal's format checks, at the call rather than when the image is planned
+                series_of(python_version, "Image.debian_slim()")
+            except InvalidError as exc:
+                raise InvalidError(f"{exc} (at {callsite})") from None
         call = describe("Image.debian_slim", python_version=python_version)
         op = Bootstrap("debian", python_version)
-        return Image._make(
-            None, Layer("debian_slim", call, user_callsite(), (op,), (), force_build)
-        )
+        return Image._make(None, Layer("debian_slim", call, callsite, (op,), (), force_build))
 
     @staticmethod
     def ubuntu(python_version: str | None = None, force_build: bool = False) -> Image:
@@ -187,7 +195,8 @@ class Image(ModalObject):
         `secret`'s keys choose the auth: REGISTRY_USERNAME and REGISTRY_PASSWORD, a GCP
         SERVICE_ACCOUNT_JSON or AWS ECR keys (see `from_aws_ecr`); without it credentials
         come from $DOCKER_CONFIG/config.json. `add_python` adds a uv-managed standalone CPython
-        under /usr/local. `setup_dockerfile_commands` may hold RUN lines only.
+        under /usr/local. `setup_dockerfile_commands` are Dockerfile instructions (no FROM),
+        run as by `dockerfile_commands`.
         """
         return Image._from_registry(
             tag, secret, setup_dockerfile_commands, add_python, force_build, None
@@ -246,29 +255,21 @@ class Image(ModalObject):
 
         if not isinstance(tag, str):
             raise InvalidError(f"from_registry() needs the image reference as a str, not {tag!r}")
-        split_reference(tag)
+        try:
+            parse_pull_reference(tag)
+        except InvalidError as exc:
+            raise InvalidError(f"{exc} (at {user_callsite()})") from None
         secrets = check_secrets([secret] if secret is not None else None, None)
         names = {"aws": "from_aws_ecr", "gcp": "from_gcp_artifact_registry"}
         name = names.get(forced_auth or "", "from_registry")
         auth = registry_auth(secret, forced_auth, name)
         check_str_list(setup_dockerfile_commands, "setup_dockerfile_commands must be a list of str")
-        runs = []
-        for line in setup_dockerfile_commands:
-            instruction, _, rest = line.strip().partition(" ")
-            if instruction.upper() != "RUN" or not rest.strip():
-                raise InvalidError(
-                    f"from_registry(setup_dockerfile_commands=...) supports only RUN lines "
-                    f"here, not {line!r}."
-                )
-            runs.append(Run(rest.strip()))
         call = describe(f"Image.{name}", tag, add_python=add_python)
         op = FromRegistry(tag, add_python, auth)
         layer = Layer("from_registry", call, user_callsite(), (op,), secrets, force_build)
         image = Image._make(None, layer, (), force_build)
-        if runs:
-            setup = describe("from_registry setup", *(r.command for r in runs))
-            image = image._step("from_registry", setup, runs, force_build=force_build)
-        return image
+        # any Dockerfile instruction, as in Modal: the lines go through dockerfile_commands
+        return image.dockerfile_commands(setup_dockerfile_commands, force_build=force_build)
 
     @staticmethod
     def from_dockerfile(
@@ -291,10 +292,14 @@ class Image(ModalObject):
         default the current directory; `ignore` defaults to the Dockerfile's .dockerignore
         (see §7 of Modal's docs). Registry images it names are pulled with `registry_secret`'s
         auth. Steps that fail name their Dockerfile line. `gpu` is accepted and ignored, as
-        by every build step: steps run on the CPU.
+        by every build step: steps run on the CPU. Relative paths are resolved against the
+        current directory, as Modal's are, when the method is called.
         """
+        if context_dir is not None:
+            context_dir = local_path(context_dir, "from_dockerfile", "directory")
+        dockerfile = local_path(path, "from_dockerfile")
         return engine().from_dockerfile(
-            path, context_dir=context_dir, context_mount=context_mount, build_args=build_args,
+            dockerfile, context_dir=context_dir, context_mount=context_mount, build_args=build_args,
             ignore=ignore, force_build=force_build, secrets=secrets, env=env,
             add_python=add_python, registry_secret=registry_secret,
         )  # fmt: skip
@@ -313,8 +318,11 @@ class Image(ModalObject):
     ) -> Image:
         """Dockerfile instructions (no FROM) on top of this image, one step per instruction.
         `gpu` is accepted and ignored, as by every build step: steps run on the CPU."""
+        if context_dir is not None:
+            context_dir = local_path(context_dir, "dockerfile_commands", "directory")
+        files = {k: local_path(v, "dockerfile_commands") for k, v in context_files.items()}
         return engine().dockerfile_commands(
-            self, dockerfile_commands, context_files=context_files, context_dir=context_dir,
+            self, dockerfile_commands, context_files=files, context_dir=context_dir,
             ignore=ignore, build_args=build_args, secrets=secrets, env=env,
             force_build=force_build,
         )  # fmt: skip
@@ -404,8 +412,9 @@ class Image(ModalObject):
         if not pkgs and not requirements:
             return self
         refuse_flags("uv_pip_install", pkgs)
+        files = [local_path(r, "uv_pip_install") for r in requirements or []]
         ops = uv_pip_install_ops(
-            pkgs, requirements or [], find_links, index_url, extra_index_url, pre, extra_options,
+            pkgs, files, find_links, index_url, extra_index_url, pre, extra_options,
             check_uv_version(uv_version),
         )  # fmt: skip
         call = describe("uv_pip_install", *pkgs, requirements=requirements, uv_version=uv_version)
@@ -432,7 +441,7 @@ class Image(ModalObject):
         gpu: str | None = None,
     ) -> Image:
         """Install a requirements file with pip."""
-        local = os.path.expanduser(requirements_txt)
+        local = local_path(requirements_txt, "pip_install_from_requirements")
         flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
         ops = pip_requirements_ops(local, flags)
         call = describe("pip_install_from_requirements", requirements_txt)
@@ -463,7 +472,10 @@ class Image(ModalObject):
         """Install `[project].dependencies` (and chosen optional groups) of a pyproject.toml."""
         from .pyproject import read_dependencies
 
-        deps = sorted(read_dependencies(os.path.expanduser(pyproject_toml), optional_dependencies))
+        local = local_path(pyproject_toml, "pip_install_from_pyproject")
+        # read on the host only: a container imports the program again, without its files
+        on_host = not settings.in_container()
+        deps = sorted(read_dependencies(local, optional_dependencies)) if on_host else []
         flags = pip_flags(find_links, index_url, extra_index_url, pre, extra_options)
         op = pip_install_op(deps, flags)
         call = describe("pip_install_from_pyproject", pyproject_toml)
@@ -496,8 +508,9 @@ class Image(ModalObject):
         for name, value in (("groups", groups), ("extras", extras)):
             if value is not None and not isinstance(value, list):
                 raise InvalidError(f"Image.uv_sync: {name} must be a list of strings")
-        project = Path(os.path.expanduser(uv_project_dir))
-        check_uv_project(project / "pyproject.toml")
+        project = Path(local_path(uv_project_dir, "uv_sync", "directory"))
+        if not settings.in_container():  # a container imports the program without its files
+            check_uv_project(project / "pyproject.toml")
         uv = check_uv_version(uv_version)
         ops = uv_sync_ops(project, groups or [], extras or [], frozen, extra_options, uv)
         call = describe("uv_sync", uv_project_dir)
@@ -523,7 +536,8 @@ class Image(ModalObject):
         check_str_list(channels, "micromamba_install: channels must be a list of strings")
         if not pkgs and spec_file is None:
             return self
-        ops = micromamba_install_ops(pkgs, spec_file, channels)
+        local = None if spec_file is None else local_path(spec_file, "micromamba_install")
+        ops = micromamba_install_ops(pkgs, local, channels)
         call = describe("micromamba_install", *pkgs, spec_file=spec_file, channels=channels)
         return self._step(
             "micromamba_install", call, ops, force_build=force_build, env=env, secrets=secrets
@@ -559,7 +573,7 @@ class Image(ModalObject):
         groups = (("--with", with_), ("--without", without), ("--only", only))
         for flag, names in groups:
             check_str_list(names, f"poetry_install_from_file: {flag} groups must be a list of str")
-        pyproject = os.path.abspath(os.path.expanduser(poetry_pyproject_toml))
+        pyproject = local_path(poetry_pyproject_toml, "poetry_install_from_file")
         lockfile = None
         if not ignore_lockfile:
             lockfile = _poetry_lockfile(pyproject, poetry_lockfile)
@@ -695,9 +709,11 @@ class Image(ModalObject):
         """Set environment variables in the image (persist into containers)."""
         if not isinstance(vars, Mapping):
             raise InvalidError("Image.env expects a dict of str → str")
-        bad = [k for k, v in vars.items() if not isinstance(v, str)]
-        if bad or not all(isinstance(k, str) for k in vars):
-            raise InvalidError(f"Image ENV variables must be strings. Invalid keys: {bad}")
+        bad = [k for k, v in vars.items() if not isinstance(k, str) or not isinstance(v, str)]
+        if bad:
+            raise InvalidError(
+                f"Image ENV variables must be strings. Invalid keys: {bad} (at {user_callsite()})"
+            )
         check_env_vars(vars)
         op = SetConfig("env", tuple(vars.items()))
         return self._step("env", describe("env", dict(vars)), (op,), inherit_force=False)
@@ -801,8 +817,12 @@ class Image(ModalObject):
         """Return `func(self, *args, **kwargs)`, for composing image recipes."""
         return func(self, *args, **kwargs)
 
-    def build(self, *, force: bool = False) -> Image:
-        """Build every layer now (with a live view on a terminal) and return self."""
+    def build(self, app: object = None, *, force: bool = False) -> Image:
+        """Build every layer now (with a live view on a terminal) and return self.
+
+        `app` is Modal's argument (the app whose session runs the build there); builds here
+        need no app, so it is accepted and changes nothing.
+        """
         engine().build(self, force=force)
         return self
 
@@ -859,14 +879,15 @@ class Image(ModalObject):
 
 def _poetry_lockfile(pyproject: str, lockfile: str | None) -> str:
     """The lockfile poetry_install_from_file copies in: the one given, or poetry.lock beside
-    the pyproject.toml, which must then exist (Modal's check and message)."""
+    the pyproject.toml, which must then exist on the host (Modal's check and message)."""
     if lockfile is not None:
-        return os.path.abspath(os.path.expanduser(lockfile))
+        return local_path(lockfile, "poetry_install_from_file")
     inferred = Path(pyproject).parent / "poetry.lock"
-    if not inferred.exists():
+    if not inferred.exists() and not settings.in_container():
         raise NotFoundError(
             f"poetry.lock not found at inferred location: {inferred.absolute()}. "
-            "If a lockfile is not needed, `ignore_lockfile=True` can be used."
+            f"If a lockfile is not needed, `ignore_lockfile=True` can be used. "
+            f"(at {user_callsite()})"
         )
     return str(inferred)
 

@@ -71,7 +71,8 @@ def uv_pip_install_ops(
     extra_options: str,
     uv: str,
 ) -> list[Op]:
-    """`uv pip install` into the first `python` on PATH, each requirements file copied in."""
+    """`uv pip install` into the first `python` on PATH, each requirements file (an absolute
+    path: see validate.local_path) copied in."""
     ops: list[Op] = []
     args = [f"{_UV} pip install --python $(command -v python) --compile-bytecode"]
     args += [f"--find-links {shlex.quote(find_links)}"] if find_links else []
@@ -81,7 +82,7 @@ def uv_pip_install_ops(
     args += [extra_options] if extra_options else []
     for i, req in enumerate(requirements):
         target = f"/.uv/{i}/{os.path.basename(req)}"
-        ops.append(CopyLocal(os.path.expanduser(req), target))
+        ops.append(CopyLocal(req, target))
         args.append(f"--requirements {target}")
     args += [shlex.quote(p) for p in packages]
     ops.append(Run(" ".join(args), uv=uv))

@@ -130,19 +130,19 @@ class FilePatternMatcher:
         self._pending_file: Path | None = None
 
     @classmethod
-    def from_file(cls, path: Path | str) -> FilePatternMatcher:
+    def from_file(cls, file_path: Path | str) -> FilePatternMatcher:
         """Builds a matcher from a file holding one pattern per line.
 
         The file is read on first use, so it need not exist yet when the matcher is built.
 
         Args:
-            path: The ignore file, e.g. a `.dockerignore`.
+            file_path: The ignore file, e.g. a `.dockerignore`.
 
         Returns:
             A matcher for the file's patterns.
         """
         matcher = cls()
-        matcher._pending_file = Path(path)
+        matcher._pending_file = Path(file_path)
         return matcher
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from .._callsite import user_callsite
 from ..exception import InvalidError, InvalidValueError, LocalFileNotFoundError
 
 if sys.version_info >= (3, 11):
@@ -45,7 +46,7 @@ def read_dependencies(pyproject_toml: str, optional_groups: list[str]) -> list[s
 def check_uv_project(pyproject_toml: Path) -> None:
     """Refuse what uv_sync cannot build: a missing pyproject or a uv workspace."""
     if not pyproject_toml.is_file():
-        raise InvalidError(f"Expected {pyproject_toml} to exist")
+        raise InvalidError(f"{user_callsite()}: Expected {pyproject_toml} to exist")
     tool = _load(pyproject_toml).get("tool", {})
     if isinstance(tool, dict) and "workspace" in tool.get("uv", {}):
         raise InvalidError("uv workspaces are not supported")

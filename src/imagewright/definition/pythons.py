@@ -1,4 +1,9 @@
-"""Which distribution release provides which Python series, and Modal's version validation."""
+"""Which distribution release provides which Python series, and Modal's version validation.
+
+A version with a micro component ("3.11.4") asks for that exact CPython, as Modal's
+`python:3.11.4-slim` bases give it: the release's own python3 when it ships exactly that (a
+stable release's upstream version never moves), else a uv-managed standalone build of it.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ class BaseRelease(NamedTuple):
 
     distro: str
     suite: str
+    # major.minor; for a standalone CPython asked for exactly, that version ("3.11.4"), which
+    # is what uv installs and what keys the base apart from other micro versions
     series: str
     packages: tuple[str, ...]
     # When the series is not the release's default python3, the base links python/python3 to it.
@@ -27,12 +34,13 @@ class BaseRelease(NamedTuple):
     # Set when no release packages the series: the base then gets a uv-managed standalone
     # CPython, and this is the error to raise if uv cannot download one.
     standalone_error: str = ""
+    # The exact CPython the release ships, for a stable release ("" for a moving one).
+    version: str = ""
 
 
-def _default(distro: str, suite: str, series: str) -> BaseRelease:
-    return BaseRelease(
-        distro, suite, series, ("python3", "python3-dev", "python3-venv", "python-is-python3")
-    )
+def _default(distro: str, suite: str, series: str, version: str = "") -> BaseRelease:
+    packages = ("python3", "python3-dev", "python3-venv", "python-is-python3")
+    return BaseRelease(distro, suite, series, packages, version=version)
 
 
 def _extra(distro: str, suite: str, series: str) -> BaseRelease:
@@ -43,9 +51,9 @@ def _extra(distro: str, suite: str, series: str) -> BaseRelease:
 DEBIAN = {
     r.series: r
     for r in (
-        _default("debian", "bullseye", "3.9"),
-        _default("debian", "bookworm", "3.11"),
-        _default("debian", "trixie", "3.13"),
+        _default("debian", "bullseye", "3.9", "3.9.2"),
+        _default("debian", "bookworm", "3.11", "3.11.2"),
+        _default("debian", "trixie", "3.13", "3.13.5"),
         _default("debian", "forky", "3.14"),
         _extra("debian", "forky", "3.15"),
     )
@@ -85,15 +93,30 @@ def release_for(distro: str, version: str | None, caller: str) -> BaseRelease:
     """The release that provides `version` (None: the host's series).
 
     A series no release packages gets the newest release plus a standalone CPython (see
-    BaseRelease.standalone_error); a malformed version raises InvalidError.
+    BaseRelease.standalone_error), and so does an exact version the series' release does not
+    ship; a malformed version raises InvalidError.
     """
     table = DEBIAN if distro == "debian" else UBUNTU
     from_host = version is None
     if version is None:
         version = local_series() if distro == "debian" else UBUNTU_DEFAULT
     series = series_of(version, caller)
-    if series in table:
+    if series in table and (version == series or version == table[series].version):
         return table[series]
+    if series in table:
+        release = table[series]
+        ships = f"Python {release.version}" if release.version else "a Python that moves"
+        error = (
+            f"{caller} gives Python {version!r} exactly, as Modal does, and "
+            f"{release.distro.capitalize()} {release.suite} ships {ships}: it needs a "
+            f"uv-managed standalone CPython {version} (from python-build-standalone, or "
+            "UV_PYTHON_INSTALL_MIRROR)."
+        )
+        return release._replace(
+            series=version,
+            interpreter=f"{STANDALONE_ROOT}/bin/python{series}",
+            standalone_error=error,
+        )
     by_number = sorted(table.items(), key=lambda kv: tuple(int(n) for n in kv[0].split(".")))
     offered = ", ".join(f"{s} ({r.suite})" for s, r in by_number)
     hint = ""

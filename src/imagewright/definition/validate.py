@@ -6,7 +6,9 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-from ..exception import InvalidError
+from .. import settings
+from .._callsite import user_callsite
+from ..exception import InvalidError, LocalFileNotFoundError
 from ..secret import Secret
 from .ops import IgnoreSpec
 from .patterns import FilePatternMatcher
@@ -20,6 +22,7 @@ __all__ = [
     "describe",
     "flatten",
     "ignore_spec",
+    "local_path",
     "refuse_flags",
 ]
 
@@ -72,6 +75,28 @@ def absolute_remote(method: str, remote: str) -> str:
 
 def abs_dir(local: str | Path) -> str:
     return os.path.abspath(os.path.expanduser(local))
+
+
+def local_path(path: str | os.PathLike[str], method: str, kind: str = "file") -> str:
+    """`path` resolved as Modal resolves it (`~` expanded, relative to the current directory)
+    and made absolute now, at the user's call: the step that copies it runs later, elsewhere.
+
+    On the host a missing file (or directory, for `kind="directory"`) raises here, naming the
+    user's file:line. Inside a container, which imports the program again without its local
+    files, nothing is checked: no step is planned there.
+    """
+    resolved = os.path.abspath(os.path.expanduser(path))
+    exists = os.path.isdir if kind == "directory" else os.path.isfile
+    if settings.in_container() or exists(resolved):
+        return resolved
+    relative = (
+        ""
+        if os.path.isabs(os.path.expanduser(path))
+        else (f" (a relative path is resolved against the current directory, {os.getcwd()})")
+    )
+    raise LocalFileNotFoundError(
+        f"{user_callsite()}: {method}: {kind} not found: {resolved}{relative}"
+    )
 
 
 def ignore_spec(ignore: Sequence[str] | Callable[[Path], bool]) -> IgnoreSpec:

@@ -1,4 +1,5 @@
-"""COPY/ADD from the build context: source globs, .dockerignore, destinations, --chmod, --chown.
+"""COPY/ADD from the build context: source globs, .dockerignore, destinations, --chmod, --chown,
+--parents, --exclude and ADD --unpack.
 
 Sources are matched on the host when the image is defined (each match becomes one CopyLocal
 op), so a missing or escaping source is reported with its Dockerfile line before any step runs;
@@ -25,6 +26,7 @@ from ..definition.patterns import AUTO_DOCKERIGNORE, FilePatternMatcher
 __all__ = [
     "ARCHIVE_SUFFIXES",
     "Context",
+    "CopyOptions",
     "context_ops",
     "heredoc_file",
     "is_archive",
@@ -38,6 +40,17 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2")
 def is_archive(path: str) -> bool:
     """Whether ADD unpacks `path` (judged by its name; Docker sniffs the content)."""
     return path.endswith(ARCHIVE_SUFFIXES)
+
+
+class CopyOptions(NamedTuple):
+    """The COPY/ADD flags that shape the copy ops (all as BuildKit means them)."""
+
+    chmod: int | None = None
+    owner: str | None = None
+    checksum: str | None = None  # ADD --checksum, for URLs
+    parents: bool = False  # COPY --parents: keep each source's directories under the destination
+    exclude: tuple[str, ...] = ()  # --exclude patterns, .dockerignore syntax
+    unpack: bool | None = None  # ADD --unpack; None: local archives unpack, URLs do not
 
 
 class Context(NamedTuple):
@@ -101,27 +114,32 @@ def context_ops(
     sources: list[str],
     dest: str,
     context: Context,
-    chmod: int | None,
-    owner: str | None,
-    checksum: str | None = None,
+    options: CopyOptions,
 ) -> list[CopyLocal | Download]:
     """The copy ops for one COPY/ADD; raises ValueError with Docker-like messages."""
+    chmod, owner, checksum = options.chmod, options.owner, options.checksum
     urls = [s for s in sources if keyword == "ADD" and "://" in s]
     for url in urls:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"ADD {url}: only http:// and https:// URLs can be fetched")
+    if urls and options.unpack:
+        raise ValueError("ADD --unpack=true of a URL is not supported yet (only local archives)")
     if checksum is not None and (not urls or len(urls) != len(sources)):
         raise ValueError("ADD --checksum works only with http:// or https:// sources")
-    matches: list[tuple[str, str]] = []  # (context-relative path, local path)
+    # (context-relative path, local path, the part of the path that --parents keeps)
+    matches: list[tuple[str, str, str]] = []
     for source in sources:
         if source in urls:
             continue
+        # with --parents, `a/./b/c` keeps only `b/c` (BuildKit's pivot); else the whole path
+        pivot, _, _ = source.lstrip("/").rpartition("/./") if options.parents else ("", "", "")
+        pivot = posixpath.normpath(pivot) if pivot else ""
         rel = posixpath.normpath(source.lstrip("/"))
         if rel == ".." or rel.startswith("../"):
             raise ValueError(f"{keyword} source {source!r} is outside the build context")
         rel = "" if rel == "." else rel
         if rel in context.files:
-            matches.append((rel, context.files[rel]))
+            matches.append((rel, context.files[rel], _kept(rel, pivot)))
             continue
         found = glob_paths(context.root, rel)
         kept = [m for m in found if not context.ignored(m)]
@@ -132,8 +150,11 @@ def context_ops(
             local = os.path.join(context.root, match)
             if not _inside(context.root, os.path.realpath(local)):
                 raise ValueError(f"{keyword} source {match!r} links outside the build context")
-            matches.append((match, local))
-    into_dir = dest.endswith("/") or dest in (".", "..")
+            matches.append((match, local, _kept(match, pivot)))
+    excluded = FilePatternMatcher(*options.exclude) if options.exclude else None
+    if excluded is not None:  # a source is tested by its name, what is under it by its path
+        matches = [m for m in matches if not excluded(Path(posixpath.basename(m[0])))]
+    into_dir = options.parents or dest.endswith("/") or dest in (".", "..")
     if len(matches) + len(urls) > 1 and not into_dir:
         raise ValueError(
             f"When using {keyword} with more than one source file, the destination must be a "
@@ -147,21 +168,33 @@ def context_ops(
         ops.append(
             Download(url, posixpath.join(dest, name) if into_dir else dest, checksum, chmod, owner)
         )
-    for rel, local in matches:
+    for rel, local, below in matches:
         if os.path.isdir(local):
-            ignore = _below(context.ignored, rel)
-            ops.append(CopyLocal(local, dest, ignore, True, chmod, owner=owner))
-        elif keyword == "ADD" and is_archive(local):
+            ignore = _below(context.ignored, rel, excluded)
+            target = posixpath.join(dest, below) if options.parents else dest
+            ops.append(CopyLocal(local, target, ignore, True, chmod, owner=owner))
+        elif keyword == "ADD" and is_archive(local) and options.unpack is not False:
             ops.append(CopyLocal(local, dest, chmod=chmod, extract=True, owner=owner))
         else:
-            target = dest.rstrip("/") + "/" if into_dir else dest
+            parent = posixpath.dirname(below) if options.parents else ""
+            target = posixpath.join(dest, parent).rstrip("/") + "/" if into_dir else dest
             ops.append(CopyLocal(local, target, chmod=chmod, owner=owner))
     return ops
 
 
-def _below(ignored: Callable[[str], bool], rel: str) -> Callable[[Path], bool]:
-    # collect_dir asks about paths relative to the copied directory; the rules are the context's
-    return lambda path: ignored(posixpath.join(rel, path.as_posix()))
+def _kept(rel: str, pivot: str) -> str:
+    """What COPY --parents recreates of the context path `rel`: the part below `pivot`."""
+    return posixpath.relpath(rel, pivot) if pivot else rel
+
+
+def _below(
+    ignored: Callable[[str], bool], rel: str, excluded: FilePatternMatcher | None
+) -> Callable[[Path], bool]:
+    # collect_dir asks about paths relative to the copied directory; .dockerignore's rules are
+    # the context's, --exclude's are relative to the copied directory (as in BuildKit)
+    if excluded is None:
+        return lambda path: ignored(posixpath.join(rel, path.as_posix()))
+    return lambda path: ignored(posixpath.join(rel, path.as_posix())) or excluded(path)
 
 
 def _inside(root: str, path: str) -> bool:

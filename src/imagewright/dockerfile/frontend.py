@@ -27,11 +27,11 @@ from ..definition.validate import check_secrets, flatten
 from ..exception import InvalidError
 from ..mount import Mount
 from ..secret import Secret
-from .context import Context, context_ops, heredoc_file, make_context
+from .context import Context, CopyOptions, context_ops, heredoc_file, make_context
 from .instructions import Command, CopyArgs
 from .parser import Dockerfile, DockerfileError, Instruction, Stage, parse
 from .stages import BuiltStage, Stages, copy_from
-from .substitute import expand, expand_heredoc, resolve_args
+from .substitute import expand, expand_heredoc, expand_words, resolve_args
 
 __all__ = ["dockerfile_commands", "from_dockerfile", "translate"]
 
@@ -196,11 +196,16 @@ def _stage(
                 cmd_set = cmd_set or kw == "CMD"
                 if kw == "ENTRYPOINT" and not cmd_set:  # Docker drops the base's CMD here
                     ops.append(SetConfig("cmd", None))
-            elif kw in ("EXPOSE", "VOLUME"):
-                words = [x(w) for w in cast(tuple[str, ...], instruction.args)]
-                if kw == "EXPOSE":
-                    words = [w if "/" in w else f"{w}/tcp" for w in words]
-                ops = [SetConfig("exposed_ports" if kw == "EXPOSE" else "volumes", tuple(words))]
+            elif kw == "EXPOSE":
+                # BuildKit splits EXPOSE's words after expansion (only EXPOSE's): `$PORTS`
+                # may hold several ports
+                args = cast(tuple[str, ...], instruction.args)
+                ports = [p for w in args for p in expand_words(w, values, escape=dockerfile.escape)]
+                ports = [p if "/" in p else f"{p}/tcp" for p in ports]
+                ops = [SetConfig("exposed_ports", tuple(ports))]
+            elif kw == "VOLUME":
+                volumes = tuple(x(w) for w in cast(tuple[str, ...], instruction.args))
+                ops = [SetConfig("volumes", volumes)]
             elif kw == "HEALTHCHECK":
                 ops = [SetConfig("healthcheck", _healthcheck(instruction, values))]
             elif kw == "ONBUILD":
@@ -346,9 +351,6 @@ def _copy(
 ) -> list[Op]:
     copy = cast(CopyArgs, instruction.args)
     flags = instruction.flags
-    for unsupported in ("parents", "exclude"):
-        if flags.get(unsupported) not in (None, "false", ()):
-            raise ValueError(f"{instruction.keyword} --{unsupported} is not supported yet")
     chmod = None
     if flags.get("chmod"):
         try:
@@ -360,9 +362,15 @@ def _copy(
     owner = expand(cast(str, flags["chown"]), values, escape=escape) if flags.get("chown") else None
     if owner is not None and not re.fullmatch(r"[^:\s]+(:[^:\s]+)?", owner):
         raise ValueError(f"invalid --chown={owner}: expected user[:group]")
+    exclude = tuple(
+        expand(p, values, escape=escape) for p in cast(tuple[str, ...], flags.get("exclude", ()))
+    )
+    parents = flags.get("parents") == "true"
     if flags.get("from"):
         if copy.heredocs:
             raise ValueError("COPY --from takes no heredoc sources")
+        if parents or exclude:
+            raise ValueError("COPY --from with --parents or --exclude is not supported yet")
         ref = expand(cast(str, flags["from"]), values, escape=escape)
         # a stage, else an image (as in BuildKit)
         source = stages.source(ref) or _image(
@@ -373,8 +381,12 @@ def _copy(
         text = expand_heredoc(doc.content, values, escape=escape) if doc.expand else doc.content
         context = context._replace(files={**context.files, doc.name: heredoc_file(doc.name, text)})
         sources.append(doc.name)
-    checksum = cast("str | None", flags.get("checksum"))
-    return list(context_ops(instruction.keyword, sources, dest, context, chmod, owner, checksum))
+    unpack = flags.get("unpack")
+    options = CopyOptions(
+        chmod, owner, cast("str | None", flags.get("checksum")), parents, exclude,
+        None if unpack is None else unpack == "true",
+    )  # fmt: skip
+    return list(context_ops(instruction.keyword, sources, dest, context, options))
 
 
 def _pairs(instruction: Instruction) -> tuple[tuple[str, str], ...]:

@@ -47,7 +47,7 @@ _FLAGS: dict[str, dict[str, str]] = {
     },
     "ADD": {
         **{name: _STR for name in ("chown", "chmod", "checksum")},
-        **{"link": _BOOL, "keep-git-dir": _BOOL, "exclude": _MULTI},
+        **{"link": _BOOL, "keep-git-dir": _BOOL, "exclude": _MULTI, "unpack": _BOOL},
     },
     "HEALTHCHECK": {
         name: _STR for name in ("interval", "timeout", "start-period", "start-interval", "retries")

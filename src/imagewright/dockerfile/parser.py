@@ -2,7 +2,8 @@
 
 Pure: it reads only the given text. Physical lines are joined into logical ones the way
 BuildKit does (parser directives at the very top, `#` comments anywhere including inside a
-continuation, empty continuation lines skipped, a continuation at end of file accepted), heredoc
+continuation, empty continuation lines skipped, a continuation at end of file accepted, a line
+ending in an escaped escape character not continued), heredoc
 bodies are read after the line that names them, and each instruction is checked and split into
 its arguments. Nothing is expanded here; see `substitute` for Docker's variable rules.
 """
@@ -82,7 +83,10 @@ class _Lines:
         if self.lines[-1] == "":
             self.lines.pop()  # the final newline ends a line, it does not start one
         self.next = 0
-        self.continuation = re.compile(re.escape(escape) + r"[ \t]*$")
+        # an odd number of escape characters at the end: `\\` is an escaped backslash, which
+        # ends the line rather than continuing it
+        e = re.escape(escape)
+        self.continuation = re.compile(rf"(?<!{e})((?:{e}{e})*){e}[ \t]*$")
 
     def logical(self) -> tuple[int, str] | None:
         """The next instruction's 1-based start line and joined text, or None at the end."""
@@ -110,8 +114,10 @@ class _Lines:
 
     def _join(self, line: str) -> tuple[str, bool]:
         # (the line without its continuation character, whether the next line continues it)
-        joined = self.continuation.sub("", line, count=1)
-        return joined, joined != line
+        match = self.continuation.search(line)
+        if match is None:
+            return line, False
+        return line[: match.start()] + match[1], True
 
     def heredoc(self, doc: Heredoc) -> Heredoc | None:
         """`doc` with its body read up to the terminator line, or None if there is none."""
@@ -184,7 +190,7 @@ def _directives(text: str, filename: str) -> dict[str, str]:
 
 
 def _instruction(lines: _Lines, number: int, line: str, escape: str, filename: str) -> Instruction:
-    word, flag_words, rest = split_command(line)
+    word, flag_words, rest = split_command(line, escape)
     keyword = word.upper()
     if keyword not in KEYWORDS:
         problem = f"unknown instruction: {word}{suggest(keyword, KEYWORDS)}"

@@ -1,24 +1,30 @@
 """Docker's variable substitution and ARG/ENV scoping, for the words of a parsed Dockerfile.
 
 `expand` is Docker's shell-word processing, applied to the arguments of ENV, ARG, LABEL, COPY,
-ADD, WORKDIR, USER, EXPOSE, VOLUME, STOPSIGNAL, FROM and ONBUILD (never to RUN/CMD/ENTRYPOINT
+ADD, WORKDIR, USER, VOLUME, STOPSIGNAL, FROM and ONBUILD (never to RUN/CMD/ENTRYPOINT
 shell text, which the shell expands): `$VAR`, `${VAR}`, `${VAR:-word}`, `${VAR-word}`,
 `${VAR:+word}`, `${VAR+word}`, `${VAR:?msg}`, `${VAR?msg}`, quote removal, and the escape
-character. `resolve_args` works out which variables each instruction sees.
+character; and, as in BuildKit's Dockerfile frontend 1.7 and later, `${VAR#pat}`,
+`${VAR##pat}`, `${VAR%pat}`, `${VAR%%pat}`, `${VAR/pat/repl}` and `${VAR//pat/repl}` with
+shell glob patterns. `expand_words` also splits the result where an unquoted variable brought
+in whitespace, as BuildKit does for EXPOSE only. `resolve_args` works out which variables each
+instruction sees.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple, cast
 
 from ..exception import InvalidError
 from .parser import Dockerfile, DockerfileError, Instruction
 
-__all__ = ["ResolvedStage", "expand", "expand_heredoc", "resolve_args"]
+__all__ = ["ResolvedStage", "expand", "expand_heredoc", "expand_words", "resolve_args"]
 
 # one-character shell parameters ($?, $#, …): never set in a build, so they expand to ""
 _SPECIAL = "*#@!?-$"
+_FIELD_SEPARATORS = re.compile(r"[ \t\n]+")
 
 
 def expand(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
@@ -27,6 +33,29 @@ def expand(word: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
     Raises InvalidError for a malformed substitution or a `${VAR?msg}` whose VAR is unset.
     """
     return _Word(word, env, escape).until("")
+
+
+def expand_words(word: str, env: Mapping[str, str], *, escape: str = "\\") -> list[str]:
+    """`expand`, then split where an unquoted variable's value has whitespace (BuildKit's
+    ProcessWords): `EXPOSE $PORTS` with PORTS="80 443" is two ports, `"$PORTS"` one word."""
+    words: list[str] = []
+    current: list[str] = []
+    started = False  # a quoted empty string ("") is a word too
+    for text, splits in _Word(word, env, escape).pieces(""):
+        if not splits:
+            current.append(text)
+            started = True
+            continue
+        for index, part in enumerate(_FIELD_SEPARATORS.split(text)):
+            if index and started:
+                words.append("".join(current))
+                current, started = [], False
+            if part:
+                current.append(part)
+                started = True
+    if started:
+        words.append("".join(current))
+    return words
 
 
 def expand_heredoc(text: str, env: Mapping[str, str], *, escape: str = "\\") -> str:
@@ -55,28 +84,37 @@ class _Word:
 
     def until(self, stop: str) -> str:
         """Process up to `stop` (consumed), or to the end of the word when `stop` is ''."""
-        out: list[str] = []
+        return "".join(text for text, _ in self.pieces(stop))
+
+    def pieces(self, stop: str, stops: str = "") -> Iterator[tuple[str, bool]]:
+        """The processed text up to `stop` (consumed) or any of `stops` (not consumed), piece
+        by piece: (text, True) for an unquoted variable's value, whose whitespace splits
+        words and whose glob characters match; (text, False) for anything quoted or escaped;
+        and (char, True) for a plain unquoted character."""
         while ch := self.peek():
             if stop and ch == stop:
                 self.at += 1
-                return "".join(out)
+                return
+            if ch in stops:
+                return
             if ch == "'" and self.quotes:
-                out.append(self.single_quoted())
+                yield self.single_quoted(), False
             elif ch == '"' and self.quotes:
-                out.append(self.double_quoted())
+                yield self.double_quoted(), False
             elif ch == "$":
-                out.append(self.dollar())
+                yield self.dollar(), True
             elif not self.quotes:
                 self.take()
                 escaped = ch == self.escape and self.peek() in ("$", self.escape)
-                out.append(self.take() if escaped else ch)
-            else:
-                self.take()
+                yield (self.take(), False) if escaped else (ch, True)
+            elif ch == self.escape:
                 # the escape character makes the next one literal; at the end it is dropped
-                out.append(self.take() if ch == self.escape else ch)
+                self.take()
+                yield self.take(), False
+            else:
+                yield self.take(), True
         if stop:
             raise InvalidError(f"syntax error: missing {stop!r} in {self.text!r}")
-        return "".join(out)
 
     def single_quoted(self) -> str:
         self.take()
@@ -120,6 +158,8 @@ class _Word:
         colon = operator == ":"
         if colon:
             operator = self.take()
+        if operator in ("#", "%", "/") and not colon:
+            return self.trim_or_replace(name, operator)
         if operator not in ("-", "+", "?"):
             raise InvalidError(f"unsupported modifier ({operator}) in substitution {self.text!r}")
         word = self.until("}")
@@ -135,6 +175,53 @@ class _Word:
             raise InvalidError(f"{name}: {word or default}")
         return value or ""
 
+    def trim_or_replace(self, name: str, operator: str) -> str:
+        """`${VAR#pat}` and `${VAR##pat}` remove the shortest/longest prefix that `pat`
+        matches, `%` and `%%` the suffix; `${VAR/pat/repl}` replaces the first longest match,
+        `//` every one. An unset VAR counts as empty, as in the shell."""
+        doubled = self.peek() == operator
+        if doubled:
+            self.take()
+        value = self.env.get(name, "")
+        pattern = self.pattern("}" if operator != "/" else "/}")
+        if operator == "#":
+            end = _match_at(pattern, value, 0, longest=doubled)
+            return value if end is None else value[end:]
+        if operator == "%":
+            starts = range(len(value) + 1) if doubled else range(len(value), -1, -1)
+            start = next((i for i in starts if pattern.fullmatch(value, i)), None)
+            return value if start is None else value[:start]
+        replacement = self.until("}") if self.text[self.at - 1] == "/" else ""
+        if not pattern.pattern:
+            return value  # an empty pattern matches nothing, as in bash
+        out: list[str] = []
+        at = 0
+        while at <= len(value):
+            start = next(
+                (i for i in range(at, len(value) + 1) if _match_at(pattern, value, i) is not None),
+                None,
+            )
+            if start is None:
+                break
+            end = cast(int, _match_at(pattern, value, start))
+            out.append(value[at:start] + replacement)
+            if end == start:  # an empty match: step over one character
+                out.append(value[start : start + 1])
+                end += 1
+            at = end
+            if not doubled:
+                break
+        out.append(value[at:])
+        return "".join(out)
+
+    def pattern(self, stops: str) -> re.Pattern[str]:
+        """The shell glob up to the first of `stops` (consumed) as a regex; `*`, `?` and
+        `[...]` match only where unquoted and unescaped, as in the shell."""
+        chars = [(ch, active) for text, active in self.pieces("", stops) for ch in text]
+        if not self.take():
+            raise InvalidError(f"syntax error: missing '}}' in {self.text!r}")
+        return re.compile(_glob_regex(chars), re.DOTALL)
+
     def name(self) -> str:
         start = self.at
         first = self.peek()
@@ -147,6 +234,44 @@ class _Word:
             while (ch := self.peek()) and (ch.isalnum() or ch == "_"):
                 self.take()
         return self.text[start : self.at]
+
+
+def _match_at(
+    pattern: re.Pattern[str], value: str, start: int, *, longest: bool = True
+) -> int | None:
+    """The end of the longest (or shortest) match of `pattern` starting at `start`, or None."""
+    ends = range(len(value), start - 1, -1) if longest else range(start, len(value) + 1)
+    return next((end for end in ends if pattern.fullmatch(value, start, end)), None)
+
+
+def _glob_regex(chars: list[tuple[str, bool]]) -> str:
+    # (character, whether it may be a glob character) -> regex; a `[` with no closing `]`
+    # is a literal, as in the shell
+    out: list[str] = []
+    i = 0
+    while i < len(chars):
+        ch, active = chars[i]
+        i += 1
+        if active and ch == "*":
+            out.append(".*")
+        elif active and ch == "?":
+            out.append(".")
+        elif active and ch == "[":
+            end = i + (1 if i < len(chars) and chars[i][0] in "!^" else 0)
+            end += 1 if end < len(chars) and chars[end][0] == "]" else 0  # `[]a]` holds `]`
+            while end < len(chars) and chars[end] != ("]", True):
+                end += 1
+            if end == len(chars):
+                out.append(re.escape(ch))
+                continue
+            body = chars[i:end]
+            negate = bool(body) and body[0][0] in "!^" and body[0][1]
+            members = "".join(c if (c == "-" and act) else re.escape(c) for c, act in body[negate:])
+            out.append(f"[{'^' if negate else ''}{members}]")
+            i = end + 1
+        else:
+            out.append(re.escape(ch))
+    return "".join(out)
 
 
 class ResolvedStage(NamedTuple):

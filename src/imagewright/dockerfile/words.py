@@ -42,16 +42,17 @@ def suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def split_command(line: str) -> tuple[str, list[str], str]:
-    """Keyword, leading `--flag` words (quotes removed) and the remaining argument text."""
+def split_command(line: str, escape: str = "\\") -> tuple[str, list[str], str]:
+    """Keyword, leading `--flag` words (quotes and escape characters removed) and the
+    remaining argument text; `escape` is the escape directive's character."""
     parts = WHITESPACE.split(line.strip(), maxsplit=1)
     if len(parts) == 1:
         return parts[0], [], ""
-    flags, rest = _extract_flags(parts[1])
+    flags, rest = _extract_flags(parts[1], escape)
     return parts[0], flags, rest.strip()
 
 
-def _extract_flags(text: str) -> tuple[list[str], str]:
+def _extract_flags(text: str, escape: str) -> tuple[list[str], str]:
     flags: list[str] = []
     i, end = 0, len(text)
     while True:
@@ -70,9 +71,9 @@ def _extract_flags(text: str) -> tuple[list[str], str]:
             if not quote and ch in "'\"":
                 quote, quoted = ch, True
                 continue
-            if ch == "\\":
+            if ch == escape:
                 if i == end:
-                    break  # a trailing backslash is dropped
+                    break  # a trailing escape character is dropped
                 ch = text[i]
                 i += 1
             word.append(ch)

@@ -1,4 +1,5 @@
-"""uv-managed standalone CPython for series no distribution release packages.
+"""uv-managed standalone CPython for series no distribution release packages, and for exact
+versions ("3.11.4") a release does not ship.
 
 uv downloads the build on the host (honouring UV_PYTHON_INSTALL_MIRROR) into the store once;
 base setup then copies the tree into the image. Fetching happens before any step runs, so an
@@ -20,7 +21,8 @@ _TIMEOUT = 300
 
 
 def fetch_standalone(store: Store, series: str, unavailable: str) -> Path:
-    """The installed tree of standalone CPython `series`; InvalidError(`unavailable`) if none."""
+    """The installed tree of standalone CPython `series` (major.minor, or an exact version);
+    InvalidError(`unavailable`) if none."""
     root = store.root / "tools" / "python"
     found = _installed(root, series)
     if found is not None:
@@ -45,14 +47,17 @@ def fetch_standalone(store: Store, series: str, unavailable: str) -> Path:
         found = _installed(root, series)
         if found is None:
             raise InvalidError(
-                f"{unavailable}\nuv could not download a standalone CPython {series} either: "
+                f"{unavailable}\nuv could not download a standalone CPython {series}: "
                 f"{reason.strip()}"
             )
     return found
 
 
-def _installed(root: Path, series: str) -> Path | None:
-    for path in sorted(root.glob(f"cpython-{series}.*-linux-*")):
+def _installed(root: Path, version: str) -> Path | None:
+    """The tree of `version` under `root`: any micro version of a series, or that exact one."""
+    series = ".".join(version.split(".")[:2])
+    pattern = f"cpython-{series}.*-linux-*" if version == series else f"cpython-{version}-linux-*"
+    for path in sorted(root.glob(pattern)):
         if (path / "bin" / f"python{series}").exists():
             return path
     return None

@@ -31,7 +31,7 @@ from ..definition.ops import (
     SetConfig,
 )
 from ..definition.pythons import BaseRelease, release_for, series_of
-from ..exception import InvalidError, LocalFileNotFoundError
+from ..exception import InvalidError, LocalFileNotFoundError, RegistryError
 from ..volume import Volume
 from . import keys
 from .files import FileEntry, collect_dir, collect_file
@@ -391,7 +391,12 @@ def _plan_pulled(
     if op.auth:
         env = {k: v for s in layer.secrets for k, v in s.env.items()}
         credentials = resolver.credentials(op.auth, env)
-    pulled = resolver.resolve_image(op.tag, credentials, refresh=force)
+    try:
+        pulled = resolver.resolve_image(op.tag, credentials, refresh=force)
+    except RegistryError as exc:  # the registry's words, and which line of the user's asked
+        raise RegistryError(
+            f"pulling {op.tag} (at {layer.callsite}): {exc}", exc.status, exc.code
+        ) from None
     steps: list[PlannedStep] = []
     parent: str | None = None
     count = len(pulled.layers)

@@ -5,7 +5,9 @@ becomes a RegistryError naming the registry and repository, what was being done 
 which manifest), the HTTP status and the registry's own error code and message.
 
 Scheme: registries on loopback are spoken to over plain HTTP, as Docker does; others over HTTPS,
-and with `insecure` also over HTTPS without verification, then plain HTTP.
+and when insecure (`insecure=True`, which push's --insecure sets, or the host[:port] listed in
+IMAGEWRIGHT_INSECURE_REGISTRIES, Docker's insecure-registries) over HTTPS without verification,
+then plain HTTP.
 Auth: a 401 is answered once per request, Basic with stored credentials or Bearer with a token
 fetched from the challenge's realm (anonymously when there are no credentials). As in Docker,
 credentials go only to the registry's own origin (scheme, host and port) and, Basic, to its
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from .. import settings
 from ..exception import ExecutionError, RegistryError
 from .auth import Challenge, Credentials, credentials_for, parse_challenge
 
@@ -67,10 +70,11 @@ class RegistryClient:
         from .._http import http_client
 
         self.registry, self.repository = registry, repository
-        self.insecure, self.chunk_size = insecure, chunk_size
+        self.insecure = insecure or registry.lower() in settings.insecure_registries()
+        self.chunk_size = chunk_size
         self.credentials = credentials or credentials_for(registry)
         self.scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
-        self._http = http_client(insecure=insecure)
+        self._http = http_client(insecure=self.insecure)
         self._base: str | None = None
         self._auth: str | None = None
 
@@ -94,9 +98,7 @@ class RegistryClient:
             return self._base
         import httpx
 
-        schemes = ["http"] if is_loopback(self.registry) else ["https"]
-        if self.insecure and not is_loopback(self.registry):
-            schemes.append("http")
+        schemes = _schemes(self.registry, self.insecure)
         for scheme in schemes:
             base = f"{scheme}://{self.registry}"
             try:
@@ -104,14 +106,24 @@ class RegistryClient:
             except httpx.TransportError as exc:
                 if scheme != schemes[-1]:
                     continue
-                hint = "" if self.insecure else " (use --insecure for a plain-HTTP registry)"
-                raise self._error("connecting", f"{_describe(exc)}{hint}") from None
+                raise self._error("connecting", f"{_describe(exc)}{self._hint()}") from None
             self._base = base
             if response.status_code == 401:
                 self._authenticate(response, "connecting")
             break
         assert self._base is not None
         return self._base
+
+    def _hint(self) -> str:
+        """How to reach this registry over plain HTTP or unverified TLS, if that could help:
+        the setting, which every build, pull and push reads (only push has a flag for it)."""
+        if self.insecure or is_loopback(self.registry):
+            return ""
+        return (
+            f" (if {self.registry} speaks plain HTTP or has an untrusted certificate, list it "
+            f"in {settings.INSECURE_REGISTRIES}, e.g. {settings.INSECURE_REGISTRIES}="
+            f"{self.registry})"
+        )
 
     def request(
         self,
@@ -333,6 +345,14 @@ class RegistryClient:
             raise self._error(what, _describe(exc)) from None
         finally:
             response.close()
+
+
+def _schemes(registry: str, insecure: bool) -> list[str]:
+    """The schemes to try, in order: plain HTTP for loopback, else HTTPS then, if insecure,
+    plain HTTP."""
+    if is_loopback(registry):
+        return ["http"]
+    return ["https", "http"] if insecure else ["https"]
 
 
 def _location(response: httpx.Response) -> str:

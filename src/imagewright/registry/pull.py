@@ -2,9 +2,11 @@
 unpack its layers, verifying every digest.
 
 `resolve` runs at plan time and fetches only the manifest and config (small), so steps on top
-of a pulled image get the right cache keys and base config; `pull_layer` runs when a layer's
-step is not in the store. Layers are streamed to a file in the step's scratch area while being
-hashed, checked against the manifest's digest, and only then decompressed and unpacked.
+of a pulled image get the right cache keys and base config. A reference with a digest
+(`name@sha256:…`, `name:tag@sha256:…`) is pulled by that digest alone, as Docker does, and what
+the registry serves for it must hash to it. `pull_layer` runs when a layer's step is not in the
+store. Layers are streamed to a file in the step's scratch area while being hashed, checked
+against the manifest's digest, and only then decompressed and unpacked.
 
 A registry's documents are untrusted input: a manifest, index or config of the wrong shape, or a
 digest that is not `sha256:<64 hex>`, is a RegistryError naming the image, never a KeyError.
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 from ..definition.config import DEFAULT_PATH, ImageConfig
+from ..definition.reference import parse_pull_reference
 from ..exception import RegistryError
-from ..oci.reference import parse_reference, split_registry
+from ..oci.reference import split_registry
 from ..oci.unpack import LayerStream, unpack_layer
 from .auth import Credentials
 from .client import RegistryClient
@@ -49,6 +52,7 @@ class LayerRef(NamedTuple):
     digest: str
     size: int
     media_type: str
+    reference: str = ""  # the image it belongs to, as the user wrote it, for error messages
 
 
 class PulledImage(NamedTuple):
@@ -64,12 +68,17 @@ def _digest(data: bytes) -> str:
 
 def resolve(tag: str, credentials: Credentials | None) -> PulledImage:
     """The linux/amd64 image `tag` names: manifest digest, config and layers."""
-    ref = parse_reference(tag)
+    ref = parse_pull_reference(tag)
     registry, repository = split_registry(ref.name)
     what = f"manifest of {tag}"
     try:
         with RegistryClient(registry, repository, credentials=credentials, push=False) as client:
-            data, media_type = client.get_manifest(ref.tag, (*_INDEX_TYPES, *_MANIFEST_TYPES))
+            data, media_type = client.get_manifest(ref.manifest, (*_INDEX_TYPES, *_MANIFEST_TYPES))
+            if ref.digest is not None and _digest(data) != ref.digest:
+                raise RegistryError(
+                    f"{tag}: {registry} served a manifest whose digest is {_digest(data)}, not "
+                    f"the {ref.digest} the reference names; refusing it"
+                )
             document = _load(data, what)
             media_type = document.get("mediaType") or media_type
             if media_type in _INDEX_TYPES:
@@ -85,7 +94,7 @@ def resolve(tag: str, credentials: Credentials | None) -> PulledImage:
                 raise RegistryError(f"{tag}: unsupported manifest type {media_type!r}")
             config_digest = _checked_digest(document["config"]["digest"], what)
             layers = tuple(
-                LayerRef(registry, repository, _checked_digest(d["digest"], what), *_sized(d))
+                LayerRef(registry, repository, _checked_digest(d["digest"], what), *_sized(d), tag)
                 for d in document.get("layers") or []
             )
             config_bytes = b"".join(client.get_blob(config_digest))
@@ -152,7 +161,7 @@ def _image_config(config: dict[str, Any]) -> ImageConfig:
 
 def pull_layer(layer: LayerRef, credentials: Credentials | None, scratch: Path, upper: Path) -> int:
     """Fetch `layer` into `scratch`, check its digest, unpack it into `upper`; returns entries."""
-    what = f"layer {layer.digest} of {layer.registry}/{layer.repository}"
+    what = f"layer {layer.digest} of {layer.reference or f'{layer.registry}/{layer.repository}'}"
     blob = scratch / "blob"
     sha = hashlib.sha256()
     with (
@@ -161,14 +170,17 @@ def pull_layer(layer: LayerRef, credentials: Credentials | None, scratch: Path, 
         ) as client,
         open(blob, "wb") as out,
     ):
-        for piece in client.get_blob(layer.digest):
-            sha.update(piece)
-            try:
-                out.write(piece)
-            except OSError as exc:  # no space left, say: name the file, as open() would
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename is None:
-                    raise OSError(exc.errno, exc.strerror, str(blob)) from None
-                raise
+        try:
+            for piece in client.get_blob(layer.digest):
+                sha.update(piece)
+                try:
+                    out.write(piece)
+                except OSError as exc:  # no space left, say: name the file, as open() would
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT) and exc.filename is None:
+                        raise OSError(exc.errno, exc.strerror, str(blob)) from None
+                    raise
+        except RegistryError as exc:  # the client names the repository; say which image
+            raise RegistryError(f"{what}: {exc}", exc.status, exc.code) from None
     if f"sha256:{sha.hexdigest()}" != layer.digest:
         raise RegistryError(
             f"{what}: the blob failed its digest check (got sha256:{sha.hexdigest()})"
