@@ -119,7 +119,7 @@ def test_add_python_plans_a_standalone_cpython_step(resolver: FakeResolver) -> N
     last = plan.steps[-1]
     (action,) = last.actions
     assert isinstance(action, AddPython) and action.release.series == "3.12"
-    assert last.key == keys.add_python_key(plan.steps[-2].key, "3.12")
+    assert last.key == keys.add_python_key(plan.steps[-2].key, "3.12").value
 
 
 def test_add_url_is_keyed_by_content_not_address(tmp_path: Path, resolver: FakeResolver) -> None:

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from ..execute.builder import LayerCache
+    from ..execute.failed import FailedSlot
+    from ..plan.explain import Explanation
+    from ..plan.planner import Plan
+    from ..store.store import Store
 
 __all__ = [
     "build", "dockerfile", "export", "images", "prune", "push", "run", "secret", "shell", "volume",
@@ -33,17 +40,70 @@ def _layer_cache(args: argparse.Namespace) -> LayerCache | None:
     return RegistryLayerCache(args.cache_registry)
 
 
-def build(args: argparse.Namespace) -> int:
-    from ..execute.builder import build_image
+def _slot(path: str, name: str | None, module: ModuleType, target: object) -> FailedSlot:
+    """Where a failed build of `target` (FILE[::NAME]'s object) is kept for `shell --failed`:
+    named by NAME, or by the variable holding the only image when NAME was left out."""
+    from ..execute.failed import slot_for
 
-    result = build_image(_load_image(args.ref), force=args.force, cache=_layer_cache(args))
+    found = name or next(k for k, v in vars(module).items() if v is target)
+    return slot_for(path, found)
+
+
+def build(args: argparse.Namespace) -> int:
+    from ..definition.image import Image
+    from ..execute.builder import build_image
+    from ..store.builds import record_build
+    from ..store.store import Store
+    from .loader import load_module, pick, split_ref
+
+    path, name = split_ref(args.ref)
+    module = load_module(path)
+    image = pick(module, name, Image, "Image")
+    slot = _slot(path, name, module, image)
+    # what --explain compares builds of: the file, and the image's name in it
+    found = name or next(k for k, v in vars(module).items() if v is image)
+    definition, store = f"{os.path.abspath(path)}::{found}", Store.default()
+    plan, explained = None, None
+    if args.explain:
+        plan, explained = _explain(image, args.force, store, definition, args.as_json)
+    result = build_image(
+        image, force=args.force, store=store, cache=_layer_cache(args), keep_failed=slot, plan=plan
+    )
+    record_build(store, definition, result.plan)
     if args.as_json:
-        print(json.dumps(result.to_json()))
+        document = result.to_json()
+        if explained is not None:
+            document["explain"] = [e.to_json() for e in explained]
+        print(json.dumps(document))
     return 0
 
 
-def _shell_target(ref: str) -> tuple[Any, tuple[Any, ...], dict[str, str]]:
-    """The image, extra mounts and env for `shell FILE[::NAME]`; NAME may name a function."""
+def _explain(
+    image: Any, force: bool, store: Store, definition: str, as_json: bool
+) -> tuple[Plan, list[Explanation]]:
+    """Plan `image` and say why each step that misses the cache does, against the last build
+    of `definition` (printed, unless the build's JSON carries it)."""
+    from ..plan.explain import explain
+    from ..plan.planner import plan_image
+    from ..registry.resolve import RegistryResolver
+    from ..store.builds import last_build
+
+    plan = plan_image(image, force=force, resolver=RegistryResolver())
+    earlier = last_build(store, definition)
+    explained = explain(plan, earlier, lambda key: store.lookup(key) is not None)
+    if not as_json:
+        total = len(plan.steps)
+        head = f"All {total} steps are cached."
+        if explained:
+            head = f"{len(explained)} of {total} steps rebuild:"
+        lines = [head, *(f"  {explanation.line()}" for explanation in explained)]
+        print("\n".join(lines), flush=True)  # before the build's progress on stderr
+    return plan, explained
+
+
+def _shell_target(ref: str) -> tuple[Any, tuple[Any, ...], dict[str, str], FailedSlot]:
+    """The image, extra mounts, env and failed-step slot for `shell FILE[::NAME]`; NAME may
+    name a function."""
     from ..definition.image import Image
     from ..function import Function
     from ..plan.functionsource import source_mounts
@@ -55,8 +115,9 @@ def _shell_target(ref: str) -> tuple[Any, tuple[Any, ...], dict[str, str]]:
     if isinstance(function, Function):
         mounts = source_mounts(function.raw_f) if function.include_source else ()
         env = {k: v for s in function.secrets for k, v in s.env.items()}
-        return function.image, mounts, env
-    return pick(module, name, Image, "Image"), (), {}
+        return function.image, mounts, env, _slot(path, name, module, function)
+    image = pick(module, name, Image, "Image")
+    return image, (), {}, _slot(path, name, module, image)
 
 
 def shell(args: argparse.Namespace) -> int:
@@ -64,9 +125,16 @@ def shell(args: argparse.Namespace) -> int:
     from ..execute.container import run_container
     from ..store.store import Store
 
-    image, mounts, env = _shell_target(args.ref)
+    image, mounts, env, slot = _shell_target(args.ref)
     store = Store.default()
-    plan = build_image(image, store=store, cache=_layer_cache(args)).plan
+    if args.failed:
+        from ..execute.failed import run_failed_shell
+
+        shell = "command -v bash >/dev/null && exec bash || exec sh"
+        script = shell if args.command_string is None else args.command_string
+        argv = ["/bin/sh", "-c", script]
+        return run_failed_shell(store, slot, argv, interactive=args.command_string is None)
+    plan = build_image(image, store=store, cache=_layer_cache(args), keep_failed=slot).plan
     # Start where a function's container starts (execute/functions.py): in the image's WORKDIR,
     # or /root when it sets none, as Modal's containers do. There `python` imports what
     # add_local_python_source and a function's source put in /root.

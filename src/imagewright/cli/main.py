@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("ref", metavar="FILE[::NAME]")
     build.add_argument("--force", action="store_true", help="rebuild every step")
     build.add_argument(
+        "--explain",
+        action="store_true",
+        help="first say, for each step that misses the cache, what changed since the last "
+        "`imagewright build` of this definition (a copied file, an argument, the parent step, "
+        "the builder or uv version), then build as usual (with --json: the object's "
+        '"explain" list)',
+    )
+    build.add_argument(
         "--json",
         action="store_true",
         dest="as_json",
@@ -72,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="command_string",
         metavar="CMD",
         help="run CMD through /bin/sh -c instead of an interactive shell",
+    )
+    shell.add_argument(
+        "--failed",
+        action="store_true",
+        help="instead, step into the step that failed the last build of the image, as its "
+        "command left it: its filesystem, env (secrets left out), WORKDIR and USER",
     )
 
     run = sub.add_parser(

@@ -19,6 +19,7 @@ from ..store.store import LayerRecord, Store
 from .events import BuildResult, Reporter, StepResult
 
 if TYPE_CHECKING:  # steps (and the sandbox) load on the first miss, not on the cached path
+    from .failed import FailedSlot
     from .steps import StepSandbox
 
 __all__ = ["LayerCache", "build_image", "execute_plan"]
@@ -45,6 +46,8 @@ def build_image(
     cache: LayerCache | None = None,
     resolver: Resolver | None = None,
     sandbox: StepSandbox | None = None,
+    keep_failed: FailedSlot | None = None,
+    plan: Plan | None = None,
 ) -> BuildResult:
     """Plan and build `image`, showing progress on stderr unless a reporter is given. The
     result carries the plan, for what runs, exports or pushes the image next: planning again
@@ -52,12 +55,17 @@ def build_image(
 
     `cache` defaults to the registry named by $IMAGEWRIGHT_CACHE_REGISTRY, if set; `resolver`
     (registry images, ADD URLs) to the network's; `sandbox` (commands and copies) to bubblewrap.
+    With `keep_failed` (the CLI's), the build removes that definition's kept failed step and
+    keeps the step that fails, if one does, for `imagewright shell --failed` (failed.py).
+    `plan`, `image` planned already (by `build --explain`), is built without hashing its files
+    again.
     """
     if resolver is None:
         from ..registry.resolve import RegistryResolver
 
         resolver = RegistryResolver()
-    plan = plan_image(image, force=force, resolver=resolver)
+    if plan is None:
+        plan = plan_image(image, force=force, resolver=resolver)
     if reporter is None:
         from .progress import default_reporter
 
@@ -66,7 +74,7 @@ def build_image(
         from ..registry.layercache import RegistryLayerCache
 
         cache = RegistryLayerCache(registry)
-    return execute_plan(plan, store or Store.default(), reporter, cache, sandbox)
+    return execute_plan(plan, store or Store.default(), reporter, cache, sandbox, keep_failed)
 
 
 def execute_plan(
@@ -75,15 +83,18 @@ def execute_plan(
     reporter: Reporter,
     cache: LayerCache | None = None,
     sandbox: StepSandbox | None = None,
+    keep_failed: FailedSlot | None = None,
 ) -> BuildResult:
     """Build every step of `plan` that is not cached. Raises ImageBuildError on failure."""
     started = time.monotonic()
+    if keep_failed is not None:
+        store.remove_failed(keep_failed.name)  # a new build of it: the last failure is stale
     store.clean_stale()
     _fetch_tools(plan, store)
     _build_sources(plan, store, reporter, cache, sandbox)
     reporter.build_started(plan)
     try:
-        results = _execute_steps(plan, store, reporter, cache, sandbox)
+        results = _execute_steps(plan, store, reporter, cache, sandbox, keep_failed)
     except BaseException:
         reporter.build_finished(None)
         raise
@@ -101,6 +112,7 @@ def _execute_steps(
     reporter: Reporter,
     cache: LayerCache | None,
     sandbox: StepSandbox | None,
+    keep_failed: FailedSlot | None,
 ) -> list[StepResult]:
     results: list[StepResult] = []
     for index, step in enumerate(plan.steps):
@@ -120,7 +132,8 @@ def _execute_steps(
                 if record is None:
                     from .steps import BUBBLEWRAP, run_step
 
-                    record = run_step(plan, index, step, store, reporter, sandbox or BUBBLEWRAP)
+                    bwrap = sandbox or BUBBLEWRAP
+                    record = run_step(plan, index, step, store, reporter, bwrap, keep_failed)
         elif not os.path.islink(store.root / store.lower_name(step.key)):
             store.ensure_link(step.key)
         if cache is not None:

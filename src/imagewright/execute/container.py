@@ -11,6 +11,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from ..definition.config import ImageConfig
 from ..definition.layer import LocalMount
 from ..plan.planner import Plan
 from ..store.store import Store
@@ -18,7 +19,7 @@ from .environment import container_env, host_ca_bundle
 from .layers import container_lowers
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
 
-__all__ = ["run_container", "runtime_binds"]
+__all__ = ["run_container", "run_in_container", "runtime_binds"]
 
 
 def runtime_binds() -> list[Bind]:
@@ -46,16 +47,34 @@ def run_container(
     container writes to ours).
     """
     lowers = container_lowers(plan, store, extra_mounts)
+    return run_in_container(
+        lowers, plan.config, store, argv, interactive=interactive, env=env, capture=capture
+    )
+
+
+def run_in_container(
+    lowers: tuple[str, ...],
+    config: ImageConfig,
+    store: Store,
+    argv: Sequence[str],
+    *,
+    interactive: bool = False,
+    env: Mapping[str, str] = {},
+    capture: bool = False,
+) -> tuple[int, str]:
+    """Run `argv` in a fresh container over `lowers` (store-relative, top first) with the
+    settings of `config`; what `run_container` returns. `shell --failed` runs its shell over a
+    failed step's kept area (failed.py) with this."""
     extra = dict(env)
     if interactive and "TERM" in os.environ:
         extra.setdefault("TERM", os.environ["TERM"])
     cmd = SandboxCommand(
         argv,
-        container_env(plan.config, extra),
-        plan.config.workdir,
+        container_env(config, extra),
+        config.workdir,
         tuple(runtime_binds()),
         interactive,
-        plan.config.user,
+        config.user,
     )
     pipe = subprocess.PIPE if capture else None
     with store.scratch() as area:

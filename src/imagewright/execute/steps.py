@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from ..definition.config import ImageConfig
 from ..definition.ops import Run
 from ..definition.pythons import BaseRelease
 from ..exception import ImageBuildError
@@ -29,6 +30,7 @@ from ..store.store import LayerRecord, Scratch, Store
 from .copies import copy_from, copy_into
 from .environment import cache_binds, cache_scope, step_binds, step_env
 from .events import Reporter
+from .failed import FailedSlot, keep_failed_step
 from .layers import attach_files, lowers_for
 from .sandbox import Overlay, SandboxCommand, remove_placeholders, run_sandboxed
 
@@ -71,7 +73,10 @@ def run_step(
     store: Store,
     reporter: Reporter,
     sandbox: StepSandbox = BUBBLEWRAP,
+    keep: FailedSlot | None = None,
 ) -> LayerRecord:
+    """Run step `index` and commit its layer; on failure raise ImageBuildError, after keeping
+    its work area in `keep` for `imagewright shell --failed` (see failed.py)."""
     t0 = time.monotonic()
     secrets = {k: v for s in step.layer.secrets for k, v in s.env.items()}
     log_path = store.log_path(step.key)
@@ -100,9 +105,28 @@ def run_step(
             status, what = _ACTIONS[type(action)](action, context)
             if status != 0:
                 log.flush()
-                raise _build_error(plan, step, what, status, list(tail), log_path)
+                kept = ""
+                if keep is not None:
+                    config, build_args = _ran_with(action, step)
+                    keys = tuple(s.key for s in plan.steps[:index])
+                    kept = keep_failed_step(
+                        store, keep, area, keys, overlay.lowers, config, build_args, secrets,
+                        step.layer.where,
+                    )  # fmt: skip
+                raise _build_error(plan, step, what, status, list(tail), log_path, kept)
         seconds = time.monotonic() - t0
         return store.commit(area, step.key, step.parent_key, step.description, seconds)
+
+
+def _ran_with(action: object, step: PlannedStep) -> tuple[ImageConfig, dict[str, str]]:
+    """The image settings and build arguments a failed action ran with."""
+    if isinstance(action, RunCommand):
+        return action.config, dict(action.run.env)
+    if isinstance(action, BaseSetup):
+        return BASE_CONFIG, {}
+    if isinstance(action, CallFunction):
+        return action.config, {}
+    return step.config, {}  # a copy or an unpack: the step's own settings
 
 
 def redaction(values: Iterable[str]) -> list[str]:
@@ -269,13 +293,19 @@ _ACTIONS: dict[type, Callable[[Any, _Step], _Outcome]] = {
 
 
 def _build_error(
-    plan: Plan, step: PlannedStep, what: str, status: int, tail: list[str], log_path: Path
+    plan: Plan,
+    step: PlannedStep,
+    what: str,
+    status: int,
+    tail: list[str],
+    log_path: Path,
+    kept: str = "",
 ) -> ImageBuildError:
     shown = "\n".join(f"  | {line}" for line in tail[-15:])
     message = (
         f"Image build for {plan.image_id} failed at step {step.layer.where}\n"
         f"  {what!r} exited with status {status}.\n"
         f"Last lines of its output:\n{shown}\n"
-        f"Full log: {log_path}"
+        f"Full log: {log_path}" + (f"\n{kept}" if kept else "")
     )
     return ImageBuildError(message, image_id=plan.image_id, log_path=str(log_path))

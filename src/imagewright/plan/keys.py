@@ -7,6 +7,9 @@ content digests of copied files), secret *names*, and BUILDER_VERSION (in every 
 mounts_key, for files attached when a container starts, has never held it). Kept out on purpose:
 secret values (rotating a token must not rebuild), host paths of copied files (moving a checkout
 must not rebuild), call sites and proxy/CA settings.
+
+Step keys come as a StepKey: the hex key and its components, the very payload hashed, which a
+build records so that `imagewright build --explain` (plan/explain.py) can name what changed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from ..definition.ops import Run, SetConfig
 from ..definition.pythons import BaseRelease
@@ -21,6 +25,7 @@ from ..version import BUILDER_VERSION, BUNDLED_UV
 from .files import FileEntry
 
 __all__ = [
+    "StepKey",
     "add_python_key",
     "base_setup_key",
     "config_op",
@@ -88,9 +93,20 @@ def _digest(payload: object) -> str:
 # ---- step keys ------------------------------------------------------------------------------
 
 
-def layer_key(parent: str | None, ops: list[object], secret_names: list[str]) -> str:
+class StepKey(NamedTuple):
+    """A step's cache key and the components it is the digest of."""
+
+    value: str
+    components: dict[str, object]
+
+
+def _step_key(components: dict[str, object]) -> StepKey:
+    return StepKey(_digest(components), components)
+
+
+def layer_key(parent: str | None, ops: list[object], secret_names: list[str]) -> StepKey:
     """A layer built from the user's ops (every step but bases and pulled layers)."""
-    return _digest(
+    return _step_key(
         {
             "type": "imagewright.layer.v1",
             "builder": BUILDER_VERSION,
@@ -101,9 +117,9 @@ def layer_key(parent: str | None, ops: list[object], secret_names: list[str]) ->
     )
 
 
-def rootfs_key(release: BaseRelease) -> str:
+def rootfs_key(release: BaseRelease) -> StepKey:
     """A bootstrapped root filesystem (debian_slim, ubuntu)."""
-    return _digest(
+    return _step_key(
         {
             "type": "imagewright.rootfs.v1",
             "builder": BUILDER_VERSION,
@@ -112,10 +128,10 @@ def rootfs_key(release: BaseRelease) -> str:
     )
 
 
-def base_setup_key(parent: str, commands: Sequence[str], standalone: str | None) -> str:
+def base_setup_key(parent: str, commands: Sequence[str], standalone: str | None) -> StepKey:
     """The setup step over a bootstrapped rootfs; `standalone` is the series of a uv-managed
     CPython it adds, if the release packages none."""
-    return _digest(
+    return _step_key(
         {
             "type": "imagewright.base-setup.v1",
             "builder": BUILDER_VERSION,
@@ -126,9 +142,9 @@ def base_setup_key(parent: str, commands: Sequence[str], standalone: str | None)
     )
 
 
-def pulled_layer_key(parent: str | None, blob: str) -> str:
+def pulled_layer_key(parent: str | None, blob: str) -> StepKey:
     """One layer of a from_registry image: its blob digest, under the layers below it."""
-    return _digest(
+    return _step_key(
         {
             "type": "imagewright.pulled-layer.v1",
             "builder": BUILDER_VERSION,
@@ -138,10 +154,10 @@ def pulled_layer_key(parent: str | None, blob: str) -> str:
     )
 
 
-def pulled_image_key(parent: str | None, manifest: str) -> str:
+def pulled_image_key(parent: str | None, manifest: str) -> StepKey:
     """The config step of a from_registry image: a tag that moves to a new manifest rebuilds
     what is on top."""
-    return _digest(
+    return _step_key(
         {
             "type": "imagewright.pulled-image.v1",
             "builder": BUILDER_VERSION,
@@ -151,9 +167,9 @@ def pulled_image_key(parent: str | None, manifest: str) -> str:
     )
 
 
-def add_python_key(parent: str, series: str) -> str:
+def add_python_key(parent: str, series: str) -> StepKey:
     """from_registry(add_python=...): a standalone CPython copied into /usr/local."""
-    return _digest(
+    return _step_key(
         {
             "type": "imagewright.add-python.v1",
             "builder": BUILDER_VERSION,

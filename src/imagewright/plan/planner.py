@@ -142,6 +142,8 @@ class PlannedStep(NamedTuple):
     config: ImageConfig  # after this step
     force: bool
     history: tuple[str, ...] = ()  # Dockerfile-like lines, for image history
+    # what the key is the digest of (keys.StepKey), recorded for `build --explain`
+    components: dict[str, object] = {}  # noqa: RUF012 (never mutated: steps share it)
 
     @property
     def short(self) -> str:
@@ -234,8 +236,8 @@ def _plan_layer(
     key = keys.layer_key(parent, ops.key_ops, secret_names)
     return [
         PlannedStep(
-            key, parent, layer.call, layer, tuple(ops.actions), ops.config, force,
-            tuple(ops.history),
+            key.value, parent, layer.call, layer, tuple(ops.actions), ops.config, force,
+            tuple(ops.history), key.components,
         )
     ]  # fmt: skip
 
@@ -336,14 +338,14 @@ def _plan_base(layer: Layer, op: Bootstrap, force: bool, resolver: Resolver) -> 
         )
     rootfs_key = keys.rootfs_key(release)
     commands = _base_setup_commands(release)
-    setup_key = keys.base_setup_key(rootfs_key, commands, standalone)
+    setup_key = keys.base_setup_key(rootfs_key.value, commands, standalone)
     label = f"{layer.call}: {release.distro} {release.suite}"
     setup = "setup (apt lists, pip, wheel, uv)"
     if standalone:
         setup = f"setup (standalone CPython {standalone}, apt lists, pip, wheel, uv)"
     return [
         PlannedStep(
-            rootfs_key,
+            rootfs_key.value,
             None,
             f"{label} root filesystem (mmdebstrap)",
             layer,
@@ -351,16 +353,18 @@ def _plan_base(layer: Layer, op: Bootstrap, force: bool, resolver: Resolver) -> 
             BASE_CONFIG,
             force,
             (f"mmdebstrap {release.suite} +{','.join(release.packages)}",),
+            rootfs_key.components,
         ),
         PlannedStep(
-            setup_key,
-            rootfs_key,
+            setup_key.value,
+            rootfs_key.value,
             f"{label} {setup}",
             layer,
             (BaseSetup(release, commands),),
             BASE_CONFIG,
             force,
             tuple(f"RUN {c}" for c in commands),
+            setup_key.components,
         ),
     ]
 
@@ -408,20 +412,20 @@ def _plan_pulled(
         action = PullLayer(ref, credentials)
         steps.append(
             PlannedStep(
-                key, parent, description, layer, (action,), pulled.config, force,
-                (f"FROM {op.tag} (layer {ref.digest})",),
+                key.value, parent, description, layer, (action,), pulled.config, force,
+                (f"FROM {op.tag} (layer {ref.digest})",), key.components,
             )
         )  # fmt: skip
-        parent = key
+        parent = key.value
     key = keys.pulled_image_key(parent, pulled.manifest_digest)
     steps.append(
         PlannedStep(
-            key, parent, f"{layer.call}: {pulled.manifest_digest[:19]} config", layer, (),
-            pulled.config, force, (f"FROM {op.tag}@{pulled.manifest_digest}",),
+            key.value, parent, f"{layer.call}: {pulled.manifest_digest[:19]} config", layer, (),
+            pulled.config, force, (f"FROM {op.tag}@{pulled.manifest_digest}",), key.components,
         )
     )  # fmt: skip
     if op.add_python is not None:
-        steps.append(_add_python(layer, op.add_python, key, pulled.config, force))
+        steps.append(_add_python(layer, op.add_python, key.value, pulled.config, force))
     return steps
 
 
@@ -440,10 +444,10 @@ def _add_python(
         f"could not be reached (at {layer.callsite})."
     )
     release = BaseRelease("registry", "", series, (), standalone_error=error)
+    key = keys.add_python_key(parent, series)
     return PlannedStep(
-        keys.add_python_key(parent, series), parent,
-        f"{layer.call}: add standalone CPython {series} to /usr/local", layer,
-        (AddPython(release),), config, force, ("COPY /python/. /usr/local",),
+        key.value, parent, f"{layer.call}: add standalone CPython {series} to /usr/local", layer,
+        (AddPython(release),), config, force, ("COPY /python/. /usr/local",), key.components,
     )  # fmt: skip
 
 

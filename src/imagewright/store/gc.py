@@ -45,5 +45,6 @@ def prune(store: Store, *, everything: bool = False) -> PruneResult:
             freed += dir_size(store.layer_dir(key))
             store.remove_layer(key)
             count += 1
-    store.clean_stale()  # empties the trash the removed layers went to
+    store.remove_failed()  # failed steps kept for `shell --failed` (their lowers may be gone)
+    store.clean_stale()  # empties the trash the removed layers and failed steps went to
     return PruneResult(freed, count, kept)

@@ -11,10 +11,13 @@ overlay2 does with its l/ links):
     locks/<key>.lock          serialises concurrent builds of the same step
     logs/<key>.log            the output of the last run of a step
     images/<key>.json         records of built images, for `imagewright images`
+    builds/<hash>.json        each definition's latest build, for `build --explain` (builds.py)
     cache/{apt,uv,pip}/       package caches, bind-mounted into build steps, never in layers
     use/<pid>-<id>            the layer keys one live process uses, one a line (see below)
     gc.lock                   prune holds it exclusively; adding to a use record, shared
     trash/<key>-<id>          removed or replaced layers, deleted once no live process uses them
+    failed/<slot>/            one definition's last failed step, kept for `shell --failed`
+                              until its next build or a prune (execute/failed.py)
 
 Use records: every key a process looks up or commits is appended to that process's use record
 *before* the layer is read, and stays there until the process exits; the process holds a flock
@@ -410,6 +413,36 @@ class Store:
             os.rename(self.layer_dir(key), trash / f"{key}-{os.urandom(4).hex()}")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.log_path(key))
+
+    # ---- failed steps -----------------------------------------------------------------------
+
+    def keep_failed(self, staged: Path, slot: str) -> None:
+        """Make `staged` (a directory in a work area) the kept failed step of `slot`, whole,
+        replacing the one kept before."""
+        self.remove_failed(slot)
+        os.rename(staged, self._subdir("failed") / slot)
+
+    def failed_area(self, slot: str) -> Path | None:
+        """The kept failed step of `slot`, if any; kept from the trash sweep until this
+        process exits, as a looked-up layer is (a shell has it mounted)."""
+        self._pin(f"failed-{slot}")
+        path = self.root / "failed" / slot
+        return path if path.is_dir() else None
+
+    def remove_failed(self, slot: str | None = None) -> int:
+        """Move the kept failed step of `slot` (of every definition with None) to the trash,
+        emptied by `clean_stale`; how many were moved."""
+        try:
+            names = [slot] if slot is not None else os.listdir(self.root / "failed")
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        moved = 0
+        for name in names:
+            path = self.root / "failed" / name
+            if os.path.lexists(path):
+                os.rename(path, self._subdir("trash") / f"failed-{name}-{os.urandom(4).hex()}")
+                moved += 1
+        return moved
 
     def remove_image(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
