@@ -90,3 +90,17 @@ def test_shell_failed_without_a_kept_step_names_the_build_command(tmp_path):
     Path(area / "failed.json").write_text("{garbage")
     with pytest.raises(NotFoundError, match=r"No failed build of app\.py::image is kept"):
         run_failed_shell(store, slot_for("app.py", "image"), ["true"], interactive=False)
+
+
+def test_find_secret_follows_no_link_out_of_the_area_and_never_blocks(tmp_path):
+    # what a step leaves is untrusted: a link to a host file holding the value, and a fifo
+    # that would block a reader forever, are neither followed nor read
+    outside = tmp_path / "host-file"
+    outside.write_text("the-secret-value")
+    area = tmp_path / "area"
+    area.mkdir()
+    (area / "link").symlink_to(outside)
+    os.mkfifo(area / "fifo")
+    assert find_secret(area, ["the-secret-value"]) is None
+    (area / "plain").write_text("x the-secret-value y")
+    assert find_secret(area, ["the-secret-value"]) == area / "plain"

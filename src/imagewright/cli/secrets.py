@@ -15,13 +15,17 @@ from pathlib import Path
 __all__ = ["add_secret_parser", "secret_command"]
 
 
-def add_secret_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_secret_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], *, with_verbs: bool
+) -> None:
     secret = sub.add_parser(
         "secret",
         help="manage named secrets",
         description="Create, list and delete the secrets that Secret.from_name(NAME) reads. "
         "They are kept in the store's home, readable by you only (mode 0600).",
     )
+    if not with_verbs:  # (another command was chosen: `imagewright --help` needs only this)
+        return
     verbs = secret.add_subparsers(dest="secret_command", metavar="COMMAND", required=True)
 
     create = verbs.add_parser(

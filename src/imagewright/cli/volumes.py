@@ -21,13 +21,17 @@ if TYPE_CHECKING:
 __all__ = ["add_volume_parser", "volume_command"]
 
 
-def add_volume_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_volume_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], *, with_verbs: bool
+) -> None:
     volume = sub.add_parser(
         "volume",
         help="manage named volumes",
         description="Create, list, fill, read and delete the named volumes that functions "
         "mount with volumes={'/path': Volume.from_name(NAME)}.",
     )
+    if not with_verbs:  # (another command was chosen: `imagewright --help` needs only this)
+        return
     verbs = volume.add_subparsers(dest="volume_command", metavar="COMMAND", required=True)
 
     create = verbs.add_parser("create", help="create a named volume", description="Create "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -100,15 +101,25 @@ def find_secret(root: Path, values: Iterable[str]) -> Path | None:
             if path.is_symlink():
                 if any(n in os.fsencode(os.readlink(path)) for n in needles):
                     return path
-            elif path.is_file() and _holds(path, needles, overlap):
+            elif _holds(path, needles, overlap):
                 return path
     return None
 
 
 def _holds(path: Path, needles: list[bytes], overlap: int) -> bool:
-    """Whether the file holds a needle, read in chunks (a needle may straddle two)."""
+    """Whether a regular file holds a needle, read in chunks (a needle may straddle two).
+
+    The step wrote this tree: it is opened without following a link or blocking on a fifo,
+    and only a regular file is read.
+    """
     tail = b""
-    with open(path, "rb") as f:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return False
         while chunk := f.read(_CHUNK):
             window = tail + chunk
             if any(n in window for n in needles):
