@@ -5,8 +5,10 @@ VENV        := .venv
 BIN         := $(VENV)/bin
 PYTHON      ?= python3
 # What imagewright itself needs; the tests and benchmarks also judge its output with other tools.
-APT_PACKAGES := mmdebstrap bubblewrap util-linux libseccomp2 python3-venv ca-certificates zstd git
-TOOL_PACKAGES := skopeo umoci podman runc docker-registry apache2-utils docker.io
+APT_PACKAGES := mmdebstrap bubblewrap util-linux libseccomp2 python3-venv ca-certificates zstd git \
+                slirp4netns
+TOOL_PACKAGES := skopeo umoci podman runc docker-registry apache2-utils docker.io redis-server \
+                 chromium
 test bench: APT_PACKAGES += $(TOOL_PACKAGES)
 export DEBIAN_FRONTEND := noninteractive
 

@@ -28,6 +28,7 @@ from .exception import ExecutionError, InvalidError, NotFoundError
 from .function import Function, Options, check_gpu_arg, secrets_with_env
 from .partial import PartialFunction
 from .retries import Retries, retry_policy
+from .schedule import Schedule
 from .secret import Secret
 
 if TYPE_CHECKING:
@@ -308,12 +309,18 @@ class App:
                 max_containers,
                 include_source,
                 {
-                    "schedule": schedule,
                     "proxy": proxy,
                     "network_file_systems": network_file_systems,
                     "block_network": block_network,
                     "single_use_containers": single_use_containers,
                 },
+            )
+            if schedule is not None and not isinstance(schedule, Schedule):
+                raise InvalidError("schedule= takes a modal.Period or a modal.Cron")
+            options = options._replace(
+                min_containers=min_containers,
+                scaledown_window=scaledown_window,
+                schedule=schedule,
             )
             if is_generator is not None:
                 partial = partial or PartialFunction(raw_f)
@@ -386,7 +393,7 @@ class App:
                         "block_network": block_network,
                         "single_use_containers": single_use_containers,
                     },
-                ),
+                )._replace(min_containers=min_containers, scaledown_window=scaledown_window),
             )
 
         return decorate
@@ -445,9 +452,10 @@ class App:
                 max_containers,
                 include_source,
                 {"proxy": proxy},
-            )
+            )._replace(min_containers=min_containers, scaledown_window=scaledown_window)
             server = self._register_class(Server, target, options)
-            server.port = port
+            server.port, server._startup_timeout = port, startup_timeout
+            server._unauthenticated = unauthenticated
             return server
 
         return decorate

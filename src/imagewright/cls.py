@@ -40,8 +40,10 @@ from .partial import PartialFunction, is_parameter
 
 if TYPE_CHECKING:
     from .execute.functions import Container
+    from .partial import WebConfig
     from .retries import Retries
     from .runtime.serve import Service
+    from .runtime.web import WebApp
     from .secret import Secret
     from .volume import Volume
 
@@ -186,8 +188,11 @@ class Cls(ModalObject):
     ) -> Cls:
         """A class of an app loaded in this process, by the app's name and its own."""
         from .apps import lookup
+        from .serving.remote import DeployedCls
 
         found = lookup(app_name, name)
+        if isinstance(found, DeployedCls):  # of an app deployed on this machine
+            return found  # type: ignore[return-value]  # it calls as a Cls does
         if not isinstance(found, Cls):
             raise NotFoundError(f"{name!r} in app {app_name!r} is a function, not a class")
         return found
@@ -233,7 +238,22 @@ class Cls(ModalObject):
             max_inputs=self._max_inputs(),
             enter=[getattr(instance, name) for name in self._enter],
             exit=[getattr(instance, name) for name in self._exit],
+            webs=self._web_apps(instance),
         )
+
+    def _web_apps(self, instance: Any) -> dict[str, WebApp]:
+        """The instance's web endpoints, by method name."""
+        from .partial import web_app
+
+        return {
+            name: web_app(partial.web, getattr(instance, name))
+            for name, partial in self._methods.items()
+            if partial.web is not None
+        }
+
+    def _web_methods(self) -> dict[str, WebConfig]:
+        """The class's web endpoints (what `imagewright serve` serves), by method name."""
+        return {name: p.web for name, p in self._methods.items() if p.web is not None}
 
 
 class Server(Cls, Deployed):
@@ -241,6 +261,8 @@ class Server(Cls, Deployed):
     `imagewright serve`); it loads and runs its lifecycle hooks like any class."""
 
     port = 8000  # where its server listens inside the container
+    _startup_timeout = 30.0  # how long its @enter hooks may take to make that port accept
+    _unauthenticated = False  # requests need no proxy token (Modal asks for one by default)
 
     @classmethod
     def from_id(cls, server_id: str, *, client: Client | None = None) -> Server:
@@ -255,8 +277,21 @@ class Server(Cls, Deployed):
 
     @twin
     def get_url(self) -> str | None:
-        """Where `imagewright serve` serves it (None: not served here)."""
-        return None
+        """Where `imagewright serve` serves it (None: not served now)."""
+        from .function import web_url
+
+        return web_url(self._id_name())
+
+    def _web_apps(self, instance: Any) -> dict[str, WebApp]:
+        from .runtime.web import WebApp
+
+        return {"": WebApp("server", None, self.port, self._startup_timeout)}
+
+    def _web_methods(self) -> dict[str, WebConfig]:
+        from .partial import WebConfig
+
+        auth = not self._unauthenticated
+        return {"": WebConfig("server", port=self.port, requires_proxy_auth=auth)}
 
     # ---- what Modal's service tells of a server (and Deployed's members) ----------------------
 

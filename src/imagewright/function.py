@@ -37,6 +37,7 @@ from ._unsupported import NoLocalMeaning, no_local_meaning
 from .cloud import Client, ModalObject
 from .exception import ExecutionError, InvalidError, NotFoundError, RemoteError
 from .retries import Retries, retry_policy
+from .schedule import Schedule
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -92,6 +93,10 @@ class Options(NamedTuple):
     gpu: tuple[str, ...] | None  # acceptable GPU types, first choice first
     limits: Limits | None
     bucket_mounts: tuple[str, ...] = ()  # where CloudBucketMounts were asked for: not run here
+    # what `imagewright serve` honours: warm and idle containers, and a schedule to run on
+    min_containers: int | None = None
+    scaledown_window: int | None = None
+    schedule: Schedule | None = None
 
 
 class FunctionCall(ModalObject):
@@ -630,8 +635,8 @@ class Function(Invoker, ModalObject, Deployed):
         return self._options.secrets
 
     def get_web_url(self) -> str | None:
-        """Where `imagewright serve` serves a web endpoint (None: not served here)."""
-        return None
+        """Where `imagewright serve` serves this web endpoint (None: not served now)."""
+        return web_url(self._id_name())
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Function:
         """A copy of the function whose containers take up to `max_inputs` inputs at once."""
@@ -721,8 +726,11 @@ class Function(Invoker, ModalObject, Deployed):
     ) -> Function:
         """A function of an app loaded in this process, by the app's name and its own."""
         from .apps import lookup
+        from .serving.remote import DeployedFunction
 
         found = lookup(app_name, name)
+        if isinstance(found, DeployedFunction):  # of an app deployed on this machine
+            return found  # type: ignore[return-value]  # it calls as a Function does
         if not isinstance(found, Function):
             raise NotFoundError(f"{name!r} in app {app_name!r} is a class, not a function")
         return found
@@ -731,12 +739,15 @@ class Function(Invoker, ModalObject, Deployed):
 
     def _imagewright_service(self, params: object) -> Service:
         """What this function's container serves (called inside it, by the bootstrap)."""
+        from .partial import web_app
         from .runtime.serve import Entry, Service
 
         batch = self._partial.batch if self._partial is not None else None
         entry = Entry(self.raw_f, *(batch or (0, 0)))
         max_inputs = self._partial.max_inputs if self._partial is not None else None
-        return Service({"": entry}, max_inputs=max_inputs or 1)
+        web = self._partial.web if self._partial is not None else None
+        webs = {"": web_app(web, self.raw_f)} if web is not None else None
+        return Service({"": entry}, max_inputs=max_inputs or 1, webs=webs)
 
     def _container(self) -> Container:
         from .plan.functionsource import function_ref
@@ -909,6 +920,15 @@ def _relayed_results(results: list[Any], return_exceptions: bool) -> Iterator[An
         yield result
 
 
+def web_url(name: str) -> str | None:
+    """The URL `imagewright serve` gave the endpoint of function `name` (module.qualname)."""
+    import json
+
+    urls = os.environ.get(settings.WEB_URLS)
+    found = json.loads(urls).get(name) if urls else None
+    return str(found) if found else None
+
+
 def running_in(container: Container) -> contextlib.AbstractContextManager[None]:
     """While the current thread runs a spawned call's input in `container`, cancelling the
     call kills it."""
@@ -932,11 +952,23 @@ def _is_user_error(exc: Exception) -> bool:
 
 
 def start_container(
-    app: Any, options: Options, raw: Callable[..., Any], ref: str, init: object = None
+    app: Any,
+    options: Options,
+    raw: Callable[..., Any],
+    ref: str,
+    init: object = None,
+    *,
+    web: str | None = None,
+    on_output: Callable[[str], None] | None = None,
 ) -> Container:
-    """Start a container of `options.image` serving `ref`, with its secrets and volumes."""
+    """Start a container of `options.image` serving `ref`, with its secrets and volumes.
+
+    With `web`, it serves that web endpoint of `ref` ("" for a function's own); `on_output`
+    takes its output lines instead of our stdout.
+    """
     from .execute.functions import Container
     from .execute.layers import container_lowers
+    from .execute.state import state_binds
     from .execute.volumes import volume_binds
     from .plan.functionsource import source_mounts
 
@@ -948,7 +980,11 @@ def start_container(
         _require_gpu(options.gpu)
     plan, store = app._plan_for(options.image), app._store
     env = {k: v for s in options.secrets for k, v in s.env.items()}  # named ones are read now
+    if settings.WEB_URLS in os.environ:  # (`imagewright serve` is on: get_web_url() works)
+        env[settings.WEB_URLS] = os.environ[settings.WEB_URLS]
     binds, volume_env = volume_binds(options.volumes)
+    state, state_env = state_binds()  # Dicts and Queues reach the host's backend
+    binds, volume_env = [*binds, *state], {**volume_env, **state_env}
     mounts = source_mounts(raw) if options.include_source else ()
     lowers = container_lowers(plan, store, mounts)
     container = Container(
@@ -960,6 +996,8 @@ def start_container(
         binds=binds,
         limits=options.limits,
         relay=app._relay,
+        web=web,
+        on_output=on_output,
     )
     return container.start(init)
 

@@ -14,9 +14,12 @@ other as in Python.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .exception import InvalidError
+
+if TYPE_CHECKING:
+    from .runtime.web import WebApp
 
 __all__ = [
     "PartialFunction",
@@ -57,6 +60,14 @@ class WebConfig(NamedTuple):
     docs: bool = False
     requires_proxy_auth: bool = False
     custom_domains: tuple[str, ...] = ()
+
+
+def web_app(config: WebConfig, target: Callable[..., Any]) -> WebApp:
+    """What a container serves for a web decorator on `target` (runtime/web.py)."""
+    from .runtime.web import ASGI_PORT, WebApp
+
+    port = config.port if config.kind == "web_server" and config.port else ASGI_PORT
+    return WebApp(config.kind, target, port, config.startup_timeout, config.method, config.docs)
 
 
 class PartialFunction:

@@ -1,12 +1,14 @@
 """Schedules: Modal's `Cron` and `Period`, for `@app.function(schedule=...)`.
 
-Locally nothing runs on a schedule (there is no deployment to keep it), so a schedule is only
-recorded; the function still runs when called. They are values: equal when they say the same.
+`imagewright serve` and `deploy` run scheduled functions while they are up: `_next_after` says
+when. `imagewright run` only records a schedule; the function still runs when called. They are
+values: equal when they say the same.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import datetime, timedelta
 
 __all__ = ["Cron", "Period", "Schedule"]
 
@@ -16,6 +18,10 @@ class Schedule(ABC):
 
     @abstractmethod
     def _fields(self) -> tuple[object, ...]: ...
+
+    @abstractmethod
+    def _next_after(self, moment: datetime) -> datetime:
+        """When the function next runs after `moment` (an aware datetime)."""
 
     def __eq__(self, other: object) -> bool:
         return (
@@ -37,6 +43,41 @@ class Cron(Schedule):
 
     def _fields(self) -> tuple[object, ...]:
         return (self.cron_string, self.timezone)
+
+    def _next_after(self, moment: datetime) -> datetime:
+        """The next minute after `moment` that the five fields match, in the schedule's zone.
+
+        As in cron, when both day-of-month and day-of-week are restricted, a day matching
+        either runs.
+        """
+        from zoneinfo import ZoneInfo
+
+        fields = self.cron_string.split()
+        if len(fields) != 5:
+            raise ValueError(f"{self.cron_string!r} is not a five-field cron expression")
+        bounds = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+        minutes, hours, mdays, months, wdays = (
+            _cron_field(text, low, high)
+            for text, (low, high) in zip(fields, bounds)  # noqa: B905 (3.9)
+        )
+        wdays = {d % 7 for d in wdays}  # (7 is Sunday too, accepted by the field's parser)
+        any_mday, any_wday = fields[2] == "*", fields[4] == "*"
+        zone = ZoneInfo(self.timezone)
+        at = moment.astimezone(zone).replace(second=0, microsecond=0) + timedelta(minutes=1)
+        for _ in range(366 * 24 * 60 * 5):  # every minute of five years, skipping by days
+            day_ok = (at.day in mdays) if any_wday else (
+                (at.isoweekday() % 7 in wdays) if any_mday
+                else (at.day in mdays or at.isoweekday() % 7 in wdays)
+            )  # fmt: skip
+            if at.month not in months or not day_ok:
+                at = (at + timedelta(days=1)).replace(hour=0, minute=0)
+            elif at.hour not in hours:
+                at = (at + timedelta(hours=1)).replace(minute=0)
+            elif at.minute not in minutes:
+                at += timedelta(minutes=1)
+            else:
+                return at
+        raise ValueError(f"{self.cron_string!r} never matches")
 
     def __repr__(self) -> str:
         zone = "" if self.timezone == "UTC" else f", timezone={self.timezone!r}"
@@ -71,6 +112,47 @@ class Period(Schedule):
     def _fields(self) -> tuple[object, ...]:
         return tuple(getattr(self, unit) for unit in self._UNITS)
 
+    def _next_after(self, moment: datetime) -> datetime:
+        months = self.years * 12 + self.months
+        year, month = divmod(moment.month - 1 + months, 12)
+        day = min(moment.day, _days_in(moment.year + year, month + 1))
+        shifted = moment.replace(year=moment.year + year, month=month + 1, day=day)
+        return shifted + timedelta(
+            weeks=self.weeks,
+            days=self.days,
+            hours=self.hours,
+            minutes=self.minutes,
+            seconds=self.seconds,
+        )
+
     def __repr__(self) -> str:
         parts = [f"{u}={getattr(self, u)!r}" for u in self._UNITS if getattr(self, u)]
         return f"Period({', '.join(parts)})"
+
+
+def _days_in(year: int, month: int) -> int:
+    import calendar
+
+    return calendar.monthrange(year, month)[1]
+
+
+def _cron_field(text: str, low: int, high: int) -> set[int]:
+    """The values a cron field allows: `*`, `5`, `1-5`, `*/15`, `10-50/20`, lists of those."""
+    found: set[int] = set()
+    top = 7 if high == 6 else high  # day of week: 0-7, both ends Sunday
+    for part in text.split(","):
+        spread, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if spread == "*":
+            start, end = low, high
+        elif "-" in spread:
+            first, _, last = spread.partition("-")
+            start, end = int(first), int(last)
+        else:
+            start = end = int(spread)
+            if step_text:
+                end = high
+        if not (low <= start <= end <= top) or step < 1:
+            raise ValueError(f"cron field {text!r} is out of range {low}-{high}")
+        found.update(range(start, end + 1, step))
+    return found

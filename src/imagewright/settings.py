@@ -20,9 +20,16 @@ runtime/protocol.py names them.
   on the CPU, with a warning (otherwise they fail with a clear error).
 - IMAGEWRIGHT_VOLUMES: inside containers, JSON mapping each mounted Volume to its mount point,
   so that Volume methods called there find it (set by execute/volumes.py).
+- IMAGEWRIGHT_REDIS_URL: keep Dict and Queue contents in this Redis server (redis://host:port/db)
+  instead of the SQLite file under state_dir(); containers get it in their environment.
+- IMAGEWRIGHT_STATE_DIR: the directory of the SQLite file holding Dicts and Queues (default:
+  state/ under the home); inside containers, where execute/state.py binds it.
+- IMAGEWRIGHT_WEB_URLS: JSON mapping each web endpoint `imagewright serve` serves (by its
+  function's module.qualname) to its URL, on the host and in containers (`get_web_url()`).
 
-Named volumes live in volumes_dir(), secrets in secrets_dir() (mode 0700, files 0600); both
-are under the store's home but are not the store: `imagewright prune` never touches them.
+Named volumes live in volumes_dir(), secrets in secrets_dir() (mode 0700, files 0600), Dicts
+and Queues in state_dir() (mode 0700); all are under the store's home but are not the store:
+`imagewright prune` never touches them.
 """
 
 from __future__ import annotations
@@ -36,8 +43,12 @@ __all__ = [
     "ALLOW_NO_GPU",
     "INSECURE_REGISTRIES",
     "IN_CONTAINER",
+    "REDIS_URL",
+    "STATE_DIR",
     "VOLUMES",
+    "WEB_URLS",
     "allow_no_gpu",
+    "apps_dir",
     "cache_registry",
     "ephemeral_volumes_dir",
     "force_build",
@@ -45,7 +56,9 @@ __all__ = [
     "in_container",
     "insecure_registries",
     "plain_progress",
+    "redis_url",
     "secrets_dir",
+    "state_dir",
     "ubuntu_mirror",
     "use_cache_registry",
     "volumes_dir",
@@ -56,6 +69,9 @@ IN_CONTAINER = "IMAGEWRIGHT_IN_CONTAINER"
 CACHE_REGISTRY = "IMAGEWRIGHT_CACHE_REGISTRY"
 INSECURE_REGISTRIES = "IMAGEWRIGHT_INSECURE_REGISTRIES"
 VOLUMES = "IMAGEWRIGHT_VOLUMES"
+REDIS_URL = "IMAGEWRIGHT_REDIS_URL"
+STATE_DIR = "IMAGEWRIGHT_STATE_DIR"
+WEB_URLS = "IMAGEWRIGHT_WEB_URLS"
 
 
 def home() -> Path:
@@ -80,6 +96,16 @@ def ephemeral_volumes_dir() -> Path:
 def secrets_dir() -> Path:
     """Where `imagewright secret create` keeps named secrets."""
     return home() / "secrets"
+
+
+def state_dir() -> Path:
+    """Where the SQLite file holding Dicts and Queues lives (unless redis_url() is set)."""
+    return Path(os.environ.get(STATE_DIR) or home() / "state")
+
+
+def redis_url() -> str | None:
+    """The Redis server holding Dicts and Queues, or None for the SQLite file."""
+    return os.environ.get(REDIS_URL) or None
 
 
 def force_build() -> bool:
@@ -128,3 +154,8 @@ def in_container() -> bool:
 
 def allow_no_gpu() -> bool:
     return os.environ.get(ALLOW_NO_GPU) == "1"
+
+
+def apps_dir() -> Path:
+    """Where `imagewright deploy` keeps its deployments: each one's state, log and socket."""
+    return home() / "apps"

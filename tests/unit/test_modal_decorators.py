@@ -60,8 +60,8 @@ def test_unknown_keywords_and_bad_options_are_refused() -> None:
 
 def test_what_has_no_local_effect_warns_once_at_the_users_line() -> None:
     app = _app()
-    with pytest.warns(UserWarning, match="schedule=Period") as caught:
-        app.function(schedule=modal.Period(hours=1))(ident)
+    with pytest.warns(UserWarning, match="single_use_containers=True") as caught:
+        app.function(single_use_containers=True)(ident)
     assert caught[0].filename == __file__
 
 

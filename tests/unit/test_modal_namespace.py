@@ -349,9 +349,6 @@ def test_is_local_is_false_only_in_a_container(monkeypatch: pytest.MonkeyPatch) 
 
 def test_names_without_local_use_load_and_raise_when_used() -> None:
     # what Modal programs write at module level works ...
-    d = modal.Dict.from_name("x", create_if_missing=True)
-    q = modal.Queue.from_name("q")
-    ephemeral = modal.Queue.ephemeral()
     nfs = modal.NetworkFileSystem.from_name("n")
     modal.Proxy.from_name("p")
     modal.CloudBucketMount("bucket", read_only=True)
@@ -360,12 +357,6 @@ def test_names_without_local_use_load_and_raise_when_used() -> None:
     modal.Client.from_env().close()
     # ... and using it raises UnimplementedError, also through `.aio` and `with`
     uses: list[Callable[[], object]] = [
-        lambda: d.get("k"),
-        lambda: d["k"],
-        lambda: asyncio.run(d.put.aio("k", 1)),
-        lambda: list(d.keys()),
-        lambda: q.put(1),
-        lambda: ephemeral.__enter__(),
         lambda: nfs.listdir,
         lambda: modal.Sandbox.create("echo"),
         lambda: modal.SandboxSnapshot.from_id("sn-1"),
@@ -380,15 +371,6 @@ def test_names_without_local_use_load_and_raise_when_used() -> None:
             use()
     with pytest.raises(TypeError):
         modal.Dict.from_name("x", no_such_option=True)  # type: ignore[call-arg]
-
-
-def test_async_with_ephemeral_raises() -> None:
-    async def enter() -> None:
-        async with modal.Dict.ephemeral():
-            pass
-
-    with pytest.raises(UnimplementedError):
-        asyncio.run(enter())
 
 
 def test_namespaces_hold_what_programs_use() -> None:
@@ -424,11 +406,11 @@ def test_objects_are_hydrated_from_the_start() -> None:
         pass
 
     secret, environment = modal.Secret.from_dict({"A": "1"}), modal.Environment.from_name("dev")
-    queue, nfs = modal.Queue.from_name("q"), modal.NetworkFileSystem.from_name("n")
-    for obj in (square, Web, secret, environment, queue, nfs, modal.Proxy.from_name("p")):
+    nfs = modal.NetworkFileSystem.from_name("n")
+    for obj in (square, Web, secret, environment, nfs, modal.Proxy.from_name("p")):
         assert obj.hydrate() is obj and asyncio.run(obj.hydrate.aio()) is obj
         assert isinstance(obj.client, modal.Client)
-        assert obj.object_id.split("-")[0] in {"fu", "cs", "st", "en", "qu", "sv", "pr"}
+        assert obj.object_id.split("-")[0] in {"fu", "cs", "st", "en", "sv", "pr"}
         with pytest.raises(UnimplementedError, match="get_dashboard_url"):
             obj.get_dashboard_url()
     assert square.object_id == f"fu-{__name__}.{square.__qualname__}"
@@ -479,8 +461,6 @@ def test_what_only_modals_service_knows_raises() -> None:
         lambda: asyncio.run(client.get_input_plane_metadata.aio("us-east")),
         lambda: modal.Client.anonymous("https://api.modal.com"),
         lambda: modal.Environment.objects.list(),
-        lambda: modal.Dict.objects.create("d"),
-        lambda: asyncio.run(modal.Queue.objects.list.aio()),
     ]
     for use in uses:
         with pytest.raises(UnimplementedError):

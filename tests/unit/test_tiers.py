@@ -1,7 +1,7 @@
 """The shape of the house: imagewright's packages form tiers, and imports only go down.
 
     cli                      the command line
-    imagewright, app, apps, cls, function, partial, relay, engine, experimental
+    imagewright, app, apps, cls, function, partial, relay, engine, experimental, serving
                              the public surface; `engine` is the one seam through which the
                              recipe's verbs (build, export, push, Dockerfiles) reach the machinery
     export                   OCI layout, docker-archive, Dockerfile out, push
@@ -12,8 +12,9 @@
     dockerfile               Dockerfile parser and frontend (Dockerfile -> recipe)
     oci                      image formats: manifests, tars, compression, unpacking
     definition, secret, mount, volume, cloud, distributed (+ queue, dict), sandbox, tunnel,
-    billing, types
+    billing, types, state
                              the immutable recipe a user writes, and the Modal objects it names
+                             (state: where Dicts and Queues keep their contents)
     runtime                  the wire protocol and the in-container bootstrap (stdlib only)
     exception, version, settings, _callsite, _http, _copyrules (Docker's copy rules),
     _aio (async twins), _unsupported, schedule, retries, locality
@@ -38,7 +39,8 @@ TIERS: list[set[str]] = [
     | {"_unsupported", "schedule", "retries", "locality"},
     {"runtime"},
     {"definition", "secret", "mount", "volume"}
-    | {"cloud", "distributed", "queue", "dict", "sandbox", "tunnel", "billing", "types"},
+    | {"cloud", "distributed", "queue", "dict", "sandbox", "tunnel", "billing", "types"}
+    | {"state"},
     {"oci"},
     {"dockerfile"},
     {"plan"},
@@ -47,7 +49,7 @@ TIERS: list[set[str]] = [
     {"execute"},
     {"export"},
     # "" is the package itself (imagewright/__init__.py)
-    {"", "app", "apps", "cls", "function", "partial", "relay", "engine", "experimental"},
+    {"", "app", "apps", "cls", "function", "partial", "relay", "engine", "experimental", "serving"},
     {"cli", "__main__"},
 ]
 

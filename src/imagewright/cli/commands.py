@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from ..store.store import Store
 
 __all__ = [
-    "build", "dockerfile", "export", "images", "prune", "push", "run", "secret", "shell", "volume",
+    "app", "build", "deploy", "dockerfile", "export", "images", "prune", "push", "run", "secret",
+    "serve", "shell", "volume",
 ]  # fmt: skip
 
 
@@ -262,3 +263,21 @@ def secret(args: argparse.Namespace) -> int:
     from .secrets import secret_command
 
     return secret_command(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .serve import serve_command
+
+    return serve_command(args)
+
+
+def deploy(args: argparse.Namespace) -> int:
+    from .serve import deploy_command
+
+    return deploy_command(args)
+
+
+def app(args: argparse.Namespace) -> int:
+    from .serve import app_command
+
+    return app_command(args)

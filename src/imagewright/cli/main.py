@@ -190,10 +190,14 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
     )
 
     from .secrets import add_secret_parser
+    from .serve import add_serve_parsers
+    from .state import add_state_parsers
     from .volumes import add_volume_parser
 
     add_volume_parser(sub, with_verbs=chosen == "volume")
     add_secret_parser(sub, with_verbs=chosen == "secret")
+    add_serve_parsers(sub, with_verbs=chosen == "app")
+    add_state_parsers(sub, chosen=chosen)  # `dict` and `queue`
     return parser
 
 
@@ -257,7 +261,10 @@ def run(argv: Sequence[str]) -> int:
 
     as_json = getattr(args, "as_json", False)
     try:
-        command: Callable[[argparse.Namespace], int] = getattr(commands, args.command)
+        # a command may name its own handler (`dict`, `queue`: cli/state.py)
+        command: Callable[[argparse.Namespace], int] = getattr(args, "handler", None) or getattr(
+            commands, args.command
+        )
         return command(args)
     except UserCodeError as exc:
         sys.stderr.write(exc.traceback)

@@ -50,9 +50,10 @@ from ..store.store import Scratch, Store
 from .container import runtime_binds
 from .environment import container_env
 from .limits import Cgroup, Limits
+from .network import RESOLV_CONF, Internet, namespace_child, socket_in
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
 
-__all__ = ["Container", "start_thread", "stop_all"]
+__all__ = ["Container", "serve_calls", "start_thread", "stop_all"]
 
 _PY_IN_CONTAINER = "/tmp/.imagewright/py"
 _START_TIMEOUT = 120.0
@@ -92,6 +93,25 @@ def _package_binds() -> list[Bind]:
         Bind(str(ours), f"{_PY_IN_CONTAINER}/imagewright"),
         Bind(str(theirs), f"{_PY_IN_CONTAINER}/cloudpickle"),
     ]
+
+
+def _web_binds() -> list[Bind]:
+    """uvicorn and what it imports, for web containers whose image has none (runtime/web.py)."""
+    import importlib.util
+
+    from ..runtime.web import WEB_PACKAGES
+
+    binds = []
+    for name in ("uvicorn", "h11", "wsproto", "click", "typing_extensions"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ExecutionError(f"imagewright's {name} package is missing: reinstall imagewright")
+        path = Path(spec.origin)
+        if path.name == "__init__.py":
+            binds.append(Bind(str(path.parent), f"{WEB_PACKAGES}/{name}"))
+        else:  # a one-file module (typing_extensions)
+            binds.append(Bind(str(path), f"{WEB_PACKAGES}/{path.name}"))
+    return binds
 
 
 def _writer(target: IO[str]) -> Callable[[str], None]:
@@ -188,6 +208,22 @@ def _killed_with_us() -> Callable[[], None]:
     return arm
 
 
+def _spawn_attached(argv: Sequence[str], fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Start a helper process of a container (slirp4netns), killed with us like the container."""
+    preexec = _killed_with_us()
+    return _from_spawner_thread(
+        lambda: subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,  # (its failures show as no "ready")
+            pass_fds=fds,
+            preexec_fn=preexec,
+            start_new_session=True,
+        )
+    )
+
+
 def _in_cgroup(arm: Callable[[], None], cgroup: Cgroup | None) -> Callable[[], None]:
     """A preexec_fn arming the parent-death signal, then joining the container's cgroups, so
     that everything the container starts is inside them from its first instruction."""
@@ -217,6 +253,7 @@ class Container:
         relay: Relay | None = None,
         area: Scratch | None = None,
         on_output: Callable[[str], None] | None = None,
+        web: str | None = None,
     ):
         """A container over `lowers` (top first) running `function_ref` ("module:qualname").
 
@@ -224,12 +261,16 @@ class Container:
         CPU limits, applied through a cgroup where the machine allows. `relay` runs the calls
         the container makes to other functions (on a channel of their own). With `area`, the
         container writes into that scratch area (a build step's layer) instead of a throwaway
-        one. `on_output` receives output lines instead of our stdout.
+        one. `on_output` receives output lines instead of our stdout. With `web`, it serves that
+        web endpoint of what it runs (runtime/web.py), in a network namespace of its own.
         """
         self.store, self.config, self.lowers = store, config, lowers
         self.function_ref = function_ref
         self._env, self._binds = dict(env), tuple(binds)
         self._area, self._on_output = area, on_output
+        self.web = web
+        self._netns_pid = 0  # with `web`: a process in the container's network namespace
+        self._internet: Internet | None = None
         self._limits = limits
         self._cgroup: Cgroup | None = None
         self._relay = relay
@@ -296,6 +337,14 @@ class Container:
             env[CALLS_FD_ENV] = str(handed[1].fileno())
         workdir = self.config.workdir if self.config.workdir != "/" else "/root"
         binds = (*runtime_binds(), *_package_binds(), *self._binds)
+        if self.web is not None:
+            resolv = area.root / "resolv.conf"  # slirp4netns' resolver, not the host's
+            resolv.write_text(RESOLV_CONF)
+            binds = (
+                *(b for b in binds if b.target != "/etc/resolv.conf"),
+                Bind(str(resolv), "/etc/resolv.conf"),
+                *_web_binds(),
+            )
         argv = [
             "/bin/sh",
             "-c",
@@ -303,7 +352,9 @@ class Container:
             _LAUNCH,
         ]
         env = container_env(self.config, env)
-        cmd = SandboxCommand(argv, env, workdir, binds, user=self.config.user)
+        cmd = SandboxCommand(
+            argv, env, workdir, binds, user=self.config.user, own_network=self.web is not None
+        )
         overlay = Overlay(self.store.root, self.lowers, area.upper, area.work, area.merged)
         if self._limits is not None:
             self._cgroup = Cgroup.create(self._limits)
@@ -331,9 +382,15 @@ class Container:
         for pipe, target in ((self._proc.stdout, sys.stdout), (self._proc.stderr, sys.stderr)):
             sink = self._on_output or _writer(target)
             self._relays.append(start_thread(_relay, pipe, sink))
+        if self.web is not None:  # online before the container runs any of the user's code
+            self._netns_pid = namespace_child(self._proc.pid)
+            self._internet = Internet(self._netns_pid, _spawn_attached)
+        init_header: dict[str, Any] = {"kind": "init"}
+        if self.web is not None:
+            init_header["web"] = self.web
         with contextlib.suppress(ConnectionError):  # then the receive below says how it died
             ours.send(self._token)
-            send_message(ours, {"kind": "init"}, init)
+            send_message(ours, init_header, init)
         if self._calls is not None:  # (@enter hooks may already call other functions)
             start_thread(self._serve_calls, self._calls, name="imagewright-relay")
         hello = self._receive(_START_TIMEOUT, "starting")
@@ -368,12 +425,21 @@ class Container:
             if self._cgroup is not None:  # (also after a failed start)
                 self._cgroup.remove()
                 self._cgroup = None
+            if self._internet is not None:
+                self._internet.close()
+                self._internet = None
             with _live_lock:
                 _live.discard(self)
             self._stack.close()
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def socket_to(self) -> socket.socket:
+        """A fresh, unconnected TCP socket inside the web container's network namespace."""
+        if not self._netns_pid or not self.alive():
+            raise ConnectionRefusedError(f"the container of {self.function_ref} is not serving")
+        return socket_in(self._netns_pid)
 
     def _ask_to_stop(self, grace: float) -> None:
         """Send "stop" and wait until the container says its @exit hooks ran (or `grace`)."""
@@ -383,7 +449,7 @@ class Container:
                 if self._out is None:
                     return
                 self._out.settimeout(grace)
-                send_message(self._out, {"kind": "stop"})
+                send_message(self._out, {"kind": "stop", "grace": grace})
             while True:
                 message = self._receive(max(deadline - time.monotonic(), 0.0), "stopping", grace)
                 if message[0]["kind"] == "stopped":
@@ -537,47 +603,9 @@ class Container:
                     self._mail.notify_all()
 
     def _serve_calls(self, sock: socket.socket) -> None:
-        """Answer the calls the container makes to other functions, until it is gone.
-
-        Each runs in a thread of its own, so that a container can have many in flight (a
-        `.map` from inside). Only the JSON header is read here: inputs and replies pass
-        through as the bytes the containers made.
-        """
-        relay, lock = self._relay, threading.Lock()
-        assert relay is not None
-        while True:
-            try:
-                request = recv_message(sock, self._token)
-            except (OSError, ValueError, ProtocolError):  # (ValueError: stop() closed it)
-                return
-            if request is None:
-                return
-            header, payload = request
-            start_thread(self._answer_call, sock, lock, relay, header, bytes(payload))
-
-    def _answer_call(
-        self,
-        sock: socket.socket,
-        lock: threading.Lock,
-        relay: Relay,
-        header: dict[str, Any],
-        payload: bytes,
-    ) -> None:
-        sizes = header.get("sizes") or []
-        try:
-            if not isinstance(sizes, list) or sum(sizes) != len(payload):
-                raise RemoteError("a call from the container with inputs of the wrong sizes")
-            inputs, at = [], 0
-            for size in sizes:
-                inputs.append(payload[at : at + size])
-                at += size
-            replies = relay(header.get("target") or {}, str(header.get("verb")), inputs)
-        except Exception as exc:
-            replies = [exception_message(exc)] * max(len(sizes), 1)
-        headers = [{**reply, "size": len(data)} for reply, data in replies]
-        message = {"kind": "answer", "id": header.get("id"), "replies": headers}
-        with lock, contextlib.suppress(OSError):  # a container gone meanwhile needs no answer
-            send_message(sock, message, b"".join(bytes(data) for _, data in replies))
+        """Answer the calls the container makes to other functions, until it is gone."""
+        assert self._relay is not None
+        serve_calls(sock, self._token, self._relay)
 
     def _receive(
         self, timeout: float | None, doing: str, call_timeout: float | None = None
@@ -644,6 +672,52 @@ class Container:
     ) -> BaseException:
         what = "importing" if phase == "import" else "running"
         return rebuild_exception(reply[0], reply[1], f"{what} {self.function_ref}")
+
+
+def serve_calls(sock: socket.socket, token: bytes, relay: Relay) -> None:
+    """Answer calls to other functions arriving on `sock` (runtime/calls.py), until it closes.
+
+    Each runs in a thread of its own, so that a caller can have many in flight (a `.map` from
+    inside). Only the JSON header is read here: inputs and replies pass through as the bytes
+    the callers made. `token` is the one the caller's messages carry.
+    """
+    lock = threading.Lock()
+    try:
+        while True:
+            try:
+                request = recv_message(sock, token)
+            except (OSError, ValueError, ProtocolError):  # (ValueError: stop() closed it)
+                return
+            if request is None:
+                return
+            header, payload = request
+            start_thread(_answer_call, sock, lock, relay, header, bytes(payload))
+    finally:
+        sock.close()
+
+
+def _answer_call(
+    sock: socket.socket,
+    lock: threading.Lock,
+    relay: Relay,
+    header: dict[str, Any],
+    payload: bytes,
+) -> None:
+    sizes = header.get("sizes") or []
+    try:
+        if not isinstance(sizes, list) or sum(sizes) != len(payload):
+            raise RemoteError("a call with inputs of the wrong sizes")
+        inputs, at = [], 0
+        for size in sizes:
+            inputs.append(payload[at : at + size])
+            at += size
+        replies = relay(header.get("target") or {}, str(header.get("verb")), inputs)
+    except Exception as exc:
+        replies = [exception_message(exc)] * max(len(sizes), 1)
+    headers = [{**reply, "size": len(data)} for reply, data in replies]
+    message = {"kind": "answer", "id": header.get("id"), "replies": headers}
+    with lock, contextlib.suppress(OSError):  # a caller gone meanwhile needs no answer
+        send_message(sock, message, b"".join(bytes(data) for _, data in replies))
 
 
 def stop_all() -> None:

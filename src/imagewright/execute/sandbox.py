@@ -17,7 +17,8 @@ What a sandboxed process is, and is not:
 - /proc is its own, with /proc/sys, /proc/sysrq-trigger and the other host-global files read-only
   or masked, as in Docker; /sys is read-only with its firmware masked.
 - It has its own PID, IPC and UTS namespaces, a private /tmp and /dev, the host network (steps
-  download packages), and only the environment we give it. The environment reaches bwrap through
+  download packages) unless it asks for its own (network.py), and only the environment we
+  give it. The environment reaches bwrap through
   its own environ, never its argv, so `ps` shows no secret.
 """
 
@@ -138,6 +139,7 @@ class SandboxCommand:
     interactive: bool = False
     user: str = ""  # USER: run argv as this user (execute/user.py); "" for root
     private_tmp: bool = True  # a fresh tmpfs on /tmp, rather than the image's /tmp
+    own_network: bool = False  # a network namespace of its own (network.py), not the host's
 
 
 def _isolation_args(capabilities: tuple[str, ...], seccomp: int) -> list[str]:
@@ -171,6 +173,8 @@ def _bwrap_argv(merged: Path, cmd: SandboxCommand, seccomp: int) -> list[str]:
         args += ["--perms", "1777", "--tmpfs", "/tmp"]
     if not cmd.interactive:
         args.append("--new-session")  # no controlling terminal to inject keystrokes into
+    if cmd.own_network:
+        args.append("--unshare-net")
     for bind in cmd.binds:
         if cmd.private_tmp and bind.target.startswith("/tmp/"):
             args += ["--dir", os.path.dirname(bind.target)]

@@ -134,7 +134,7 @@ def main(fd: int, token: bytes) -> None:
         except BaseException as exc:
             send_message(sock, *exception_message(exc), token=token)
             return
-        serve(sock, token, service)
+        serve(sock, token, service, init[0].get("web"))
     except ConnectionError:
         pass
     # The host closed its end without killing us first: it is gone.

@@ -21,12 +21,14 @@ from typing import Any
 
 from .protocol import recv_message, send_message
 
-__all__ = ["available", "call", "open_channel"]
+__all__ = ["Client", "available", "call", "open_channel"]
 
 Reply = tuple[dict[str, Any], bytes]
 
 
-class _Client:
+class Client:
+    """Calls over one channel: a container's to its host, or a process's to a deployment."""
+
     def __init__(self, sock: socket.socket, token: bytes):
         self._sock, self._token = sock, token
         self._lock = threading.Lock()
@@ -82,7 +84,7 @@ class _Client:
                 found.put(replies)
 
 
-_client: _Client | None = None
+_client: Client | None = None
 
 
 def open_channel(fd: int, token: bytes) -> None:
@@ -90,7 +92,7 @@ def open_channel(fd: int, token: bytes) -> None:
     global _client
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)
-    _client = _Client(sock, token)
+    _client = Client(sock, token)
 
 
 def available() -> bool:

@@ -1,7 +1,8 @@
 """Inside the container: run the inputs the host sends, the way the function's decorators ask.
 
 A `Service` says what a container serves: one entry for a function, one per `@method` of a
-class instance, with the hooks to run first (`@enter`) and last (`@exit`). imagewright's
+class instance, with the hooks to run first (`@enter`) and last (`@exit`), and its web
+endpoints (web.py), of which the host names the one a container serves. imagewright's
 Function and Cls build it (their `_imagewright_service`); a plain function gets one by default.
 
 An input runs
@@ -36,6 +37,8 @@ from .protocol import dumps, loads, recv_message, send_message
 if TYPE_CHECKING:
     import asyncio
     import concurrent.futures
+
+    from .web import WebApp
 
 __all__ = ["Entry", "Service", "serve"]
 
@@ -79,11 +82,13 @@ class Service:
         max_inputs: int = 1,
         enter: Iterable[Callable[[], Any]] = (),
         exit: Iterable[Callable[[], Any]] = (),
+        webs: Mapping[str, WebApp] | None = None,
     ):
         self.entries = dict(entries)
         self.max_inputs = max_inputs
         self.enter_hooks = list(enter)
         self.exit_hooks = list(exit)
+        self.webs = dict(webs or {})
 
     @classmethod
     def of_function(cls, function: Callable[..., Any]) -> Service:
@@ -106,6 +111,7 @@ class _Dispatcher:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batchers: dict[int, _Batcher] = {}
+        self.stop_web: Callable[[float], None] | None = None
         if service.max_inputs > 1:
             import concurrent.futures  # (asyncio and the pool load only when needed: it is
             # what the container's start costs)
@@ -206,7 +212,7 @@ class _Dispatcher:
                 return
             header, payload = request
             if header["kind"] == "stop":
-                self._stop()
+                self._stop(float(header.get("grace") or 0))
                 return
             if header["kind"] != "call":
                 return
@@ -223,8 +229,11 @@ class _Dispatcher:
                 continue
             self.dispatch(entry, item)
 
-    def _stop(self) -> None:
-        """Run the @exit hooks, then say so: the host kills the container after that."""
+    def _stop(self, grace: float) -> None:
+        """Let the web server finish its requests, run the @exit hooks, then say so: the host
+        kills the container after that."""
+        if self.stop_web is not None:
+            self.stop_web(grace)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         for hook in self.service.exit_hooks:
@@ -299,15 +308,23 @@ class _Batcher:
             dispatcher._reply(item.call, value)
 
 
-def serve(sock: socket.socket, token: bytes, service: Service) -> None:
-    """Run the @enter hooks, say "ready", then answer inputs until the host stops or leaves.
+def serve(sock: socket.socket, token: bytes, service: Service, web: str | None = None) -> None:
+    """Run the @enter hooks, start the web endpoint named `web` if any, say "ready", then
+    answer inputs until the host stops or leaves.
 
-    An exception from a hook is the container's answer instead of "ready".
+    An exception from a hook, or from starting the endpoint, is the container's answer instead
+    of "ready".
     """
     dispatcher = _Dispatcher(sock, token, service)
     try:
         for hook in service.enter_hooks:
             dispatcher.run_hook(hook)
+        if web is not None:
+            from .web import start_web
+
+            if web not in service.webs:
+                raise LookupError(f"no web endpoint {web!r} to serve")
+            dispatcher.stop_web = start_web(service.webs[web])
     except BaseException as exc:
         dispatcher.send(*exception_message(exc))
         return
