@@ -76,7 +76,7 @@ def test_images_and_prune(tmp_path, store):
 
 
 def test_every_command_has_help():
-    for command in ("build", "shell", "images", "prune"):
+    for command in ("build", "shell", "images", "prune", "serve", "deploy", "app", "dict", "queue"):
         proc = cli(command, "--help")
         assert proc.returncode == 0 and "usage: imagewright" in proc.stdout
 

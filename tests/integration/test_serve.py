@@ -424,11 +424,26 @@ def version(wait: float = 0):
 
     time.sleep(wait)
     return "v1"
+
+
+@app.function()
+@modal.fastapi_endpoint()
+def note():
+    return open("/root/note.txt").read()
 """
     path = _write_app(tmp_path, "reload", body)
+    (tmp_path / "note.txt").write_text("first")
+    path.write_text(
+        path.read_text().replace(
+            'app = modal.App("reload", image=image)',
+            'app = modal.App("reload", image=image.add_local_file("note.txt", "/root/note.txt"))',
+        )
+    )
     with serving(path) as served:
         url = served.url("web function version")
         assert httpx.get(url).json() == "v1"
+        note = served.url("web function note")
+        assert httpx.get(note).json() == "first"
         in_flight: list[str] = []
         slow = threading.Thread(
             target=lambda: in_flight.append(httpx.get(url, params={"wait": 6}, timeout=60).json())
@@ -442,6 +457,12 @@ def version(wait: float = 0):
         slow.join(timeout=60)
         assert in_flight == ["v1"]  # the old container finished it
         served.wait_for(r"app.py changed: reloading", after=mark)
+        # a file the image adds with add_local_file reloads too
+        mark = len(served.lines)
+        (tmp_path / "note.txt").write_text("second")
+        served.wait_for(r"note.txt changed: reloading", after=mark, timeout=60)
+        served.wait_for(r"✓ Reloaded\.", after=mark, timeout=300)
+        assert httpx.get(note).json() == "second"
 
 
 def test_containers_scale_with_load_and_settings(store, tmp_path):
@@ -549,6 +570,15 @@ def hello(name: str = "world"):
 @app.function()
 def double(x: int) -> int:
     return 2 * x
+
+
+@app.cls()
+class Greeter:
+    greeting: str = modal.parameter(default="hi")
+
+    @modal.method()
+    def greet(self, name: str) -> str:
+        return f"{self.greeting} {name}"
 """
     path = _write_app(tmp_path, "deployed", body)
     cli = [sys.executable, "-m", "imagewright"]
@@ -567,12 +597,15 @@ def double(x: int) -> int:
         caller.write_text(
             "import imagewright as modal\n"
             "double = modal.Function.from_name('deployed', 'double')\n"
-            "print(double.remote(21))\n"
+            "print(double.remote(21), list(double.map([1, 2])))\n"
+            "Greeter = modal.Cls.from_name('deployed', 'Greeter')\n"
+            "print(Greeter(greeting='hello').greet.remote('you'))\n"
         )
         called = subprocess.run(
             [sys.executable, str(caller)], capture_output=True, text=True, timeout=120
         )
-        assert called.stdout.strip() == "42", called.stdout + called.stderr
+        lines = called.stdout.splitlines()
+        assert lines == ["42 [2, 4]", "hello you"], called.stdout + called.stderr
 
         # deploying again replaces it, and the URL keeps answering throughout
         answers: list[int] = []

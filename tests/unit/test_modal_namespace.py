@@ -129,14 +129,12 @@ MODAL_MEMBERS = {
 
 # Modal members still to come, by class: Image's package methods (definition/image.py) and its
 # Object members (id, client, hydrate, ...: image.py does not take cloud.ModalObject yet), and
-# Sandbox's instance methods (sandboxes run locally in a later release). A name may leave its
-# list when it arrives; none may be missing that is not listed.
+# Sandbox's members beyond running, exec, streams, tunnels and files. A name may leave its list
+# when it arrives; none may be missing that is not listed.
 PENDING_MEMBERS = {
     "Sandbox": {
-        "create_connect_token", "detach", "exec", "filesystem", "get_tags", "logs",
-        "mount_image", "poll", "reload_volumes", "returncode", "set_tags", "snapshot_directory",
-        "snapshot_filesystem", "stderr", "stdin", "stdout", "terminate", "tunnels",
-        "unmount_image", "wait", "wait_until_ready",
+        "create_connect_token", "filesystem", "logs", "mount_image", "reload_volumes", "set_tags",
+        "snapshot_directory", "snapshot_filesystem", "unmount_image",
     },
 }  # fmt: skip
 
@@ -358,7 +356,6 @@ def test_names_without_local_use_load_and_raise_when_used() -> None:
     # ... and using it raises UnimplementedError, also through `.aio` and `with`
     uses: list[Callable[[], object]] = [
         lambda: nfs.listdir,
-        lambda: modal.Sandbox.create("echo"),
         lambda: modal.SandboxSnapshot.from_id("sn-1"),
         lambda: modal.Cluster.from_context(),
         lambda: modal.forward(8000).__enter__(),

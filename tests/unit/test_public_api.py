@@ -88,8 +88,9 @@ MEMBERS = {
     ],
     "Retries": ["delay"],
     "Sandbox": [
-        "client", "create", "from_id", "from_name", "get_dashboard_url", "hydrate", "list",
-        "object_id",
+        "client", "create", "detach", "exec", "from_id", "from_name", "get_dashboard_url",
+        "get_tags", "hydrate", "list", "object_id", "open", "poll", "returncode", "stderr", "stdin",
+        "stdout", "terminate", "tunnels", "wait", "wait_until_ready",
     ],
     "SandboxSnapshot": ["client", "from_id", "get_dashboard_url", "hydrate", "object_id"],
     "SchedulerPlacement": [],

@@ -1,7 +1,7 @@
 """The shape of the house: imagewright's packages form tiers, and imports only go down.
 
     cli                      the command line
-    imagewright, app, apps, cls, function, partial, relay, engine, experimental, serving
+    imagewright, app, apps, cls, function, partial, relay, engine, experimental, serving, sandbox
                              the public surface; `engine` is the one seam through which the
                              recipe's verbs (build, export, push, Dockerfiles) reach the machinery
     export                   OCI layout, docker-archive, Dockerfile out, push
@@ -11,7 +11,7 @@
     plan                     steps and cache keys, offline (resolution is injected)
     dockerfile               Dockerfile parser and frontend (Dockerfile -> recipe)
     oci                      image formats: manifests, tars, compression, unpacking
-    definition, secret, mount, volume, cloud, distributed (+ queue, dict), sandbox, tunnel,
+    definition, secret, mount, volume, cloud, distributed (+ queue, dict), tunnel,
     billing, types, state
                              the immutable recipe a user writes, and the Modal objects it names
                              (state: where Dicts and Queues keep their contents)
@@ -39,7 +39,7 @@ TIERS: list[set[str]] = [
     | {"_unsupported", "schedule", "retries", "locality"},
     {"runtime"},
     {"definition", "secret", "mount", "volume"}
-    | {"cloud", "distributed", "queue", "dict", "sandbox", "tunnel", "billing", "types"}
+    | {"cloud", "distributed", "queue", "dict", "tunnel", "billing", "types"}
     | {"state"},
     {"oci"},
     {"dockerfile"},
@@ -49,7 +49,8 @@ TIERS: list[set[str]] = [
     {"execute"},
     {"export"},
     # "" is the package itself (imagewright/__init__.py)
-    {"", "app", "apps", "cls", "function", "partial", "relay", "engine", "experimental", "serving"},
+    {"", "app", "apps", "cls", "function", "partial", "relay", "engine", "experimental", "serving"}
+    | {"sandbox"},
     {"cli", "__main__"},
 ]
 

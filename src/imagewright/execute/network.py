@@ -41,10 +41,13 @@ _libc: ctypes.CDLL | None = None
 
 
 def namespace_child(bwrap_pid: int, timeout: float = _READY_TIMEOUT) -> int:
-    """The PID of bwrap's child once it is in a network namespace other than ours.
+    """The PID of bwrap's child once it is in a network namespace other than ours and done
+    setting it up (bwrap brings the loopback up itself, and slirp4netns must not configure
+    the namespace at the same moment: bwrap's netlink requests then fail).
 
     Before bwrap runs, the same process is the mount script, whose children (mount) live in
-    our namespace and come and go.
+    our namespace and come and go. bwrap's child, the namespace's init, starts the command
+    once its setup is done: a child of its own says so.
     """
     ours = os.stat("/proc/self/ns/net").st_ino
     deadline = time.monotonic() + timeout
@@ -55,10 +58,14 @@ def namespace_child(bwrap_pid: int, timeout: float = _READY_TIMEOUT) -> int:
             raise ExecutionError("the container exited while it was being set up") from None
         for child in children:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-                if os.stat(f"/proc/{child}/ns/net").st_ino != ours:
+                if os.stat(f"/proc/{child}/ns/net").st_ino != ours and _has_child(child):
                     return int(child)
         time.sleep(0.002)
     raise ExecutionError(f"the container's network was not set up within {timeout:g} s")
+
+
+def _has_child(pid: str) -> bool:
+    return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().strip())
 
 
 class Internet:

@@ -247,9 +247,13 @@ class Session:
         for key, function in scheduled.items():
             schedule = function._options.schedule
             assert schedule is not None
-            due[key] = schedule._next_after(now)
+            try:
+                due[key] = schedule._next_after(now)
+            except (ValueError, LookupError) as exc:  # a malformed cron line, an unknown zone
+                self.log(f"{key} will not run on {schedule!r}: {exc}")
+                continue
             self.log(f"{key} runs on {schedule!r}; next at {due[key]:%Y-%m-%d %H:%M:%S %Z}")
-        while not stop.is_set():
+        while due and not stop.is_set():
             key = min(due, key=due.__getitem__)
             wait = (due[key] - datetime.now(timezone.utc)).total_seconds()
             if wait > 0:
