@@ -47,7 +47,7 @@ def echo(item: dict):
 @modal.asgi_app(label="chat")
 def chat():
     from fastapi import FastAPI, WebSocket
-    from fastapi.responses import HTMLResponse, StreamingResponse
+    from fastapi.responses import StreamingResponse
 
     web = FastAPI()
 
@@ -71,14 +71,6 @@ def chat():
         async for chunk in request.stream():
             size += len(chunk)
         return {"size": size}
-
-    @web.get("/page")
-    def page():
-        return HTMLResponse(
-            "<html><body style='margin:0;background:#fff'>"
-            "<div style='width:300px;height:200px;background:#ff0000'></div>"
-            "<h1>imagewright</h1></body></html>"
-        )
 
     @web.get("/url")
     def url():
@@ -391,28 +383,36 @@ def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
 @pytest.mark.skipif(
     shutil.which("chromium") is None, reason="needs Debian's chromium (make test installs it)"
 )
-def test_a_served_page_renders_in_headless_chromium(every_kind, tmp_path):
-    page = every_kind.url("web function chat") + "/page"
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=640,480",
-            f"--screenshot={shot}", page,
-        ],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+def test_the_web_example_renders_in_headless_chromium(store, tmp_path):
+    example = Path(__file__).parents[2] / "examples" / "web.py"
+    shutil.copy(example, tmp_path / "web.py")
+    with serving(tmp_path / "web.py") as served:
+        site = served.url("web function site")
+        assert httpx.get(f"{site}/square", params={"x": 12}).json() == {"square": 144}
+        shot = tmp_path / "shot.png"
+        subprocess.run(
+            [
+                "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=640,480",
+                f"--screenshot={shot}", site,
+            ],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
     width, channels, rows = _png_pixels(shot.read_bytes())
-    red = sum(
+    blue = sum(
         1
-        for row in rows[:200]
-        for x in range(min(width, 300))
-        if row[x * channels : x * channels + 3] == b"\xff\x00\x00"
+        for row in rows[:150]
+        for x in range(width)
+        if row[x * channels : x * channels + 3] == bytes.fromhex("1f6feb")
     )
-    assert red > 0.9 * 300 * 200  # the page's red box, drawn where the page puts it
-    corner = rows[300][500 * channels : 500 * channels + 3]
-    assert corner == b"\xff\xff\xff"  # and the white page around it
+    assert blue > 0.8 * width * 150  # the page's blue header, across the top
+    assert rows[400][600 * channels : 600 * channels + 3] == b"\xff\xff\xff"  # white below
+    assert any(  # and the heading's white text on it
+        row[x * channels : x * channels + 3] == b"\xff\xff\xff"
+        for row in rows[24:80]
+        for x in range(24, 300)
+    )
 
 
 def test_live_reload_swaps_without_dropping_a_request(store, tmp_path):
