@@ -7,6 +7,7 @@ corporate proxy that the host trusts is trusted here too, and they honour the pr
 from __future__ import annotations
 
 import ssl
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,6 +18,10 @@ __all__ = ["http_client"]
 
 def http_client(*, insecure: bool = False, follow_redirects: bool = False) -> httpx.Client:
     """A client; `insecure` turns TLS verification off (plain-HTTP and self-signed registries)."""
+    # httpx imports its command-line client (click, rich and pygments: about 90 ms here) whenever
+    # click is installed, and uvicorn's bundle for web containers installs it. We never run that
+    # client: None in sys.modules makes its import fail at once, which httpx expects and handles.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None blocks an import
     import httpx
 
     verify: ssl.SSLContext | bool = False if insecure else ssl.create_default_context()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 from .conftest import cli
@@ -170,3 +172,21 @@ def test_build_json_on_failure_names_the_failing_step(tmp_path, store):
     }
     assert error["image_id"].startswith("im-") and error["log_path"]
     assert "failed at step run_commands('exit 3') at app.py:3" in proc.stderr  # and on stderr
+
+
+def test_a_fully_cached_build_imports_nothing_heavy(tmp_path, store):
+    """The cached path stays near an interpreter's start: no rich, no httpx, no step runner."""
+    (tmp_path / "img.py").write_text(
+        "import imagewright as modal\n"
+        "image = modal.Image.debian_slim(python_version='3.11').env({'IW_LEAN': '1'})\n"
+    )
+    assert cli("build", str(tmp_path / "img.py")).returncode == 0
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "imagewright", "build", "img.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "0 step(s) run" in proc.stderr, proc.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    heavy = {"rich", "httpx", "imagewright.execute.steps", "imagewright.execute.sandbox"}
+    assert not heavy & imported, heavy & imported
+    assert "imagewright.definition.image" in imported  # (the listing is the real one)

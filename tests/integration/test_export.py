@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import struct
@@ -32,6 +33,7 @@ from imagewright.plan.planner import plan_image
 from imagewright.store.blobs import LayerBlobs
 
 from .conftest import cli
+from .docker_helpers import docker
 
 CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 10, 0, 0, 0)  # v2, effective, net_bind_service
 CHANGES = " && ".join(
@@ -162,6 +164,20 @@ def test_blob_writer_digests_both_sides_in_one_pass():
         assert digests.size == len(blob) and decompress(blob) == payload
 
 
+def test_gzip_blobs_do_not_depend_on_the_number_of_threads(monkeypatch):
+    payload = os.urandom(3_000_000) + bytes(5_000_000)  # several of its 1 MiB blocks
+    made = []
+    for threads in (1, 2, 8):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=threads: set(range(n)))
+        out = io.BytesIO()
+        writer = BlobWriter(out, "gzip")
+        writer.write(payload)
+        writer.finish()
+        made.append(out.getvalue())
+    assert made[0] == made[1] == made[2] and gzip.decompress(made[0]) == payload
+    assert made[0][4:8] == bytes(4)  # mtime 0 in the header
+
+
 # ---- independent tools ----------------------------------------------------------------------
 
 
@@ -184,9 +200,8 @@ def test_skopeo_inspects_our_config_and_layers(image, store, tmp_path):
 
 def test_umoci_rootfs_matches_the_container(image, builder, store, tmp_path):
     _require("umoci")
-    export_image(
-        image, tmp_path / "oci", compression="gzip", tag=TAG, store=store
-    )  # umoci 0.4.7 has no zstd
+    result = export_image(image, tmp_path / "oci", tag=TAG, store=store)  # the default: gzip
+    assert result.compression == "gzip"  # (umoci 0.4.7, Debian 12's, reads no zstd)
     _run("umoci", "unpack", "--image", f"{tmp_path}/oci:v1", tmp_path / "bundle")
     rootfs = tmp_path / "bundle" / "rootfs"
     unpacked = _run("chroot", rootfs, "/bin/sh", "-c", LISTING)
@@ -223,6 +238,26 @@ def test_podman_loads_and_runs_the_docker_archive(image, store, tmp_path, podman
     lines = out.splitlines()
     assert lines[0].startswith("12.") and lines[1] == "modified"
     assert lines[2:4] == ["/srv", "1"] and len(lines) == 4  # no /etc/issue
+
+
+def test_the_default_oci_export_loads_in_podman_and_docker(
+    image, store, tmp_path, podman_env, docker_env
+):
+    _require("skopeo")
+    archive = tmp_path / "image-oci.tar"
+    export_image(image, archive, tag=TAG, store=store)  # an OCI layout in a tar, gzip layers
+    command = ["sh", "-c", "cat /etc/debian_version; pwd; echo $IW_EXPORT"]
+    loaded = _run("podman", "load", "-i", archive, env=podman_env)  # reads oci-archive itself
+    image_id = re.search(r"Loaded image(?:\(s\))?: *(\S+)", loaded).group(1)
+    ran = _run("podman", "run", "--rm", "--network=host", image_id, *command, env=podman_env)
+    assert ran.startswith("12.") and ran.splitlines()[1:] == ["modified", "/srv", "1"]
+
+    # Docker 20.10 loads docker-archives only: skopeo converts the layout, blob for blob
+    converted = tmp_path / "image-docker.tar"
+    _run("skopeo", "copy", "--quiet", f"oci-archive:{archive}", f"docker-archive:{converted}:{TAG}")
+    docker(docker_env, "load", "-i", str(converted))
+    out = docker(docker_env, "run", "--rm", "--network=host", TAG, *command)
+    assert out.startswith("12.") and out.splitlines()[1:] == ["modified", "/srv", "1"]
 
 
 @pytest.mark.parametrize("compression", ["gzip", "zstd", "none"])
@@ -290,7 +325,7 @@ def test_cli_export_and_bad_options(image, store, tmp_path):
     )
     proc = cli("export", f"{tmp_path}/app.py", "-o", str(tmp_path / "out.tar"), "--tag", TAG)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"Exported {TAG} to {tmp_path}/out.tar (oci, zstd")
+    assert proc.stdout.startswith(f"Exported {TAG} to {tmp_path}/out.tar (oci, gzip")
     proc = cli("export", f"{tmp_path}/app.py", "-o", "x.tar", "--format", "docker",
                "--compression", "zstd")  # fmt: skip
     assert proc.returncode == 2 and "zstd" in proc.stderr

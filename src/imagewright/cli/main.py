@@ -115,7 +115,7 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
     export.add_argument(
         "--compression",
         choices=("zstd", "gzip", "none"),
-        help="layer compression (default: zstd for oci, gzip for docker)",
+        help="layer compression (default: gzip, which every consumer reads; zstd is opt-in)",
     )
     export.add_argument(
         "--tag", default="imagewright:latest", metavar="NAME[:TAG]", help="the name recorded"

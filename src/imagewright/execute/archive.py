@@ -7,7 +7,6 @@ tree), so an archive from the build context cannot write outside its destination
 from __future__ import annotations
 
 import bz2
-import gzip
 import lzma
 import os
 import posixpath
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from typing import IO
 
 from ..exception import RegistryError
+from ..oci.compression import gunzip
 from ..oci.unpack import LayerStream, unpack_layer
 from ..plan.files import collect_dir
 from ..plan.planner import ExtractArchive
@@ -27,7 +27,7 @@ __all__ = ["extract_archive"]
 
 def _decompressed(path: str, raw: IO[bytes]) -> LayerStream:
     if path.endswith((".gz", ".tgz")):
-        return gzip.GzipFile(fileobj=raw)
+        return gunzip(raw)  # type: ignore[arg-type]  # a file opened "rb"
     if path.endswith((".xz", ".txz")):
         return lzma.LZMAFile(raw)
     if path.endswith(".bz2"):

@@ -7,8 +7,10 @@ a step before it runs and told about every layer afterwards; the builder never i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from .. import settings
@@ -94,7 +96,8 @@ def execute_plan(
     _build_sources(plan, store, reporter, cache, sandbox)
     reporter.build_started(plan)
     try:
-        results = _execute_steps(plan, store, reporter, cache, sandbox, keep_failed)
+        with _prefetched_layers(plan, store):
+            results = _execute_steps(plan, store, reporter, cache, sandbox, keep_failed)
     except BaseException:
         reporter.build_finished(None)
         raise
@@ -104,6 +107,34 @@ def execute_plan(
         _record_image(store, plan)
     reporter.build_finished(build)
     return build
+
+
+@contextlib.contextmanager
+def _prefetched_layers(plan: Plan, store: Store) -> Iterator[None]:
+    """Download the registry layers the build will pull, in parallel, while it runs."""
+    from ..plan.pulled import PullLayer
+
+    wanted = [
+        step.actions[0]
+        for step in plan.steps
+        if step.actions and isinstance(step.actions[0], PullLayer) and not step.force
+        and store.lookup(step.key) is None
+    ]  # fmt: skip
+    if len(wanted) < 2:  # (one layer: the step downloads it itself, as soon)
+        yield
+        return
+    from ..registry.auth import Credentials
+    from ..registry.pull import Prefetch, prefetching
+
+    with store.scratch() as area:
+        layers = [(a.layer, Credentials(*a.credentials) if a.credentials else None) for a in wanted]
+        prefetch = Prefetch(area.root, layers)  # type: ignore[arg-type]  # LayerRefs (RegistryResolver's)
+        prefetching(prefetch)
+        try:
+            yield
+        finally:
+            prefetching(None)
+            prefetch.close()
 
 
 def _execute_steps(

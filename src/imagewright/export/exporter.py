@@ -53,7 +53,7 @@ __all__ = [
 
 FORMATS = ("oci", "docker")
 DEFAULT_TAG = "imagewright:latest"
-_DEFAULT_COMPRESSION = {"oci": "zstd", "docker": "gzip"}
+_DEFAULT_COMPRESSION = {"oci": "gzip", "docker": "gzip"}  # as BuildKit and Podman
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 
@@ -85,8 +85,8 @@ def export_image(
     Args:
         format: "oci" for an OCI image layout (a directory, or a tar of one when `path` ends in
             .tar); "docker" for a docker-archive tar that `docker load` and `podman load` take.
-        compression: "zstd", "gzip" or "none"; default zstd for oci, gzip for docker (Docker's
-            schema2 has no zstd layers).
+        compression: "gzip" (the default, which every consumer reads), "zstd" (smaller and
+            faster, for consumers that read it; Docker's schema2 has none) or "none".
         tag: NAME[:TAG] recorded in the output (RepoTags, ref.name).
         progress: called with a line before each layer is compressed.
         cache: a shared layer cache for the build (default: build_image's).

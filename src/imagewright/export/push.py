@@ -6,11 +6,12 @@ image has the manifest digest an export of it has. A blob the registry already h
 sent again (HEAD first), which is also how an interrupted push resumes. Where each blob was
 pushed is remembered under `<store>/registry/pushed/`, one file per blob with a line per
 repository, so pushing the same layers to a second repository of the same registry mounts them
-instead of uploading them.
+instead of uploading them. Blobs go a few at a time; the manifest goes last, once all are there.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from .exporter import image_files, image_layers, source_date_epoch
 __all__ = ["PUSH_COMPRESSIONS", "PushResult", "push_image"]
 
 PUSH_COMPRESSIONS = ("gzip", "zstd")
+_PARALLEL_BLOBS = 4
 
 
 class PushResult(NamedTuple):
@@ -81,10 +83,16 @@ def push_image(
         RegistryClient(registry, repository, insecure=insecure, chunk_size=chunk_size) as client,
         TransferProgress("Pushing") as bars,
     ):
-        for label, digest, source in blobs:
-            outcome = _push_blob(client, record, bars, label, digest, source)
-            done[outcome].append(digest)
-            record.add(digest, repository)
+        # a few blobs at a time, as skopeo and Docker push: a HEAD per blob is a round trip,
+        # and one upload rarely fills the link
+        with concurrent.futures.ThreadPoolExecutor(_PARALLEL_BLOBS) as pool:
+            outcomes = [
+                pool.submit(_push_blob, client, record, bars, label, digest, source)
+                for label, digest, source in blobs
+            ]
+            for (_, digest, _), outcome in zip(blobs, outcomes, strict=True):
+                done[outcome.result()].append(digest)
+                record.add(digest, repository)
         client.put_manifest(ref.tag, manifest, MANIFEST_MEDIA_TYPE, files.manifest.digest)
     return PushResult(
         f"{registry}/{repository}:{ref.tag}",

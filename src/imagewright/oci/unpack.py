@@ -81,7 +81,7 @@ class _Checked:
                 raise
             raise _BadStream(str(exc)) from None
         except Exception as exc:
-            if type(exc).__module__.startswith("zstandard"):  # ZstdError
+            if type(exc).__module__.startswith(("zstandard", "igzip_lib")):  # ZstdError, IsalError
                 raise _BadStream(str(exc)) from None
             raise
 

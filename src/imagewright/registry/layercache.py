@@ -2,7 +2,7 @@
 `--cache-registry REG/REPO` and $IMAGEWRIGHT_CACHE_REGISTRY.
 
 Each layer is a tiny OCI image in the cache repository, tagged with its step's cache key: the
-layer's zstd blob (the store's own, from LayerBlobs, so an OCI export reuses it) and an image
+layer's zstd blob (the store's own, from LayerBlobs, so a zstd export reuses it) and an image
 config whose label holds what the store needs to rebuild the LayerRecord. A config-only
 (empty) layer has no blob. Before a step runs, its tag is looked up; on a hit the blob is
 fetched, its digest checked, unpacked into a scratch area as an overlay upper dir (unpack.py:
@@ -39,7 +39,8 @@ __all__ = ["RegistryLayerCache"]
 
 _LABEL = "dev.imagewright.layer"
 _FORMAT = 1  # bump when the record or the blob's tar changes meaning
-_COMPRESSION = "zstd"  # fast to make and to unpack; LayerBlobs keeps it for OCI exports
+# zstd: only imagewright reads these, and zstd unpacks faster than gzip; LayerBlobs keeps it
+_COMPRESSION = "zstd"
 
 
 class RegistryLayerCache:

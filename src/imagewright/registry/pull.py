@@ -5,8 +5,10 @@ unpack its layers, verifying every digest.
 of a pulled image get the right cache keys and base config. A reference with a digest
 (`name@sha256:…`, `name:tag@sha256:…`) is pulled by that digest alone, as Docker does, and what
 the registry serves for it must hash to it. `pull_layer` runs when a layer's step is not in the
-store. Layers are streamed to a file in the step's scratch area while being hashed, checked
-against the manifest's digest, and only then decompressed and unpacked.
+store. Layers are streamed to a file while being hashed, checked against the manifest's digest,
+and only then decompressed and unpacked. A build with several layers to pull downloads them
+ahead, in parallel (`Prefetch`), while the steps before them unpack: each step then takes its
+checked blob, or downloads it itself if the prefetch has not.
 
 A registry's documents are untrusted input: a manifest, index or config of the wrong shape, or a
 digest that is not `sha256:<64 hex>`, is a RegistryError naming the image, never a KeyError.
@@ -15,7 +17,6 @@ digest that is not `sha256:<64 hex>`, is a RegistryError naming the image, never
 from __future__ import annotations
 
 import errno
-import gzip
 import hashlib
 import json
 import re
@@ -25,12 +26,13 @@ from typing import IO, Any, NamedTuple
 from ..definition.config import DEFAULT_PATH, ImageConfig
 from ..definition.reference import parse_pull_reference
 from ..exception import RegistryError
+from ..oci.compression import gunzip
 from ..oci.reference import split_registry
 from ..oci.unpack import LayerStream, unpack_layer
 from .auth import Credentials
 from .client import RegistryClient
 
-__all__ = ["LayerRef", "PulledImage", "pull_layer", "resolve"]
+__all__ = ["LayerRef", "Prefetch", "PulledImage", "prefetching", "pull_layer", "resolve"]
 
 _INDEX_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -160,9 +162,27 @@ def _image_config(config: dict[str, Any]) -> ImageConfig:
 
 
 def pull_layer(layer: LayerRef, credentials: Credentials | None, scratch: Path, upper: Path) -> int:
-    """Fetch `layer` into `scratch`, check its digest, unpack it into `upper`; returns entries."""
-    what = f"layer {layer.digest} of {layer.reference or f'{layer.registry}/{layer.repository}'}"
-    blob = scratch / "blob"
+    """Fetch `layer` (or take it from the running prefetch), check its digest, unpack it into
+    `upper`; returns entries."""
+    what = _what(layer)
+    blob = _prefetch.take(layer.digest) if _prefetch is not None else None
+    if blob is None:
+        blob = scratch / "blob"
+        _download(layer, credentials, blob)
+    try:
+        with open(blob, "rb") as raw, _decompressed(raw, layer.media_type, what) as stream:
+            return unpack_layer(stream, upper, what)
+    finally:
+        blob.unlink()
+
+
+def _what(layer: LayerRef) -> str:
+    return f"layer {layer.digest} of {layer.reference or f'{layer.registry}/{layer.repository}'}"
+
+
+def _download(layer: LayerRef, credentials: Credentials | None, blob: Path) -> None:
+    """Stream `layer` to the file `blob`, hashing it; a RegistryError unless it checks out."""
+    what = _what(layer)
     sha = hashlib.sha256()
     with (
         RegistryClient(
@@ -182,14 +202,65 @@ def pull_layer(layer: LayerRef, credentials: Credentials | None, scratch: Path, 
         except RegistryError as exc:  # the client names the repository; say which image
             raise RegistryError(f"{what}: {exc}", exc.status, exc.code) from None
     if f"sha256:{sha.hexdigest()}" != layer.digest:
+        blob.unlink()
         raise RegistryError(
             f"{what}: the blob failed its digest check (got sha256:{sha.hexdigest()})"
         )
-    try:
-        with open(blob, "rb") as raw, _decompressed(raw, layer.media_type, what) as stream:
-            return unpack_layer(stream, upper, what)
-    finally:
-        blob.unlink()
+
+
+class Prefetch:
+    """Downloads of the layers a build is about to pull, a few at a time, into `directory`.
+
+    Only the build's own thread takes blobs; a download that failed is retried by the step,
+    which reports it. `close()` (the build's end) stops what has not started and removes
+    whatever was not taken.
+    """
+
+    _WORKERS = 4
+
+    def __init__(self, directory: Path, layers: list[tuple[LayerRef, Credentials | None]]):
+        import concurrent.futures
+
+        self._directory = directory
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self._WORKERS, thread_name_prefix="imagewright-prefetch"
+        )
+        self._pending = {
+            layer.digest: self._pool.submit(self._fetch, layer, credentials)
+            for layer, credentials in layers
+        }
+
+    def _fetch(self, layer: LayerRef, credentials: Credentials | None) -> Path:
+        blob = self._directory / layer.digest.replace(":", "-")
+        _download(layer, credentials, blob)
+        return blob
+
+    def take(self, digest: str) -> Path | None:
+        """The checked blob of `digest`, once downloaded; None if it was not prefetched or
+        its download failed (the caller then downloads it and reports what goes wrong)."""
+        future = self._pending.pop(digest, None)
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for future in self._pending.values():
+            if not future.cancelled() and future.exception() is None:
+                future.result().unlink(missing_ok=True)
+        self._pending.clear()
+
+
+_prefetch: Prefetch | None = None  # the build's, while it runs (execute/builder.py)
+
+
+def prefetching(prefetch: Prefetch | None) -> None:
+    """Make `prefetch` the one `pull_layer` takes blobs from (None: no more)."""
+    global _prefetch
+    _prefetch = prefetch
 
 
 def _decompressed(raw: IO[bytes], media_type: str, what: str) -> LayerStream:
@@ -197,7 +268,7 @@ def _decompressed(raw: IO[bytes], media_type: str, what: str) -> LayerStream:
     magic = raw.read(4)
     raw.seek(0)
     if media_type.endswith("gzip") or (not media_type and magic[:2] == b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return gunzip(raw)  # type: ignore[arg-type]  # a file opened "rb"
     if media_type.endswith("zstd") or (not media_type and magic == b"\x28\xb5\x2f\xfd"):
         import zstandard
 

@@ -3,8 +3,10 @@
 Layout under the store root:
 
     blobs/sha256/<hex>                           a blob, named by its digest
-    blobs/index/<layer key>.<compression>.json   {digest, diff_id, size, ...} for one layer
-    blobs/index/<layer key>.<compression>.sde<epoch>.json   the same with SOURCE_DATE_EPOCH
+    blobs/index/<layer key>.<encoding>.json   {digest, diff_id, size, ...} for one layer
+    blobs/index/<layer key>.<encoding>.sde<epoch>.json   the same with SOURCE_DATE_EPOCH
+
+(the encoding names the compression with its compressor's version and level: oci/compression.py)
 
 One small index file per (layer, compression, epoch) means no shared file is ever rewritten:
 concurrent exports only ever add files. Every file appears whole or not at all (a temp file in
@@ -23,7 +25,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from ..oci.compression import BlobWriter
+from ..oci.compression import BlobWriter, encoding
 from ..oci.tarball import LowerLayers, write_layer
 from .atomic import atomic_file, sweep_dead_temps, write_atomic
 from .store import LayerRecord, Store
@@ -121,7 +123,7 @@ class LayerBlobs:
 
     def _entry_path(self, record: LayerRecord, compression: str, clamp_mtime: int | None) -> Path:
         suffix = f".sde{clamp_mtime}" if clamp_mtime is not None else ""
-        return self.index_dir / f"{record.key}.{compression}{suffix}.json"
+        return self.index_dir / f"{record.key}.{encoding(compression)}{suffix}.json"
 
     def _read(self, entry_path: Path, record: LayerRecord, compression: str) -> LayerBlob | None:
         try:
