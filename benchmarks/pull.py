@@ -26,49 +26,26 @@ import shutil
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).parents[1] / "tests" / "integration"))
 import run as harness  # (the harness's registry, work directory and machine facts)
+from podman_helpers import podman_engine  # (Debian's podman, configured to run here)
 
 TAG = "bench:pull"
 
 
 @contextlib.contextmanager
 def podman_store(root: Path) -> Iterator[dict[str, str]]:
-    """An empty podman store under `root` (as tests/integration/podman_helpers.py sets one up),
-    unmounted and removed after."""
+    """An empty podman store under `root`, set up as the tests set one up, removed after."""
     shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    (root / "containers.conf").write_text(
-        textwrap.dedent(f"""
-        [engine]
-        runtime = "runc"
-        cgroup_manager = "cgroupfs"
-        events_logger = "file"
-        events_logfile_path = "{root}/events.log"
-        tmp_dir = "{root}/libpod-tmp"
-        """)
-    )
-    (root / "storage.conf").write_text(
-        f'[storage]\ndriver = "overlay"\nrunroot = "{root}/run"\ngraphroot = "{root}/graph"\n'
-    )
-    env = {
-        **os.environ,
-        "CONTAINERS_CONF": str(root / "containers.conf"),
-        "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
-    }
     try:
-        yield env
+        with podman_engine(root) as env:
+            yield env
     finally:
-        subprocess.run(["podman", "rmi", "--all", "--force"], env=env, capture_output=True)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split()[4] for line in f if f" {root}/" in line]
-        for mount in reversed(mounts):
-            subprocess.run(["umount", "-l", mount], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
