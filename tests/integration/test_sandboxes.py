@@ -343,3 +343,20 @@ def test_create_refuses_what_it_cannot_honour(app: modal.App) -> None:
         modal.Sandbox.create(app=app, image=IMAGE, outbound_domain_allowlist=["pypi.org"])
     with pytest.raises(InvalidError):
         modal.Sandbox.create("echo", 1, app=app, image=IMAGE)  # type: ignore[arg-type]
+
+
+def test_secrets_reach_the_sandbox_and_no_file_or_argv(
+    app: modal.App, started: list[modal.Sandbox], store: Store
+) -> None:
+    value = f"s3cret-{os.urandom(6).hex()}"
+    sandbox = _create(started, app, secrets=[modal.Secret.from_dict({"IW_TOKEN": value})])
+    status, out, _ = _python(sandbox, "import os; print(os.environ['IW_TOKEN'])")
+    assert (status, out.strip()) == (0, value)
+    directory = store.root / "sandboxes" / sandbox.object_id
+    keeper = json.loads((directory / "state.json").read_text())["pid"]
+    for path in directory.iterdir():  # no file of the sandbox's holds it
+        if path.is_file():
+            assert value.encode() not in path.read_bytes(), path
+    pids = [keeper, *Path(f"/proc/{keeper}/task/{keeper}/children").read_text().split()]
+    for pid in pids:  # nor the argv of its keeper or of what the keeper started
+        assert value.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -8,13 +8,13 @@ slirp4netns, or nothing under block_network), serves its tunnels on 127.0.0.1, e
 timeout, and, when it ends, records how, removes the scratch area and DIR, and exits. It is a
 child subreaper, so what is left of the sandbox then is its to reap.
 
-DIR is `<home>/sandboxes/<id>/` (0700): spec.json (what to run, written by the creator and
-removed once read: it holds secrets' values), state.json (id, keeper pid, app, tunnels; its
-appearance means "running"), stdout and stderr (the sandbox's own output, appended as it comes),
-`alive` (the keeper holds an exclusive flock on it for its whole life, so anyone can wait for it
-to end, or ask whether it has) and `sock`, the supervisor's listening socket (runtime/
-supervisor.py), which only the host can reach by path: the sandbox only inherits it. How a
-sandbox ended stays in `<home>/sandboxes/ended/<id>.json` for a day.
+DIR is `<home>/sandboxes/<id>/` (0700). What to run, secrets' values included, reaches the
+keeper on its stdin, never in a file or its argv. DIR holds state.json (id, keeper pid, app,
+tunnels; its appearance means "running"), stdout and stderr (the sandbox's own output,
+appended as it comes), `alive` (the keeper holds an exclusive flock on it for its whole life,
+so anyone can wait for it to end, or ask whether it has) and `sock`, the supervisor's
+listening socket (runtime/supervisor.py), which only the host can reach by path: the sandbox
+only inherits it. How a sandbox ended stays in `<home>/sandboxes/ended/<id>.json` for a day.
 
 Whatever the supervisor sends is untrusted: JSON only, bounded in size, and the fds it passes are
 checked to be what was asked for (pipes, or a regular file) before use.
@@ -125,18 +125,17 @@ def start_keeper(spec: Spec) -> None:
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory = root / spec.id
     directory.mkdir(mode=0o700)
-    spec_path = directory / "spec.json"
-    fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(asdict(spec), out)
     launcher = subprocess.Popen(
         [sys.executable, "-m", "imagewright.execute.sandboxes", str(directory)],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,  # the spec, secrets' values included: never a file or argv
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # it outlives us, and our Ctrl-C
         cwd="/",
     )
+    assert launcher.stdin is not None
+    with contextlib.suppress(BrokenPipeError), launcher.stdin:  # (it died: the wait says so)
+        launcher.stdin.write(json.dumps(asdict(spec)).encode())
     launcher.wait()  # it forks the keeper and exits, so no keeper is ever our zombie
     state_path = directory / "state.json"
     deadline = time.monotonic() + _START_TIMEOUT
@@ -148,7 +147,7 @@ def start_keeper(spec: Spec) -> None:
         elif time.monotonic() > deadline:
             why = "it did not start within a minute"
         if why is not None:
-            shutil.rmtree(directory, ignore_errors=True)  # (spec.json holds secrets' values)
+            shutil.rmtree(directory, ignore_errors=True)
             raise ExecutionError(f"the sandbox could not start: {why}")
         time.sleep(0.005)
 
@@ -451,6 +450,10 @@ def _helper(argv: Sequence[str], fds: tuple[int, ...]) -> subprocess.Popen[bytes
 
 
 def _main(directory: Path) -> None:
+    data = json.load(sys.stdin)  # the spec, from its creator, before anything else
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     if os.fork() > 0:  # the launcher: its child, the keeper, becomes init's
         os._exit(0)
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -458,9 +461,6 @@ def _main(directory: Path) -> None:
     import fcntl
 
     fcntl.flock(lock, fcntl.LOCK_EX)  # held until we exit: waiters block on it
-    spec_path = directory / "spec.json"
-    data = json.loads(spec_path.read_text())
-    spec_path.unlink()
     data["binds"] = [tuple(b) for b in data["binds"]]
     keeper = _Keeper(directory, Spec(**data))
     signal.signal(signal.SIGTERM, keeper.terminate)
