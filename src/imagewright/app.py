@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -25,7 +26,7 @@ from .apps import lookup_app, register
 from .cls import Cls, Server
 from .definition.image import Image
 from .exception import ExecutionError, InvalidError, NotFoundError
-from .function import Function, Options, check_gpu_arg, secrets_with_env
+from .function import Function, FunctionCall, Options, check_gpu_arg, secrets_with_env
 from .partial import PartialFunction
 from .retries import Retries, retry_policy
 from .schedule import Schedule
@@ -120,6 +121,7 @@ class App:
         self._running = False
         self._plans: dict[int, Plan] = {}
         self._pools: list[Pool] = []
+        self._spawned: weakref.WeakSet[FunctionCall] = weakref.WeakSet()  # .spawn()'s calls
         self._pools_lock = threading.Lock()
         self._store_obj: Store | None = None
         if name:
@@ -519,6 +521,9 @@ class App:
             raise
         finally:
             self._running = False
+            for call in list(self._spawned):  # as on Modal, a stopped app's calls end with it
+                if not all(future.done() for future in call._futures):
+                    call.cancel()
             for function in self.registered_functions.values():
                 function._stop_spare()
             with self._pools_lock:

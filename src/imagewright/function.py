@@ -64,6 +64,7 @@ _current_call: contextvars.ContextVar[FunctionCall | None] = contextvars.Context
 _calls_lock = threading.Lock()
 
 
+_BATCH = 32  # at most this many `.map` inputs in one message
 _ID_PREFIX = os.urandom(5).hex()  # ids of different processes differ; within one, a count
 _id_count = itertools.count()
 
@@ -432,6 +433,7 @@ class Invoker:
         self._check_running("spawn")
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         call = _new_call([future])
+        self._app()._spawned.add(call)  # (stopped with the app if still running then)
 
         def run() -> None:
             if not future.set_running_or_notify_cancel():
@@ -517,6 +519,7 @@ class Invoker:
             concurrent.futures.Future() for _ in inputs
         ]
         call = _new_call(futures)
+        self._app()._spawned.add(call)
 
         def run() -> None:
             _current_call.set(call)  # the map's workers run in a copy of this context
@@ -791,6 +794,8 @@ class Function(Invoker, ModalObject, Deployed):
                 future.set_exception(exc)
 
         with self._spare_lock:
+            if self._spare is not None:  # calls at once: one ahead is enough, and one more
+                return  # would be forgotten here, running until the process ends
             self._spare = future
         start_thread(start)
 
@@ -841,6 +846,10 @@ class _MapRun:
         self.workers = min(pool.limit * pool.capacity, self.total)
         self.stopping = threading.Event()
         self.call_id = _new_id("fc")
+        # Inputs go several to a message where a container runs one at a time and nothing is
+        # retried: the container runs them back to back, without a round trip between them.
+        # (A retried input runs alone, so its attempts are counted as for `.remote`.)
+        self.batching = pool.capacity == 1 and invoker._options.retries is None
 
     def results(self) -> Iterator[Any]:
         from .execute.functions import start_thread
@@ -897,13 +906,21 @@ class _MapRun:
 
         try:
             while not self.stopping.is_set():
-                try:
-                    index, args = self.todo.get_nowait()
-                except queue.Empty:
+                taken = self._take()
+                if not taken:
                     return
                 if call is not None and call._cancelled:  # a cancelled spawned map starts none
-                    self.done.put((index, False, RemoteError(f"{call.object_id} was cancelled")))
+                    for index, _ in taken:
+                        error = RemoteError(f"{call.object_id} was cancelled")
+                        self.done.put((index, False, error))
                     continue
+                if len(taken) > 1:
+                    if not held:
+                        held.append(self.pool.acquire())
+                    if not self._run_batch(held[0], taken):
+                        self.pool.release(held.pop(), True)
+                    continue
+                index, args = taken[0]
                 try:
                     self.done.put((index, True, invoker._attempts(functools.partial(once, args))))
                 except Exception as exc:
@@ -911,6 +928,60 @@ class _MapRun:
         finally:
             if held:
                 self.pool.release(held[0], False)
+
+    def _take(self) -> list[tuple[int, tuple[Any, ...]]]:
+        """The worker's next inputs: one, or with batching a share of what is left (up to
+        _BATCH), so that every worker keeps some until the end."""
+        count = 1
+        if self.batching:
+            count = max(1, min(_BATCH, self.todo.qsize() // (2 * self.workers)))
+        taken = []
+        for _ in range(count):
+            try:
+                taken.append(self.todo.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def _run_batch(self, container: Container, taken: list[tuple[int, tuple[Any, ...]]]) -> bool:
+        """Run `taken` in one message to `container`; whether the container is still good.
+
+        An input whose arguments do not pickle fails alone. If the container breaks (times
+        out, dies), the input it was running gets that error and the ones after it, which had
+        not started, go back to be run on another container.
+        """
+        from .runtime.protocol import dumps, loads
+
+        options, method = self.invoker._options, self.invoker._method_name
+        ready: list[tuple[int, bytes]] = []
+        for index, args in taken:
+            try:
+                ready.append((index, dumps((args, self.kwargs))))
+            except Exception as exc:
+                self.done.put((index, False, exc))
+        ids = [(_new_id("in"), self.call_id) for _ in ready]
+        finished = 0
+        try:
+            with running_in(container):
+                replies = container.call_many(
+                    [p for _, p in ready], options.timeout, method=method, ids=ids
+                )
+                for (index, _), (header, payload) in zip(ready, replies):  # noqa: B905 (3.9)
+                    finished += 1
+                    if header["kind"] == "exception":
+                        error = container._remote_exception((header, payload), "call")
+                        self.done.put((index, False, error))
+                        continue
+                    try:
+                        self.done.put((index, True, loads(payload)))
+                    except Exception as exc:  # a result that does not unpickle here
+                        self.done.put((index, False, exc))
+        except Exception as exc:
+            self.done.put((ready[finished][0], False, exc))
+            for index, _ in ready[finished + 1 :]:
+                self.todo.put((index, dict(taken)[index]))
+            return False
+        return True
 
 
 def _relayed_results(results: list[Any], return_exceptions: bool) -> Iterator[Any]:

@@ -108,6 +108,15 @@ def noisy():
     return 1
 
 
+@app.function(max_containers=1, timeout=3)
+def steady(x):
+    # several of these go to the one container in a message: each has its own 3 s
+    time.sleep(1)
+    if x == "die":
+        os.kill(os.getpid(), 9)
+    return x
+
+
 @app.local_entrypoint()
 def main(n: int = 3):
     print("entry", sum(square.map(range(n))))
@@ -377,3 +386,14 @@ def _containers_of(ancestor: int) -> list[int]:
         if pid == ancestor:
             found.append(int(name))
     return found
+
+
+def test_map_inputs_sent_together_keep_their_own_timeout_and_survive_a_death(running):
+    # 12 inputs on one container go several to a message (the first 3 of them together); each
+    # sleeps 1 s under a 3 s timeout, so a timeout counted from the message would fire
+    inputs = [0, 1, 2, "die", 4, 5, 6, 7, 8, 9, 10, 11]
+    results = list(running.steady.map(inputs, return_exceptions=True))
+    assert [r for r in results if not isinstance(r, Exception)] == [i for i in inputs if i != "die"]
+    (died,) = [r for r in results if isinstance(r, Exception)]
+    assert isinstance(died, RemoteError) and "killed by signal 9" in str(died)
+    assert results.index(died) == 3  # in its place; the inputs after it ran on a new container

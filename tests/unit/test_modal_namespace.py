@@ -473,6 +473,9 @@ def test_a_spawned_map_is_one_call_of_many_inputs() -> None:
         def _map(self, verb: str, inputs: Any, *rest: Any) -> Any:
             return iter([x * x if x >= 0 else ValueError(f"{x}") for (x,) in inputs])
 
+        def _app(self) -> Any:
+            return modal.App("squares")  # (it keeps the calls it would stop)
+
     call = Squares().experimental_spawn_map([1, 2, -3, 4])
     assert call.num_inputs() == 4 and asyncio.run(call.num_inputs.aio()) == 4
     assert call.get(index=1) == 4 and modal.FunctionCall.from_id(call.object_id) is call

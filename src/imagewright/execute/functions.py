@@ -520,6 +520,57 @@ class Container:
             with self._mail:
                 self._boxes.pop(call, None)
 
+    def call_many(
+        self,
+        payloads: list[bytes],
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: list[tuple[str, str]],
+    ) -> Iterator[tuple[dict[str, Any], memoryview]]:
+        """Run several inputs, already pickled, sent in one message; yields each one's
+        "result" or "exception" message, in order.
+
+        For a container that takes one input at a time: they run one after another, so each
+        input's timeout counts from the moment the one before it answered.
+        """
+        sock = self._out
+        if sock is None:
+            raise self._died("running")
+        calls = [next(self._ids) for _ in payloads]
+        header = {
+            "kind": "calls",
+            "ids": calls,
+            "method": method,
+            "inputs": [input_id for input_id, _ in ids],
+            "call": ids[0][1] if ids else "",
+            "sizes": [len(p) for p in payloads],
+        }
+        with self._mail:
+            for call in calls:
+                self._boxes[call] = collections.deque()
+        try:
+            try:
+                with self._send_lock:
+                    sock.settimeout(timeout)
+                    send_message(sock, header, b"".join(payloads))
+            except TimeoutError:
+                raise self._timed_out(timeout) from None
+            except (ConnectionError, OSError):
+                raise self._died("running") from None
+            for call in calls:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                reply = self._next_reply(call, deadline, timeout)
+                if reply[0]["kind"] not in ("result", "exception"):
+                    raise self._protocol_error(
+                        f"a {reply[0]['kind']!r} message in answer to a call"
+                    )
+                yield reply
+        finally:
+            with self._mail:
+                for call in calls:
+                    self._boxes.pop(call, None)
+
     def call_gen(
         self,
         args: tuple[Any, ...],

@@ -214,20 +214,32 @@ class _Dispatcher:
             if header["kind"] == "stop":
                 self._stop(float(header.get("grace") or 0))
                 return
-            if header["kind"] != "call":
+            if header["kind"] == "call":
+                self._take(header, payload)
+            elif header["kind"] == "calls":  # several inputs of a .map in one message
+                at = 0
+                for call, input_id, size in zip(header["ids"], header["inputs"], header["sizes"]):  # noqa: B905 (3.9)
+                    one = {"id": call, "input": input_id, "call": header.get("call", "")}
+                    one["method"] = header.get("method", "")
+                    self._take(one, payload[at : at + size])
+                    at += size
+            else:
                 return
-            try:  # arguments that fail to unpickle are that input's error, not the container's
-                args, kwargs = loads(payload)
-            except BaseException as exc:
-                self.send(*exception_message(exc, header["id"]))
-                continue
-            item = _Input(header, args, kwargs)
-            entry = self.service.entries.get(header.get("method", ""))
-            if entry is None:
-                error = AttributeError(f"no method {header.get('method')!r} to call")
-                self.send(*exception_message(error, item.call))
-                continue
-            self.dispatch(entry, item)
+
+    def _take(self, header: dict[str, Any], payload: memoryview) -> None:
+        """Start one input (or answer it with the error that stops it from starting)."""
+        try:  # arguments that fail to unpickle are that input's error, not the container's
+            args, kwargs = loads(payload)
+        except BaseException as exc:
+            self.send(*exception_message(exc, header["id"]))
+            return
+        item = _Input(header, args, kwargs)
+        entry = self.service.entries.get(header.get("method", ""))
+        if entry is None:
+            error = AttributeError(f"no method {header.get('method')!r} to call")
+            self.send(*exception_message(error, item.call))
+            return
+        self.dispatch(entry, item)
 
     def _stop(self, grace: float) -> None:
         """Let the web server finish its requests, run the @exit hooks, then say so: the host
