@@ -978,8 +978,9 @@ class _MapRun:
                         self.done.put((index, False, exc))
         except Exception as exc:
             self.done.put((ready[finished][0], False, exc))
+            args_of = dict(taken)
             for index, _ in ready[finished + 1 :]:
-                self.todo.put((index, dict(taken)[index]))
+                self.todo.put((index, args_of[index]))
             return False
         return True
 

@@ -62,11 +62,19 @@ class WebConfig(NamedTuple):
     custom_domains: tuple[str, ...] = ()
 
 
+def inner_port(config: WebConfig) -> int:
+    """Where a web endpoint listens inside its container: a `web_server`'s own port, or the
+    one uvicorn takes for ASGI, WSGI and FastAPI endpoints."""
+    from .runtime.web import ASGI_PORT
+
+    return config.port if config.kind == "web_server" and config.port else ASGI_PORT
+
+
 def web_app(config: WebConfig, target: Callable[..., Any]) -> WebApp:
     """What a container serves for a web decorator on `target` (runtime/web.py)."""
-    from .runtime.web import ASGI_PORT, WebApp
+    from .runtime.web import WebApp
 
-    port = config.port if config.kind == "web_server" and config.port else ASGI_PORT
+    port = inner_port(config)
     return WebApp(config.kind, target, port, config.startup_timeout, config.method, config.docs)
 
 

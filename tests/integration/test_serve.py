@@ -607,6 +607,16 @@ class Greeter:
         lines = called.stdout.splitlines()
         assert lines == ["42 [2, 4]", "hello you"], called.stdout + called.stderr
 
+        # the calls socket is the store owner's alone: another user cannot even connect
+        sock_path = Path(os.environ["IMAGEWRIGHT_HOME"], "apps", "deployed", "calls.sock")
+        attempt = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+             "-c", f"import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); "
+             f"s.connect({str(sock_path)!r})"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert attempt.returncode != 0 and "PermissionError" in attempt.stderr, attempt.stderr
+
         # deploying again replaces it, and the URL keeps answering throughout
         answers: list[int] = []
         stop = threading.Event()

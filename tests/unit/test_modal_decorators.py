@@ -56,6 +56,8 @@ def test_unknown_keywords_and_bad_options_are_refused() -> None:
         app.function(retries="3")(ident)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="takes 1 positional argument"):
         app.function(ident)  # type: ignore[arg-type]  # without parentheses
+    with pytest.raises(InvalidError, match=r"schedule= takes a modal\.Period or a modal\.Cron"):
+        app.function(schedule="every hour")(ident)
 
 
 def test_what_has_no_local_effect_warns_once_at_the_users_line() -> None:

@@ -86,3 +86,19 @@ def test_ports_are_stable_and_can_be_chosen(
 def test_two_endpoints_with_one_label_are_refused() -> None:
     with pytest.raises(InvalidError, match="label 'same'"):
         endpoints_of(dup)
+
+
+@pytest.mark.parametrize("given", ["square", "square=", "square=http", "square=0", "square=70000"])
+def test_a_malformed_port_option_is_refused(given: str) -> None:
+    from imagewright.cli.serve import _ports
+
+    with pytest.raises(InvalidError, match=f"--port {given!r}: expected LABEL=PORT"):
+        _ports([given])
+
+
+@pytest.mark.parametrize("name", ["", "a/b", ".hidden"])
+def test_a_deployment_name_that_is_no_file_name_is_refused(name: str) -> None:
+    from imagewright.serving.deployments import deployment_dir
+
+    with pytest.raises(InvalidError, match="is not a deployment name"):
+        deployment_dir(name)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import settings
-from ..exception import ExecutionError, NotFoundError
+from ..exception import ExecutionError, InvalidError, NotFoundError
 
 if TYPE_CHECKING:
     from ..execute.functions import Relay
@@ -49,7 +49,7 @@ _STOP_TIMEOUT = 40.0  # containers get 30 s for their @exit hooks
 
 def deployment_dir(name: str) -> Path:
     if not name or "/" in name or name.startswith("."):
-        raise ExecutionError(f"{name!r} is not a deployment name")
+        raise InvalidError(f"{name!r} is not a deployment name: no '/', no leading '.'")
     return settings.apps_dir() / name
 
 

@@ -62,8 +62,8 @@ def endpoints_of(app: App) -> list[Endpoint]:
     """Every endpoint of `app`, in the order it registered them."""
     from ..cls import Server
     from ..function import start_container
+    from ..partial import inner_port
     from ..plan.functionsource import function_ref
-    from ..runtime.web import ASGI_PORT
 
     found: list[Endpoint] = []
     for key, function in app.registered_functions.items():
@@ -78,7 +78,7 @@ def endpoints_of(app: App) -> list[Endpoint]:
         ) -> Container:
             return start_container(app, o, r, f, web="", on_output=sink)
 
-        port = config.port if config.kind == "web_server" and config.port else ASGI_PORT
+        port = inner_port(config)
         found.append(
             _endpoint(
                 config.label or _label(key), function._id_name(), config.kind,
@@ -104,9 +104,7 @@ def endpoints_of(app: App) -> list[Endpoint]:
                 label, what, port = config.label or _label(cls_name), f"server {cls_name}", cls.port
             else:
                 label = config.label or _label(f"{cls_name}-{method}")
-                what, port = f"{cls_name}.{method}", ASGI_PORT
-                if config.kind == "web_server" and config.port:
-                    port = config.port
+                what, port = f"{cls_name}.{method}", inner_port(config)
             name = cls._id_name() + (f".{method}" if method else "")
             found.append(
                 _endpoint(
