@@ -15,8 +15,8 @@ Docker loads it. Rows (medians over --rounds, image cached on both sides):
   and it has exited; Docker: `docker exec` in a running container.
 
 Everything lives under --workdir (a store of its own, Docker's data); Docker is the harness's
-private engine (run.py). Prints a markdown table with ratios (imagewright's time over Docker's;
-below 1, imagewright is faster).
+private engine (harness/docker.py). Prints a markdown table with ratios (imagewright's time
+over Docker's; below 1, imagewright is faster).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import run as harness  # (the harness's Docker engine and machine facts)
+from harness.common import Paths
+from harness.docker import docker_engine
+from harness.imagewright import Imagewright
+from harness.report import machine_facts
 
 TAG = "imagewright-bench/sandbox"
 IMAGE_FILE = 'import imagewright as modal\nimage = modal.Image.debian_slim(python_version="3.11")\n'
@@ -63,8 +66,8 @@ def main() -> None:
         cwd=workdir, check=True, capture_output=True,
     )  # fmt: skip
     app = modal.App.lookup("bench-sandbox", create_if_missing=True)
-    paths = harness.Paths(workdir)
-    with harness.docker_engine(paths) as denv:
+    paths = Paths(workdir)
+    with docker_engine(paths) as denv:
         subprocess.run(["docker", "load", "-i", str(archive)], env=denv, check=True,
                        capture_output=True)  # fmt: skip
         archive.unlink()
@@ -129,8 +132,8 @@ def main() -> None:
         finally:
             sandbox.terminate(wait=True)
             subprocess.run(["docker", "rm", "-f", name], env=denv, capture_output=True)
-        facts = harness.machine_facts(
-            harness.Imagewright(paths, str(Path(sys.executable).parent / "imagewright")), denv
+        facts = machine_facts(
+            Imagewright(paths, str(Path(sys.executable).parent / "imagewright")), denv
         )
 
     print("\n" + "\n".join(f"- {name}: {value}" for name, value in facts))

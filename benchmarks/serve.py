@@ -20,8 +20,8 @@ Rows:
 - edit to new code: from rewriting the app's file until a GET returns the new text.
 
 Everything lives under --workdir (a store of its own, Docker's data, the app files); Docker is
-the harness's private engine (run.py). Prints a markdown table with ratios (imagewright's time
-over Docker's; below 1, imagewright is faster).
+the harness's private engine (harness/docker.py). Prints a markdown table with ratios
+(imagewright's time over Docker's; below 1, imagewright is faster).
 """
 
 from __future__ import annotations
@@ -41,7 +41,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import run as harness  # (the harness's Docker engine and machine facts)
+from harness.common import Paths
+from harness.docker import docker_engine
+from harness.imagewright import Imagewright
+from harness.registry import free_port
+from harness.report import machine_facts
 
 IMAGE = "imagewright-bench/serve"
 PACKAGES = '"fastapi==0.165.0", "uvicorn==0.35.0"'
@@ -179,8 +183,8 @@ def main() -> None:
     iw_file.write_text(IW_APP.format(packages=PACKAGES, text="v0"))
     docker_file.write_text(DOCKER_APP.format(text="v0"))
     env = {**os.environ, "IMAGEWRIGHT_HOME": str(workdir / "home")}
-    paths = harness.Paths(workdir)
-    iw_port, docker_port = harness.free_port(), harness.free_port()
+    paths = Paths(workdir)
+    iw_port, docker_port = free_port(), free_port()
     rows: list[tuple[str, float, float, str]] = []
 
     subprocess.run([sys.executable, "-m", "imagewright", "build", "app.py::image"],
@@ -191,7 +195,7 @@ def main() -> None:
          "--tag", IMAGE, "-o", str(archive)],
         cwd=workdir / "iw", env=env, check=True, capture_output=True,
     )  # fmt: skip
-    with harness.docker_engine(paths) as denv:
+    with docker_engine(paths) as denv:
         subprocess.run(["docker", "load", "-i", str(archive)], env=denv, check=True,
                        capture_output=True)  # fmt: skip
         archive.unlink()
@@ -232,8 +236,8 @@ def main() -> None:
                 return wait_until(docker_port, f"v{i + 1}", time.monotonic())
 
             docker_reload = median_of(args.rounds, docker_edit)
-        facts = harness.machine_facts(
-            harness.Imagewright(paths, str(Path(sys.executable).parent / "imagewright")), denv
+        facts = machine_facts(
+            Imagewright(paths, str(Path(sys.executable).parent / "imagewright")), denv
         )
 
     rows += [

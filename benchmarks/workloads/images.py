@@ -1,8 +1,9 @@
-"""The images benchmarks/run.py builds with imagewright; run.py writes the matching Dockerfiles.
+"""The images benchmarks/run.py builds with imagewright; harness/dockerfile.py writes the
+matching Dockerfiles for BuildKit and Podman.
 
 run.py builds these from a scratch copy of this directory, because `config.yaml` is relative
-to the working directory and the harness edits it. It also reads the constants below, so both
-builders install the same packages with the same commands.
+to the working directory and the harness edits it. The harness also reads the constants below,
+so every builder installs the same packages with the same commands.
 """
 
 import os
@@ -21,7 +22,7 @@ UV_PACKAGES = (
     "duckdb==0.9.0",
 )
 CONFIG_FILE = ("config.yaml", "/app/config.yaml")
-# The uv-warm scenario adds one small package; run.py sets a different one for every rebuild.
+# The uv-warm scenario adds one small package; the harness sets a different one per rebuild.
 EXTRA_PACKAGE = os.environ.get("BENCH_EXTRA_PACKAGE", "idna==3.10")
 # The small 6-step image: base, apt, uv, env and two run_commands.
 SMALL_APT_PACKAGES = ("jq",)

@@ -33,6 +33,7 @@ from .schedule import Schedule
 from .secret import Secret
 
 if TYPE_CHECKING:
+    from .cluster.driver import Cluster
     from .execute.builder import LayerCache
     from .execute.functions import Relay
     from .execute.limits import Limits
@@ -124,6 +125,7 @@ class App:
         self._spawned: weakref.WeakSet[FunctionCall] = weakref.WeakSet()  # .spawn()'s calls
         self._pools_lock = threading.Lock()
         self._store_obj: Store | None = None
+        self._cluster: Cluster | None = None  # while app.run(cluster=...) runs
         if name:
             register(name, self)
 
@@ -498,26 +500,39 @@ class App:
         interactive: bool = False,
         environment_name: str | None = None,
         cache: LayerCache | None = None,
+        cluster: str | None = None,
     ) -> Iterator[App]:
         """Build every function's and class's image, then let them be called remotely.
 
         `cache` (imagewright's own) is a shared layer cache for those builds (default:
-        build_image's). When the app stops, classes' containers run their @exit hooks.
+        build_image's). `cluster` (imagewright's own; default $IMAGEWRIGHT_CLUSTER), a Ray
+        cluster's ray://HOST:PORT, runs every call on that cluster's nodes (cluster/). When the
+        app stops, classes' containers run their @exit hooks.
         """
         from .execute.builder import build_image
         from .execute.functions import stop_all
 
+        address = cluster or settings.cluster()
+        if address:
+            self._check_cluster_volumes()
         images = [f._options.image for f in self.registered_functions.values()]
         images += [c._options.image for c in self.registered_classes.values()]
         for image in images:
             if id(image) not in self._plans:
                 build = build_image(image, store=self._store, cache=cache)
                 self._plans[id(image)] = build.plan
+        if address:
+            from .cluster.driver import Cluster
+
+            self._cluster = Cluster(address)
+            settings.use_cluster(address)
         self._running = True
         try:
             yield self
         except KeyboardInterrupt:
             stop_all()
+            if self._cluster is not None:
+                self._cluster.close()
             raise
         finally:
             self._running = False
@@ -532,6 +547,24 @@ class App:
                 pool.close()
             for cls in self.registered_classes.values():
                 cls._instances.clear()
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None
+                settings.use_cluster(None)
+
+    def _check_cluster_volumes(self) -> None:
+        """Refuse, before anything is built, volumes a cluster's nodes could not see."""
+        if settings.volumes_dir_shared():
+            return
+        options = [(n, f._options) for n, f in self.registered_functions.items()]
+        options += [(n, c._options) for n, c in self.registered_classes.items()]
+        for name, option in options:
+            if option.volumes:
+                raise InvalidError(
+                    f"{name} mounts volumes, which live on this machine only: on a cluster, set "
+                    f"{settings.VOLUMES_DIR} to a directory every node mounts at the same path "
+                    "(NFS or the like), here and on every node"
+                )
 
     def stop(self) -> None:
         """Modal stops a deployed app; a local app stops when `app.run()` ends."""

@@ -14,7 +14,7 @@ app stops, each container runs its `@exit` hooks before it goes.
 
 from __future__ import annotations
 
-import os
+import functools
 import threading
 import typing
 import weakref
@@ -32,14 +32,15 @@ from .function import (
     Invoker,
     Options,
     Pool,
+    container_limit,
     override_options,
     running_in,
-    start_container,
+    start_runner,
 )
 from .partial import PartialFunction, is_parameter
 
 if TYPE_CHECKING:
-    from .execute.functions import Container
+    from .execute.functions import Runner
     from .partial import WebConfig
     from .retries import Retries
     from .runtime.serve import Service
@@ -347,19 +348,21 @@ class Obj:
         with self._lock:
             if self._pool_obj is None:
                 cls = self._cls
-                limit = cls._options.max_containers or max(os.cpu_count() or 1, 1)
+                limit = container_limit(cls._app, cls._options)
                 capacity = max(cls._capacity(name) for name in cls._methods) if cls._methods else 1
                 grace = _EXIT_GRACE if cls._exit else 0
-                self._pool_obj = Pool(self._start, capacity, limit, grace)
+                self._pool_obj = Pool(
+                    functools.partial(self._start, capacity), capacity, limit, grace
+                )
                 cls._app._adopt_pool(self._pool_obj)
             return self._pool_obj
 
-    def _start(self) -> Container:
+    def _start(self, capacity: int) -> Runner:
         from .plan.functionsource import function_ref
 
         cls = self._cls
         ref = function_ref(cls._user_cls)
-        return start_container(cls._app, cls._options, cls._user_cls, ref, self._values)
+        return start_runner(cls._app, cls._options, cls._user_cls, ref, self._values, capacity)
 
     def _local_instance(self) -> Any:
         """The object built here for `.local()` calls, with its @enter hooks run once."""
@@ -416,7 +419,7 @@ class Method(Invoker):
             "params": {k: _jsonable(v) for k, v in self._obj._values.items()},
         }
 
-    def _with_container(self, run: Callable[[Container], T]) -> T:
+    def _with_container(self, run: Callable[[Runner], T]) -> T:
         pool = self._obj._pool()
         container = pool.acquire()
         broken = False
@@ -431,7 +434,7 @@ class Method(Invoker):
         finally:
             pool.release(container, broken)
 
-    def _gen_container(self) -> tuple[Container, Callable[[], None]]:
+    def _gen_container(self) -> tuple[Runner, Callable[[], None]]:
         pool = self._obj._pool()
         container = pool.acquire()
         return container, lambda: pool.release(container, not container.alive())

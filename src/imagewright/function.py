@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import concurrent.futures
 
     from .definition.image import Image
-    from .execute.functions import Container
+    from .execute.functions import Container, Runner
     from .execute.limits import Limits
     from .partial import PartialFunction
     from .runtime.serve import Service
@@ -64,6 +64,9 @@ _current_call: contextvars.ContextVar[FunctionCall | None] = contextvars.Context
 _calls_lock = threading.Lock()
 
 
+# How often an input runs again because the machine running it went away (ContainerLost),
+# before that is its error.
+_LOST_LIMIT = 3
 _BATCH = 32  # at most this many `.map` inputs in one message
 _ID_PREFIX = os.urandom(5).hex()  # ids of different processes differ; within one, a count
 _id_count = itertools.count()
@@ -110,7 +113,7 @@ class FunctionCall(ModalObject):
         self._futures = futures  # one per input, in order
         self._object_id = object_id
         self._cancelled = False
-        self._running: set[Container] = set()  # the containers running its inputs now
+        self._running: set[Runner] = set()  # the containers running its inputs now
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -171,7 +174,7 @@ class FunctionCall(ModalObject):
             container.kill()
 
     @contextlib.contextmanager
-    def _runs_in(self, container: Container) -> Iterator[None]:
+    def _runs_in(self, container: Runner) -> Iterator[None]:
         with self._lock:
             if self._cancelled:
                 raise RemoteError(f"{self.object_id} was cancelled")
@@ -213,14 +216,14 @@ class Pool:
     died) is stopped on release; the rest stop on `close()`.
     """
 
-    def __init__(self, start: Callable[[], Container], capacity: int, limit: int, grace: float = 0):
+    def __init__(self, start: Callable[[], Runner], capacity: int, limit: int, grace: float = 0):
         self._start, self.capacity, self.limit, self._grace = start, capacity, limit, grace
-        self._busy: dict[Container, int] = {}
+        self._busy: dict[Runner, int] = {}
         self._starting = 0
         self._closed = False
         self._room = threading.Condition()
 
-    def acquire(self) -> Container:
+    def acquire(self) -> Runner:
         with self._room:
             while True:
                 if self._closed:
@@ -246,7 +249,7 @@ class Pool:
             self._busy[container] = 1
         return container
 
-    def release(self, container: Container, broken: bool) -> None:
+    def release(self, container: Runner, broken: bool) -> None:
         with self._room:
             self._busy[container] -= 1
             if broken:
@@ -267,7 +270,7 @@ class Pool:
 class Invoker:
     """The ways to call one function or method: `.remote`, `.map`, `.spawn`, ... with `.aio`.
 
-    A subclass says how its containers start (`_start_container`), which pool `.map` uses,
+    A subclass says how its containers start (`_with_container`), which pool `.map` uses,
     and how one input runs on the host (`_local`).
     """
 
@@ -284,11 +287,11 @@ class Invoker:
     def _app(self) -> Any:
         raise NotImplementedError
 
-    def _with_container(self, run: Callable[[Container], T]) -> T:
+    def _with_container(self, run: Callable[[Runner], T]) -> T:
         """`run` on a container for one input: a fresh one, or one of the instance's pool."""
         raise NotImplementedError
 
-    def _gen_container(self) -> tuple[Container, Callable[[], None]]:
+    def _gen_container(self) -> tuple[Runner, Callable[[], None]]:
         """A container for one generator input, and what to do with it afterwards."""
         raise NotImplementedError
 
@@ -329,11 +332,17 @@ class Invoker:
         self._app()._require_running(f"{self.__qualname__}.{verb}()")
 
     def _attempts(self, run: Callable[[], Any]) -> Any:
+        from .execute.functions import ContainerLost
+
         retries = self._options.retries
-        attempt = 0
+        attempt = lost = 0
         while True:
             try:
                 return run()
+            except ContainerLost:
+                lost += 1  # (not the input's doing: it does not count against its retries)
+                if lost > _LOST_LIMIT:
+                    raise
             except Exception:
                 attempt += 1
                 call = _current_call.get()
@@ -586,7 +595,7 @@ class Function(Invoker, ModalObject, Deployed):
         self._options = options
         self._partial = partial
         # One container started ahead for the next .remote(); each is still used for one call.
-        self._spare: concurrent.futures.Future[Container] | None = None
+        self._spare: concurrent.futures.Future[Runner] | None = None
         self._spare_lock = threading.Lock()
         self.__name__ = raw_f.__name__
         self.__qualname__ = raw_f.__qualname__
@@ -752,12 +761,13 @@ class Function(Invoker, ModalObject, Deployed):
         webs = {"": web_app(web, self.raw_f)} if web is not None else None
         return Service({"": entry}, max_inputs=max_inputs or 1, webs=webs)
 
-    def _container(self) -> Container:
+    def _container(self) -> Runner:
         from .plan.functionsource import function_ref
 
-        return start_container(self.app, self._options, self.raw_f, function_ref(self.raw_f))
+        ref = function_ref(self.raw_f)
+        return start_runner(self.app, self._options, self.raw_f, ref, capacity=self._capacity)
 
-    def _fresh_container(self) -> Container:
+    def _fresh_container(self) -> Runner:
         """A container for one call: the one started ahead if there is one, else a new one.
 
         Either way the next one starts in the background, so a warm `.remote()` does not wait
@@ -777,7 +787,8 @@ class Function(Invoker, ModalObject, Deployed):
                 container = None
         if container is None:
             container = self._container()
-        self._start_spare()
+        if self.app._cluster is None:  # (on a cluster a spare would hold a node's CPUs)
+            self._start_spare()
         return container
 
     def _start_spare(self) -> None:
@@ -785,7 +796,7 @@ class Function(Invoker, ModalObject, Deployed):
 
         from .execute.functions import start_thread
 
-        future: concurrent.futures.Future[Container] = concurrent.futures.Future()
+        future: concurrent.futures.Future[Runner] = concurrent.futures.Future()
 
         def start() -> None:
             try:
@@ -806,7 +817,7 @@ class Function(Invoker, ModalObject, Deployed):
         if pending is not None:
             pending.add_done_callback(_stop_started)
 
-    def _with_container(self, run: Callable[[Container], T]) -> T:
+    def _with_container(self, run: Callable[[Runner], T]) -> T:
         container = self._fresh_container()
         try:
             with running_in(container):
@@ -814,13 +825,12 @@ class Function(Invoker, ModalObject, Deployed):
         finally:
             container.stop()
 
-    def _gen_container(self) -> tuple[Container, Callable[[], None]]:
+    def _gen_container(self) -> tuple[Runner, Callable[[], None]]:
         container = self._fresh_container()
         return container, container.stop
 
     def _map_pool(self) -> tuple[Pool, bool]:
-        limit = self._options.max_containers or max(os.cpu_count() or 1, 1)
-        return Pool(self._container, self._capacity, limit), True
+        return Pool(self._container, self._capacity, container_limit(self.app, self._options)), True
 
 
 class _MapRun:
@@ -850,6 +860,7 @@ class _MapRun:
         # retried: the container runs them back to back, without a round trip between them.
         # (A retried input runs alone, so its attempts are counted as for `.remote`.)
         self.batching = pool.capacity == 1 and invoker._options.retries is None
+        self.lost: dict[int, int] = {}  # inputs whose container's machine went away, how often
 
     def results(self) -> Iterator[Any]:
         from .execute.functions import start_thread
@@ -888,7 +899,7 @@ class _MapRun:
         invoker, kwargs, call_id = self.invoker, self.kwargs, self.call_id
         timeout, method = invoker._options.timeout, invoker._method_name
         call = _current_call.get()
-        held: list[Container] = []
+        held: list[Runner] = []
 
         def once(args: tuple[Any, ...]) -> Any:
             if not held:
@@ -916,7 +927,12 @@ class _MapRun:
                     continue
                 if len(taken) > 1:
                     if not held:
-                        held.append(self.pool.acquire())
+                        try:
+                            held.append(self.pool.acquire())
+                        except Exception as exc:  # no container: every input says why
+                            for index, _ in taken:
+                                self.done.put((index, False, exc))
+                            continue
                     if not self._run_batch(held[0], taken):
                         self.pool.release(held.pop(), True)
                     continue
@@ -943,7 +959,7 @@ class _MapRun:
                 break
         return taken
 
-    def _run_batch(self, container: Container, taken: list[tuple[int, tuple[Any, ...]]]) -> bool:
+    def _run_batch(self, container: Runner, taken: list[tuple[int, tuple[Any, ...]]]) -> bool:
         """Run `taken` in one message to `container`; whether the container is still good.
 
         An input whose arguments do not pickle fails alone. If the container breaks (times
@@ -969,7 +985,7 @@ class _MapRun:
                 for (index, _), (header, payload) in zip(ready, replies):  # noqa: B905 (3.9)
                     finished += 1
                     if header["kind"] == "exception":
-                        error = container._remote_exception((header, payload), "call")
+                        error = container.remote_exception((header, payload), "call")
                         self.done.put((index, False, error))
                         continue
                     try:
@@ -977,9 +993,17 @@ class _MapRun:
                     except Exception as exc:  # a result that does not unpickle here
                         self.done.put((index, False, exc))
         except Exception as exc:
-            self.done.put((ready[finished][0], False, exc))
+            from .execute.functions import ContainerLost
+
             args_of = dict(taken)
-            for index, _ in ready[finished + 1 :]:
+            again = ready[finished + 1 :]
+            index = ready[finished][0]
+            self.lost[index] = self.lost.get(index, 0) + isinstance(exc, ContainerLost)
+            if isinstance(exc, ContainerLost) and self.lost[index] <= _LOST_LIMIT:
+                again = ready[finished:]  # its machine went away: it runs again elsewhere
+            else:
+                self.done.put((index, False, exc))
+            for index, _ in again:
                 self.todo.put((index, args_of[index]))
             return False
         return True
@@ -1001,14 +1025,14 @@ def web_url(name: str) -> str | None:
     return str(found) if found else None
 
 
-def running_in(container: Container) -> contextlib.AbstractContextManager[None]:
+def running_in(container: Runner) -> contextlib.AbstractContextManager[None]:
     """While the current thread runs a spawned call's input in `container`, cancelling the
     call kills it."""
     call = _current_call.get()
     return call._runs_in(container) if call is not None else contextlib.nullcontext()
 
 
-def _stop_started(spare: concurrent.futures.Future[Container]) -> None:
+def _stop_started(spare: concurrent.futures.Future[Runner]) -> None:
     """Stop a spare container once it has started (if it did)."""
     if spare.exception() is None:
         spare.result().stop()
@@ -1023,6 +1047,33 @@ def _is_user_error(exc: Exception) -> bool:
 # ---- starting containers ---------------------------------------------------------------------
 
 
+def container_limit(app: Any, options: Options) -> int:
+    """How many containers `.map` may run at once: max_containers, else one per core here, or
+    as many as the cluster the app runs on has room for."""
+    if options.max_containers:
+        return options.max_containers
+    if app._cluster is not None:
+        return int(app._cluster.room_for(options))
+    return max(os.cpu_count() or 1, 1)
+
+
+def start_runner(
+    app: Any,
+    options: Options,
+    raw: Callable[..., Any],
+    ref: str,
+    init: object = None,
+    capacity: int = 1,
+) -> Runner:
+    """A container for calls to `ref` (`capacity` inputs at once): on a node of the cluster
+    the app runs on, if it runs on one (cluster/), else here."""
+    if app._cluster is not None:
+        plan = app._plan_for(options.image)
+        runner: Runner = app._cluster.start(plan, app._store, options, raw, ref, init, capacity)
+        return runner
+    return start_container(app, options, raw, ref, init)
+
+
 def start_container(
     app: Any,
     options: Options,
@@ -1033,7 +1084,8 @@ def start_container(
     web: str | None = None,
     on_output: Callable[[str], None] | None = None,
 ) -> Container:
-    """Start a container of `options.image` serving `ref`, with its secrets and volumes.
+    """Start a container of `options.image` serving `ref` on this machine, with its secrets
+    and volumes.
 
     With `web`, it serves that web endpoint of `ref` ("" for a function's own); `on_output`
     takes its output lines instead of our stdout.

@@ -23,7 +23,7 @@ from .function import Invoker, Options, Pool, _new_id
 from .runtime.errors import exception_message
 
 if TYPE_CHECKING:
-    from .execute.functions import Container, Relay
+    from .execute.functions import Relay, Runner
 
 __all__ = ["relay_for"]
 
@@ -70,7 +70,7 @@ def _find(app: Any, target: dict[str, Any]) -> Invoker:
     raise NotFoundError(f"{ref}{'.' + method if method else ''} is not a function of this app")
 
 
-def _call(invoker: Invoker, payload: bytes, ids: tuple[str, str]) -> Callable[[Container], Reply]:
+def _call(invoker: Invoker, payload: bytes, ids: tuple[str, str]) -> Callable[[Runner], Reply]:
     timeout, method = invoker._options.timeout, invoker._method_name
     return lambda container: container.call_raw(payload, timeout, method=method, ids=ids)
 
@@ -90,7 +90,7 @@ def _attempts(options: Options, once: Callable[[], Reply]) -> Reply:
         time.sleep(retries.delay(attempt))
 
 
-def _in_pool(pool: Pool, run: Callable[[Container], Reply]) -> Reply:
+def _in_pool(pool: Pool, run: Callable[[Runner], Reply]) -> Reply:
     container = pool.acquire()
     broken = False
     try:

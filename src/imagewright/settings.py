@@ -24,6 +24,10 @@ runtime/protocol.py names them.
   instead of the SQLite file under state_dir(); containers get it in their environment.
 - IMAGEWRIGHT_STATE_DIR: the directory of the SQLite file holding Dicts and Queues (default:
   state/ under the home); inside containers, where execute/state.py binds it.
+- IMAGEWRIGHT_CLUSTER: run the app's calls on this Ray cluster (ray://HOST:PORT, `--cluster`);
+  set inside containers running on one, too.
+- IMAGEWRIGHT_VOLUMES_DIR: where named volumes live (default: volumes/ under the home). On a
+  cluster it must be storage every node mounts at the same path (NFS or the like).
 - IMAGEWRIGHT_WEB_URLS: JSON mapping each web endpoint `imagewright serve` serves (by its
   function's module.qualname) to its URL, on the host and in containers (`get_web_url()`).
 
@@ -41,6 +45,7 @@ from .exception import InvalidError
 
 __all__ = [
     "ALLOW_NO_GPU",
+    "CLUSTER",
     "INSECURE_REGISTRIES",
     "IN_CONTAINER",
     "REDIS_URL",
@@ -50,6 +55,7 @@ __all__ = [
     "allow_no_gpu",
     "apps_dir",
     "cache_registry",
+    "cluster",
     "ephemeral_volumes_dir",
     "force_build",
     "home",
@@ -61,7 +67,9 @@ __all__ = [
     "state_dir",
     "ubuntu_mirror",
     "use_cache_registry",
+    "use_cluster",
     "volumes_dir",
+    "volumes_dir_shared",
 ]
 
 ALLOW_NO_GPU = "IMAGEWRIGHT_ALLOW_NO_GPU"
@@ -72,6 +80,8 @@ VOLUMES = "IMAGEWRIGHT_VOLUMES"
 REDIS_URL = "IMAGEWRIGHT_REDIS_URL"
 STATE_DIR = "IMAGEWRIGHT_STATE_DIR"
 WEB_URLS = "IMAGEWRIGHT_WEB_URLS"
+CLUSTER = "IMAGEWRIGHT_CLUSTER"
+VOLUMES_DIR = "IMAGEWRIGHT_VOLUMES_DIR"
 
 
 def home() -> Path:
@@ -85,12 +95,20 @@ def home() -> Path:
 
 def volumes_dir() -> Path:
     """Where named volumes live, one directory each."""
-    return home() / "volumes"
+    explicit = os.environ.get(VOLUMES_DIR)
+    return Path(explicit) if explicit else home() / "volumes"
+
+
+def volumes_dir_shared() -> bool:
+    """Whether volumes live where the user put them (IMAGEWRIGHT_VOLUMES_DIR), which is how
+    a cluster's nodes all see them, rather than in this machine's home."""
+    return bool(os.environ.get(VOLUMES_DIR))
 
 
 def ephemeral_volumes_dir() -> Path:
     """Where `Volume.ephemeral()` volumes live until their `with` block ends."""
-    return home() / "volumes-ephemeral"
+    explicit = os.environ.get(VOLUMES_DIR)  # (".ephemeral" is no volume's name)
+    return Path(explicit) / ".ephemeral" if explicit else home() / "volumes-ephemeral"
 
 
 def secrets_dir() -> Path:
@@ -128,6 +146,19 @@ def use_cache_registry(repository: str) -> None:
 
 def cache_registry() -> str | None:
     return _cache_registry or os.environ.get(CACHE_REGISTRY) or None
+
+
+_cluster: str | None = None
+
+
+def use_cluster(address: str | None) -> None:
+    """`app.run(cluster=...)` and --cluster: the cluster this process's calls go to."""
+    global _cluster
+    _cluster = address
+
+
+def cluster() -> str | None:
+    return _cluster or os.environ.get(CLUSTER) or None
 
 
 def ubuntu_mirror() -> str:

@@ -657,7 +657,7 @@ def list_volumes() -> dict[str, float]:
     return {
         entry.name: entry.stat().st_ctime
         for entry in sorted(os.scandir(root), key=lambda e: e.name)
-        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".deleting-")
+        if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")
     }
 
 

@@ -7,12 +7,8 @@ it, with the `imagewright dict` and `queue` commands."""
 from __future__ import annotations
 
 import queue
-import shutil
-import socket
-import subprocess
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -102,37 +98,6 @@ def write(name: str, value: int):
 def read(name: str):
     return modal.Dict.from_name(name)["kept"]
 """
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private redis-server on a free loopback port, saving nothing; its URL."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server is missing: `make test` installs it (apt-get install redis-server)"
-    workdir = tmp_path_factory.mktemp("redis")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = workdir / "redis.conf"
-    config.write_text(
-        f'bind 127.0.0.1\nport {port}\ndir {workdir}\nsave ""\nappendonly no\n'
-        'daemonize no\nprotected-mode yes\nlogfile ""\n'
-    )
-    process = subprocess.Popen([server, str(config)], stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, "redis-server exited at start"
-                assert time.monotonic() < deadline, "redis-server did not start listening"
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

@@ -20,12 +20,17 @@ from imagewright.execute.limits import Cgroup, Limits
     [
         (None, None, Limits()),
         (0, 0, Limits()),  # Modal takes zero for unset
-        (1024, None, Limits()),  # a request reserves no memory locally
-        ((512, 1024), None, Limits(memory_limit_mib=1024)),
+        # a request reserves no memory locally (a cluster reserves it: cluster/driver.py)
+        (1024, None, Limits(memory_request_mib=1024)),
+        ((512, 1024), None, Limits(memory_limit_mib=1024, memory_request_mib=512)),
         (None, 2, Limits(cpu_request=2.0)),
         (None, 0.25, Limits(cpu_request=0.25)),
         (None, (0.5, 1), Limits(cpu_request=0.5, cpu_limit=1.0)),
-        ((100, 100), (1.0, 1.0), Limits(memory_limit_mib=100, cpu_request=1.0, cpu_limit=1.0)),
+        (
+            (100, 100),
+            (1.0, 1.0),
+            Limits(memory_limit_mib=100, cpu_request=1.0, cpu_limit=1.0, memory_request_mib=100),
+        ),
     ],
 )
 def test_modal_forms(memory: object, cpu: object, expected: Limits) -> None:

@@ -1,7 +1,8 @@
 """The shape of the house: imagewright's packages form tiers, and imports only go down.
 
     cli                      the command line
-    imagewright, app, apps, cls, function, partial, relay, engine, experimental, serving, sandbox
+    imagewright, app, apps, cls, function, partial, relay, engine, experimental, serving, sandbox,
+    cluster
                              the public surface; `engine` is the one seam through which the
                              recipe's verbs (build, export, push, Dockerfiles) reach the machinery
     export                   OCI layout, docker-archive, Dockerfile out, push
@@ -17,7 +18,7 @@
                              (state: where Dicts and Queues keep their contents)
     runtime                  the wire protocol and the in-container bootstrap (stdlib only)
     exception, version, settings, _callsite, _http, _copyrules (Docker's copy rules),
-    _aio (async twins), _unsupported, schedule, retries, locality
+    _digest (cheap SHA-256), _aio (async twins), _unsupported, schedule, retries, locality
                              the ground floor
 
 A module may import modules of its own tier and of the tiers below it, never above: function-
@@ -35,7 +36,7 @@ import imagewright
 SRC = Path(imagewright.__file__).parent
 
 TIERS: list[set[str]] = [
-    {"exception", "version", "settings", "_callsite", "_http", "_copyrules", "_aio"}
+    {"exception", "version", "settings", "_callsite", "_http", "_copyrules", "_digest", "_aio"}
     | {"_unsupported", "schedule", "retries", "locality"},
     {"runtime"},
     {"definition", "secret", "mount", "volume"}
@@ -50,7 +51,7 @@ TIERS: list[set[str]] = [
     {"export"},
     # "" is the package itself (imagewright/__init__.py)
     {"", "app", "apps", "cls", "function", "partial", "relay", "engine", "experimental", "serving"}
-    | {"sandbox"},
+    | {"sandbox", "cluster"},
     {"cli", "__main__"},
 ]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -153,7 +152,19 @@ def shell(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     from .run import run_target
 
-    return run_target(args.ref, args.args, _layer_cache(args))
+    cluster, rest = _cluster_flag(args.cluster, args.args)
+    return run_target(args.ref, rest, _layer_cache(args), cluster)
+
+
+def _cluster_flag(cluster: str | None, rest: list[str]) -> tuple[str | None, list[str]]:
+    """--cluster given after FILE, where the function's own flags go: take it out of them."""
+    rest = list(rest)
+    for i, word in enumerate(rest):
+        if word == "--cluster" and i + 1 < len(rest):
+            return rest[i + 1], rest[:i] + rest[i + 2 :]
+        if word.startswith("--cluster="):
+            return word.partition("=")[2], rest[:i] + rest[i + 1 :]
+    return cluster, rest
 
 
 def export(args: argparse.Namespace) -> int:
@@ -236,6 +247,8 @@ def _number(value: object) -> float:
 
 
 def prune(args: argparse.Namespace) -> int:
+    import shutil
+
     from ..store.blobs import LayerBlobs
     from ..store.gc import prune as prune_store
     from ..store.store import Store

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-import traceback
 from types import ModuleType
 from typing import TypeVar
 
@@ -77,6 +76,8 @@ def _raised_by_imagewright(exc: Exception) -> bool:
         return True
     if isinstance(exc, SyntaxError):  # raised by the compiler, about the user's file
         return False
+    import traceback  # (here: only a failing import needs it, and it costs a start ~3 ms)
+
     frames = traceback.extract_tb(exc.__traceback__)
     innermost = frames[-1].filename if frames else ""
     return not innermost.startswith("<frozen") and _ours(innermost)
@@ -87,12 +88,16 @@ def _user_line(exc: Exception) -> str | None:
     SyntaxError, the line the compiler points at)."""
     if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
         return f"{exc.filename}:{exc.lineno}"
+    import traceback
+
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _ours(f.filename)]
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
 
 
 def _user_traceback(exc: Exception) -> str:
     """The traceback of `exc` (and of the exceptions chained to it) without our frames."""
+    import traceback
+
     report = traceback.TracebackException.from_exception(exc)
     todo, seen = [report], set()
     while todo:

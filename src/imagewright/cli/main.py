@@ -12,7 +12,6 @@ frames only.
 from __future__ import annotations
 
 import argparse
-import ast
 import enum
 import errno
 import json
@@ -21,6 +20,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import cast
 
 __all__ = ["ExitCode", "main"]
 
@@ -33,18 +33,88 @@ class ExitCode(enum.IntEnum):
     TERMINATED = 143  # SIGTERM, cleaned up after as Ctrl-C is
 
 
+# The commands this module's parser defines, and those the other cli modules add to it.
+_COMMANDS = ("build", "shell", "run", "export", "dockerfile", "push", "images", "prune")
+_ADDED = ("volume", "secret", "serve", "deploy", "app", "dict", "queue")
+
+
 def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
-    """The CLI's parser. `volume` and `secret` get their verbs only when `chosen` is theirs:
-    a dozen more parsers cost every other command's start about 10 ms."""
+    """The CLI's parser. When `chosen` names a command, that command's parser is the only one
+    made: the others cost a cached `imagewright build` about 5 ms, and only `imagewright --help`
+    and a mistyped command (whose error lists the choices) need them."""
     from ..version import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="imagewright",
         description="Build Modal-style container images locally: layered, cached, sandboxed.",
     )
     parser.add_argument("--version", action="version", version=f"imagewright {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = cast(  # (of _Parsers, which the command modules need only as ArgumentParsers)
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
+    )
+    only = chosen if chosen in (*_COMMANDS, *_ADDED) else None
+    with_registry: list[argparse.ArgumentParser] = []  # the commands that build images
+    if only in (None, "build"):
+        with_registry.append(_add_build(sub))
+    if only in (None, "shell"):
+        with_registry.append(_add_shell(sub))
+    if only in (None, "run"):
+        with_registry.append(_add_run(sub))
+    if only in (None, "export"):
+        with_registry.append(_add_export(sub))
+    if only in (None, "dockerfile"):
+        _add_dockerfile(sub)
+    if only in (None, "push"):
+        with_registry.append(_add_push(sub))
+    if only in (None, "images", "prune"):
+        _add_store_commands(sub)
+    for command in with_registry:
+        command.add_argument(
+            "--cache-registry",
+            metavar="REGISTRY/REPO",
+            help="share built layers through this registry repository: pull missing steps "
+            "from it, push new ones to it (default: $IMAGEWRIGHT_CACHE_REGISTRY)",
+        )
+    if only is None or only in _ADDED:
+        from .secrets import add_secret_parser
+        from .serve import add_serve_parsers
+        from .state import add_state_parsers
+        from .volumes import add_volume_parser
 
+        add_volume_parser(sub, with_verbs=chosen == "volume")
+        add_secret_parser(sub, with_verbs=chosen == "secret")
+        add_serve_parsers(sub, with_verbs=chosen == "app")
+        add_state_parsers(sub, chosen=chosen)  # `dict` and `queue`
+    return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subparsers are of this class too), with help formatters told the
+    terminal's width: argparse would import shutil to learn it, on every start, for help that a
+    build never shows (shutil loads the compression modules too: about 2 ms)."""
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # (argparse's own, with the width it would compute; argparse's formatters all take it)
+        return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
+
+
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size() finds it: $COLUMNS, else stdout's
+    terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     build = sub.add_parser(
         "build",
         help="build an Image defined in a Python file",
@@ -67,7 +137,10 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
         dest="as_json",
         help="print one JSON object describing the build on stdout",
     )
+    return build
 
+
+def _add_shell(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     shell = sub.add_parser(
         "shell",
         help="open a shell in a fresh container of an image",
@@ -89,18 +162,32 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
         help="instead, step into the step that failed the last build of the image, as its "
         "command left it: its filesystem, env (secrets left out), WORKDIR and USER",
     )
+    return shell
 
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run a function or local entrypoint",
         description="Run the local entrypoint or function NAME in FILE (the only one if NAME "
         "is left out). Its parameters become --flags.",
     )
+    run.add_argument(
+        "--cluster",
+        metavar="ray://HOST:PORT",
+        help="run every call on this Ray cluster (also after FILE; default: "
+        "$IMAGEWRIGHT_CLUSTER). Needs `pip install imagewright[ray]`",
+    )
     run.add_argument("ref", metavar="FILE[::NAME]")
     run.add_argument(
         "args", nargs=argparse.REMAINDER, metavar="--ARG VALUE", help="arguments for the function"
     )
+    return run
 
+
+def _add_export(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     export = sub.add_parser(
         "export",
         help="write an image as an OCI layout or a docker-archive",
@@ -120,7 +207,12 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
     export.add_argument(
         "--tag", default="imagewright:latest", metavar="NAME[:TAG]", help="the name recorded"
     )
+    return export
 
+
+def _add_dockerfile(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
     dockerfile = sub.add_parser(
         "dockerfile",
         help="write an image definition as a Dockerfile and its build context",
@@ -150,7 +242,10 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
         help="write only the FROM line for the base: when that name is imagewright's own base "
         "(loaded with `imagewright export --format docker --tag NAME`)",
     )
+    return dockerfile
 
+
+def _add_push(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     push = sub.add_parser(
         "push",
         help="push an image to a registry",
@@ -162,14 +257,11 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
     push.add_argument("target", metavar="REGISTRY/REPO[:TAG]")
     push.add_argument("--insecure", action="store_true", help="allow plain HTTP and unverified TLS")
     push.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
-    for command in (build, shell, run, export, push):
-        command.add_argument(
-            "--cache-registry",
-            metavar="REGISTRY/REPO",
-            help="share built layers through this registry repository: pull missing steps "
-            "from it, push new ones to it (default: $IMAGEWRIGHT_CACHE_REGISTRY)",
-        )
+    return push
 
+
+def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`images` and `prune`."""
     images = sub.add_parser(
         "images",
         help="list the images in the local store",
@@ -189,17 +281,6 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
         "--caches", action="store_true", help="also empty the apt, uv and pip package caches"
     )
 
-    from .secrets import add_secret_parser
-    from .serve import add_serve_parsers
-    from .state import add_state_parsers
-    from .volumes import add_volume_parser
-
-    add_volume_parser(sub, with_verbs=chosen == "volume")
-    add_secret_parser(sub, with_verbs=chosen == "secret")
-    add_serve_parsers(sub, with_verbs=chosen == "app")
-    add_state_parsers(sub, chosen=chosen)  # `dict` and `queue`
-    return parser
-
 
 def _fail(
     message: str, code: ExitCode, as_json: bool = False, exc: BaseException | None = None
@@ -211,23 +292,26 @@ def _fail(
     return code
 
 
-# the user's "file.py:12", as error messages name it (see _callsite.py)
-_WHERE = re.compile(r"(?:^|[\s(])([^\s:()'\"]+\.py:\d+)")
+# the user's "file.py:12", as error messages name it (see _callsite.py); patterns, compiled
+# only when an error is shown
+_WHERE = r"(?:^|[\s(])([^\s:()'\"]+\.py:\d+)"
 # what steps.py's ImageBuildError message names: "failed at step CALL at FILE:LINE\n  'CMD'
 # exited with status N" (the step as Layer.where shows it)
-_BUILD_STEP = re.compile(r"failed at step (.*) at (\S+)\n\s+(.*) exited with status (\d+)")
+_BUILD_STEP = r"failed at step (.*) at (\S+)\n\s+(.*) exited with status (\d+)"
 
 
 def _error_json(message: str, exc: BaseException | None) -> dict[str, object]:
     """The error as --json reports it: its type and message, the user's file:line where known,
     and for a failed build step that step (its call, file:line, command and exit status)."""
+    import ast
+
     from ..exception import ImageBuildError
     from .loader import UserCodeError
 
     if isinstance(exc, UserCodeError):  # the user's exception, not our wrapper of it
         return {"type": exc.error_type, "message": exc.error_message, "where": exc.where}
     text = str(exc) if isinstance(exc, Exception) and str(exc) else message
-    found = _WHERE.search(text)
+    found = re.search(_WHERE, text)
     doc: dict[str, object] = {
         "type": type(exc).__name__ if exc is not None else "Error",
         "message": text,
@@ -235,7 +319,7 @@ def _error_json(message: str, exc: BaseException | None) -> dict[str, object]:
     }
     if isinstance(exc, ImageBuildError):
         doc["image_id"], doc["log_path"] = exc.image_id, exc.log_path
-        step = _BUILD_STEP.search(text)
+        step = re.search(_BUILD_STEP, text)
         if step:
             call, where, command, status = step.groups()
             doc["step"] = {

@@ -85,13 +85,16 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-def run_target(ref: str, argv: Sequence[str], cache: LayerCache | None = None) -> int:
-    """Run FILE[::NAME] with CLI arguments, building through `cache`; returns the exit code."""
+def run_target(
+    ref: str, argv: Sequence[str], cache: LayerCache | None = None, cluster: str | None = None
+) -> int:
+    """Run FILE[::NAME] with CLI arguments, building through `cache`, its calls on `cluster`
+    if given; returns the exit code."""
     path, name = split_ref(ref)
     app = pick(load_module(path), None, App, "App")
     name, target = _find_target(app, name, path)
     kwargs = _parse_args(target.raw_f, name, argv)
-    with app.run(cache=cache):
+    with app.run(cache=cache, cluster=cluster):
         if isinstance(target, LocalEntrypoint):
             try:
                 outcome = target(**kwargs)

@@ -6,7 +6,6 @@ variables and bind mounts only, so none of them is written into a layer or the i
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
+from .._digest import hexdigest
 from ..definition.config import ImageConfig
 from ..exception import ExecutionError
 from ..store.store import Store
@@ -120,7 +120,7 @@ def cache_scope(callsite: str) -> str:
     earlier step keeps them warm; images defined in different files never read what the other
     wrote."""
     path = os.path.abspath(callsite.rpartition(":")[0] or callsite)
-    return hashlib.sha256(path.encode()).hexdigest()[:32]
+    return hexdigest(path.encode())[:32]
 
 
 def cache_binds(store: Store, targets: tuple[str, ...]) -> tuple[Bind, ...]:
@@ -131,7 +131,7 @@ def cache_binds(store: Store, targets: tuple[str, ...]) -> tuple[Bind, ...]:
     """
     binds = []
     for target in targets:
-        name = hashlib.sha256(target.encode()).hexdigest()[:16]
+        name = hexdigest(target.encode())[:16]
         source = str(store.cache_dir(f"dockerfile-{name}"))
         binds.append(Bind(source, target, readonly=False, keep_mount_point=True))
     return tuple(binds)

@@ -12,7 +12,6 @@ runs without them, and an area in which the step wrote a secret value is not kep
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -21,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from .._digest import hexdigest
 from ..definition.config import ImageConfig
 from ..exception import NotFoundError
 from ..store.store import Scratch, Store
@@ -43,9 +43,7 @@ def slot_for(path: str, name: str) -> FailedSlot:
     import shlex
 
     ident = f"{os.path.abspath(path)}::{name}"
-    return FailedSlot(
-        hashlib.sha256(ident.encode()).hexdigest()[:32], shlex.quote(f"{path}::{name}")
-    )
+    return FailedSlot(hexdigest(ident.encode())[:32], shlex.quote(f"{path}::{name}"))
 
 
 def keep_failed_step(

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .. import settings
 from ..definition.config import ImageConfig
@@ -53,7 +53,7 @@ from .limits import Cgroup, Limits
 from .network import RESOLV_CONF, Internet, namespace_child, socket_in
 from .sandbox import Bind, Overlay, SandboxCommand, spawn
 
-__all__ = ["Container", "serve_calls", "start_thread", "stop_all"]
+__all__ = ["Container", "ContainerLost", "Runner", "serve_calls", "start_thread", "stop_all"]
 
 _PY_IN_CONTAINER = "/tmp/.imagewright/py"
 _START_TIMEOUT = 120.0
@@ -237,6 +237,69 @@ def _in_cgroup(arm: Callable[[], None], cgroup: Cgroup | None) -> Callable[[], N
     return start
 
 
+class ContainerLost(RemoteError):
+    """The machine running a container went away (a cluster's node or its worker died): what
+    the container was running is not the input's fault, so it runs again elsewhere."""
+
+
+Reply = tuple[dict[str, Any], memoryview | bytes]  # a "result" or "exception" message, pickled
+
+
+class Runner(Protocol):
+    """What runs a function's inputs: a Container on this machine, or one that a cluster's
+    node holds (cluster/driver.py). Both answer with the container's own messages."""
+
+    function_ref: str
+
+    def call(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: tuple[str, str] = ("", ""),
+    ) -> Any: ...
+
+    def call_raw(
+        self,
+        payload: bytes,
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: tuple[str, str] = ("", ""),
+    ) -> Reply: ...
+
+    def call_many(
+        self,
+        payloads: list[bytes],
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: list[tuple[str, str]],
+    ) -> Iterator[Reply]: ...
+
+    def call_gen(
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: tuple[str, str] = ("", ""),
+    ) -> Iterator[Any]: ...
+
+    def stop(self, grace: float = 0) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def kill(self) -> None: ...
+
+    def remote_exception(self, reply: Reply, phase: str) -> BaseException:
+        """The exception a "exception" message stands for, rebuilt here."""
+        ...
+
+
 class Container:
     """One running container of a function's image, serving calls over a socketpair."""
 
@@ -395,7 +458,7 @@ class Container:
             start_thread(self._serve_calls, self._calls, name="imagewright-relay")
         hello = self._receive(_START_TIMEOUT, "starting")
         if hello[0]["kind"] == "exception":
-            raise self._remote_exception(hello, "import")
+            raise self.remote_exception(hello, "import")
         if hello[0]["kind"] != "ready":
             raise self._protocol_error(f"a {hello[0]['kind']!r} message while starting")
 
@@ -496,7 +559,7 @@ class Container:
         """
         header, payload = self.call_raw(dumps((args, kwargs)), timeout, method=method, ids=ids)
         if header["kind"] == "exception":
-            raise self._remote_exception((header, payload), "call")
+            raise self.remote_exception((header, payload), "call")
         return loads(payload)
 
     def call_raw(
@@ -581,20 +644,34 @@ class Container:
         ids: tuple[str, str] = ("", ""),
     ) -> Iterator[Any]:
         """Run one input of a generator; yields its values as they come."""
+        for reply in self.call_gen_raw(dumps((args, kwargs)), timeout, method=method, ids=ids):
+            if reply[0]["kind"] == "exception":
+                raise self.remote_exception(reply, "call")
+            yield loads(reply[1])
+
+    def call_gen_raw(
+        self,
+        payload: bytes,
+        timeout: float | None,
+        *,
+        method: str = "",
+        ids: tuple[str, str] = ("", ""),
+    ) -> Iterator[tuple[dict[str, Any], memoryview]]:
+        """Run one input of a generator, already pickled; yields its "item" messages as they
+        come, still pickled, and last its "exception" message if it raised."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        call = self._submit(dumps((args, kwargs)), method, ids, timeout)
+        call = self._submit(payload, method, ids, timeout)
         try:
             while True:
                 reply = self._next_reply(call, deadline, timeout)
                 kind = reply[0]["kind"]
-                if kind == "item":
-                    yield loads(reply[1])
-                elif kind == "done":
+                if kind == "done":
                     return
-                elif kind == "exception":
-                    raise self._remote_exception(reply, "call")
-                else:
+                if kind not in ("item", "exception"):
                     raise self._protocol_error(f"a {kind!r} message in answer to a call")
+                yield reply
+                if kind == "exception":
+                    return
         finally:
             with self._mail:
                 self._boxes.pop(call, None)
@@ -718,9 +795,7 @@ class Container:
             )
         return RemoteError(f"The container {doing} {self.function_ref} {how}")
 
-    def _remote_exception(
-        self, reply: tuple[dict[str, Any], memoryview], phase: str
-    ) -> BaseException:
+    def remote_exception(self, reply: Reply, phase: str) -> BaseException:
         what = "importing" if phase == "import" else "running"
         return rebuild_exception(reply[0], reply[1], f"{what} {self.function_ref}")
 

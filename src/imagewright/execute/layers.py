@@ -15,7 +15,15 @@ from ..store.store import ATTACHED, Store
 from .copies import copy_into
 from .sandbox import Overlay
 
-__all__ = ["attach_files", "container_lowers", "lowers_for"]
+ATTACHED_DESCRIPTION = "local files (copy=False)"
+
+__all__ = [
+    "ATTACHED_DESCRIPTION",
+    "attach_files",
+    "attached_layer",
+    "container_lowers",
+    "lowers_for",
+]
 
 
 def lowers_for(plan: Plan, store: Store, upto: int | None = None) -> tuple[str, ...]:
@@ -41,9 +49,25 @@ def container_lowers(
     plan: Plan, store: Store, extra: tuple[LocalMount, ...] = ()
 ) -> tuple[str, ...]:
     """Lower dirs for a container: the image's layers under its attached local files."""
+    lowers = lowers_for(plan, store)
+    key = attached_layer(plan, store, extra, lowers)
+    return lowers if key is None else (store.lower_name(key), *lowers)
+
+
+def attached_layer(
+    plan: Plan,
+    store: Store,
+    extra: tuple[LocalMount, ...] = (),
+    lowers: tuple[str, ...] | None = None,
+) -> str | None:
+    """The key of the layer of local files (`plan`'s mounts and `extra`) attached on top of
+    the image, made in `store` if missing; None when there are none."""
     entries = resolve_mounts((*plan.mounts, *extra))
+    if not entries:
+        return None
     open_root = not plan.config.runs_as_root
-    return attach_files(store, plan.key, lowers_for(plan, store), entries, open_root)
+    lowers = lowers_for(plan, store) if lowers is None else lowers
+    return attach_files(store, plan.key, lowers, entries, open_root)
 
 
 def attach_files(
@@ -52,15 +76,13 @@ def attach_files(
     lowers: tuple[str, ...],
     entries: tuple[FileEntry, ...],
     open_root: bool = False,
-) -> tuple[str, ...]:
-    """`lowers` with one more layer on top holding `entries`, cached by their contents.
+) -> str:
+    """The key of one more layer on top of `lowers` holding `entries`, cached by their contents.
 
     With `open_root` (the image's USER is not root), /root becomes 755 in that layer, so the
     user can import the function source attached there (Python lists the directories it imports
     from).
     """
-    if not entries:
-        return lowers
     key = mounts_key(base_key, entries)  # (open_root follows from the image, which it names)
     if store.lookup(key) is None:
         with store.lock(key), store.scratch() as area:
@@ -71,5 +93,5 @@ def attach_files(
                     raise ExecutionError("Could not attach local files:\n" + "\n".join(output))
                 if open_root and (area.upper / "root").is_dir():
                     (area.upper / "root").chmod(0o755)
-                store.commit(area, key, base_key, "local files (copy=False)", kind=ATTACHED)
-    return (store.lower_name(key), *lowers)
+                store.commit(area, key, base_key, ATTACHED_DESCRIPTION, kind=ATTACHED)
+    return key

@@ -70,6 +70,7 @@ class Limits:
     memory_limit_mib: int | None = None
     cpu_limit: float | None = None
     cpu_request: float | None = None
+    memory_request_mib: int | None = None  # not enforced here; what a cluster reserves
 
     @staticmethod
     def from_modal(memory: object, cpu: object) -> Limits:
@@ -79,11 +80,12 @@ class Limits:
         InvalidTypeError for a bad form.
         """
         cpu_request, cpu_limit = _request_and_limit(cpu, "cpu")
-        _, memory_limit = _request_and_limit(memory, "memory")
+        memory_request, memory_limit = _request_and_limit(memory, "memory")
         return Limits(
             memory_limit_mib=None if memory_limit is None else int(memory_limit),
             cpu_limit=cpu_limit,
             cpu_request=cpu_request,
+            memory_request_mib=None if memory_request is None else int(memory_request),
         )
 
 

@@ -4,7 +4,8 @@ bubblewrap 0.8 (Debian 12) cannot mount overlays itself, so `unshare` gives the 
 mount namespace, a few lines of sh mount the overlay there (as the host's root, so overlayfs
 keeps its privileged whiteouts and xattrs), and bwrap runs the command with the merged tree as
 `/`. The mount vanishes with the namespace, so a killed build leaves none behind; bwrap's
---die-with-parent takes the whole PID namespace down if the builder dies.
+--die-with-parent takes the whole PID namespace down if the builder dies. (Copies of local
+files get the same walls without bwrap, from a fork of the builder: forked.py.)
 
 What a sandboxed process is, and is not:
 - It runs in a user namespace of its own (userns.py). Its uids are the host's, so files it
@@ -30,9 +31,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .seccomp import filter_fd
 from .user import as_user
@@ -57,7 +57,8 @@ CAPABILITIES = (
     "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
     "CAP_AUDIT_WRITE",
 )  # fmt: skip
-# The copy helpers only create files, with any owner, and chroot into images.
+# The copy helpers (this module's and forked.py's) only create files, with any owner, and
+# chroot into images.
 HELPER_CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_SYS_CHROOT",
 )  # fmt: skip
@@ -68,7 +69,7 @@ _PROC_MASKED_FILES = (
     "/proc/latency_stats", "/proc/kallsyms", "/proc/kmsg", "/proc/kpagecount", "/proc/kpageflags",
     "/proc/kpagecgroup", "/proc/config.gz", "/proc/vmallocinfo",
 )  # fmt: skip
-# The package's own directory: the copy scripts import _copyrules.py from it.
+# The package's own directory: the copy script (copyfrom.py) imports _copyrules.py from it.
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
 # What of the host's /etc a package tool needs: apt's and dpkg's settings, trust stores, name
 # resolution and the account files apt drops privileges with. Nothing else of /etc is visible.
@@ -105,8 +106,9 @@ exec "$@"
 """
 
 
-@dataclass(frozen=True)
-class Overlay:
+# NamedTuples, not dataclasses: dataclasses imports inspect, ~3 ms of the first step a build
+# runs, and these are plain records.
+class Overlay(NamedTuple):
     """A root filesystem to mount: lower dirs (top first) relative to `cwd`, plus upper/work."""
 
     cwd: Path
@@ -116,8 +118,7 @@ class Overlay:
     merged: Path
 
 
-@dataclass(frozen=True)
-class Bind:
+class Bind(NamedTuple):
     """A host path bound into the sandbox."""
 
     source: str
@@ -128,14 +129,13 @@ class Bind:
     keep_mount_point: bool = False
 
 
-@dataclass(frozen=True)
-class SandboxCommand:
+class SandboxCommand(NamedTuple):
     """What to run, and with what environment, directory and extra mounts."""
 
     argv: Sequence[str]
     env: Mapping[str, str]
     workdir: str = "/"
-    binds: tuple[Bind, ...] = field(default=())
+    binds: tuple[Bind, ...] = ()
     interactive: bool = False
     user: str = ""  # USER: run argv as this user (execute/user.py); "" for root
     private_tmp: bool = True  # a fresh tmpfs on /tmp, rather than the image's /tmp

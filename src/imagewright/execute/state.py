@@ -17,7 +17,7 @@ from .. import settings
 from .functions import _PY_IN_CONTAINER
 from .sandbox import Bind
 
-__all__ = ["STATE_IN_CONTAINER", "state_binds"]
+__all__ = ["STATE_IN_CONTAINER", "cluster_state_binds", "state_binds"]
 
 STATE_IN_CONTAINER = "/tmp/.imagewright/state"
 _REDIS_PACKAGES = ("redis", "async_timeout")
@@ -32,6 +32,15 @@ def state_binds() -> tuple[list[Bind], dict[str, str]]:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     bind = Bind(str(directory), STATE_IN_CONTAINER, readonly=False)
     return [bind], {settings.STATE_DIR: STATE_IN_CONTAINER}
+
+
+def cluster_state_binds(redis_url: str | None) -> tuple[list[Bind], dict[str, str]]:
+    """The same, on a cluster's node: Redis if the app has one, else nothing, and the
+    container's Dicts and Queues then say they need it (a node's own file would be seen by
+    that node alone)."""
+    if not redis_url:
+        return [], {}
+    return _package_binds(_REDIS_PACKAGES), {settings.REDIS_URL: redis_url}
 
 
 def _package_binds(names: tuple[str, ...]) -> list[Bind]:

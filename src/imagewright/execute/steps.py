@@ -254,7 +254,10 @@ def _call_function(action: CallFunction, step: _Step) -> _Outcome:
     on_line(f"$ python: {what}")
     parent_key = "|".join(overlay.lowers)
     open_root = not action.config.runs_as_root
-    lowers = attach_files(store, parent_key, overlay.lowers, action.sources, open_root)
+    lowers = overlay.lowers
+    if action.sources:
+        key = attach_files(store, parent_key, lowers, action.sources, open_root)
+        lowers = (store.lower_name(key), *lowers)
     binds, volume_env = volume_binds(dict(action.volumes))
     env, area = {**step.secrets, **volume_env}, step.area
     container = Container(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import stat
@@ -10,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from .._digest import hexdigest, sha256
 from ..definition.ops import IgnoreSpec
 from ..definition.patterns import FilePatternMatcher
 from ..exception import InvalidValueError, LocalFileNotFoundError
@@ -32,8 +32,8 @@ class FileEntry(NamedTuple):
 
 
 def hash_file(path: str) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
+        h = sha256(os.fstat(f.fileno()).st_size)
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.hexdigest()
@@ -84,9 +84,7 @@ def _entry(full: str, dest: str) -> FileEntry:
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(full)
-        return FileEntry(
-            dest, "symlink", 0o777, hashlib.sha256(target.encode()).hexdigest(), target=target
-        )
+        return FileEntry(dest, "symlink", 0o777, hexdigest(target.encode()), target=target)
     if not stat.S_ISREG(st.st_mode):
         raise InvalidValueError(
             f"{full}: only regular files, directories and symlinks can be copied"

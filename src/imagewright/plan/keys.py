@@ -14,11 +14,11 @@ build records so that `imagewright build --explain` (plan/explain.py) can name w
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from .._digest import hexdigest
 from ..definition.ops import Run, SetConfig
 from ..definition.pythons import BaseRelease
 from ..version import BUILDER_VERSION, BUNDLED_UV
@@ -87,7 +87,7 @@ def _entry(entry: FileEntry) -> list[object]:
 
 def _digest(payload: object) -> str:
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hexdigest(canonical.encode())
 
 
 # ---- step keys ------------------------------------------------------------------------------

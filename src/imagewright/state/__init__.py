@@ -32,6 +32,11 @@ def backend() -> Backend:
         raise InvalidError(
             "Dict and Queue cannot be used while an image builds: use them in functions"
         )
+    if not url and settings.cluster():
+        raise InvalidError(
+            "Dict and Queue on a Ray cluster need a Redis server that every node reaches: set "
+            f"{settings.REDIS_URL} (redis://HOST:PORT/DB) where the app runs"
+        )
     where = url or str(settings.state_dir())
     key = (os.getpid(), where)  # a forked child must not share its parent's connections
     with _lock:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -114,6 +112,8 @@ def place_file(source: Path, dest: Path, digest: str) -> None:
                 src.seek(0)
                 out.seek(0)
                 out.truncate()
+                import shutil
+
                 shutil.copyfileobj(src, out, 1 << 20)
         if file_digest(tmp) != digest:
             raise CorruptBlobError(source, digest)
@@ -125,6 +125,8 @@ def place_file(source: Path, dest: Path, digest: str) -> None:
 
 def file_digest(path: Path) -> str:
     """The digest ("sha256:<hex>") of the file at `path`."""
+    import hashlib  # (here: a cached build writes with this module, but hashes no blob)
+
     sha = hashlib.sha256()
     with open(path, "rb") as f:
         while piece := f.read(1 << 20):

@@ -12,21 +12,24 @@ explained as such.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..plan.explain import EarlierStep
-from ..plan.planner import Plan
+from .._digest import hexdigest
 from .atomic import write_atomic
 from .store import Store
+
+if TYPE_CHECKING:  # explain.py loads for --explain only, not for every build that records
+    from ..plan.explain import EarlierStep
+    from ..plan.planner import Plan
 
 __all__ = ["last_build", "record_build"]
 
 
 def _path(store: Store, definition: str) -> Path:
-    return store.root / "builds" / f"{hashlib.sha256(definition.encode()).hexdigest()}.json"
+    return store.root / "builds" / f"{hexdigest(definition.encode())}.json"
 
 
 def record_build(store: Store, definition: str, plan: Plan) -> None:
@@ -42,6 +45,8 @@ def record_build(store: Store, definition: str, plan: Plan) -> None:
 
 def last_build(store: Store, definition: str) -> list[EarlierStep] | None:
     """The steps of the latest recorded build of `definition`, or None."""
+    from ..plan.explain import EarlierStep
+
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         document = json.loads(_path(store, definition).read_text())
         if document["definition"] == definition:  # not a hash collision, nor a stray file
