@@ -26,8 +26,12 @@ from .ray_helpers import NODE_IP, RayCluster, processes_using, ray_cluster, sess
 from .registry_helpers import registry
 
 APP = """
-import json, os, time
+import json, os, sys, time
 import imagewright as modal
+
+
+def say(*parts):  # one write per line: Ray's thread relaying container output prints too
+    sys.stdout.write(" ".join(str(p) for p in parts) + "\\n")
 
 app = modal.App("ray-test")
 image = modal.Image.debian_slim(python_version="3.11")
@@ -74,6 +78,16 @@ def counts(n):
         yield i
 
 
+@app.function(image=image)
+def walls():
+    import subprocess
+
+    mount = subprocess.run(["mount", "-t", "tmpfs", "none", "/mnt"], capture_output=True)
+    status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines())
+    hosts = [k for k in os.environ if k.startswith(("IMAGEWRIGHT_HOME", "RAY_"))]
+    return {"mount": mount.returncode, "caps": status["CapEff"].strip(), "host_env": hosts}
+
+
 @app.function(image=image, gpu="any")
 def on_gpu():
     return "gpu"
@@ -96,38 +110,39 @@ class Counter:
 
 @app.local_entrypoint()
 def squares():
-    print("RESULT", json.dumps(list(square.map(range(200)))))
+    say("RESULT", json.dumps(list(square.map(range(200)))))
 
 
 @app.local_entrypoint()
 def slow_map():
-    print("RESULT", json.dumps(list(slow.map(range(int(os.environ.get("N", "60")))))))
+    say("RESULT", json.dumps(list(slow.map(range(int(os.environ.get("N", "60")))))))
 
 
 @app.local_entrypoint()
 def behaviour():
     out = list(fails.map(range(5), return_exceptions=True))
-    print("RESULT map", [repr(x) if isinstance(x, Exception) else x for x in out])
-    print("RESULT unordered", sorted(square.map([3, 1, 2], order_outputs=False)))
+    say("RESULT map", [repr(x) if isinstance(x, Exception) else x for x in out])
+    say("RESULT unordered", sorted(square.map([3, 1, 2], order_outputs=False)))
     try:
         fails.remote(3)
     except ValueError as exc:
-        print("RESULT raised", type(exc).__name__, exc)
+        say("RESULT raised", type(exc).__name__, exc)
     try:
         sleeps.remote(30)
     except modal.exception.FunctionTimeoutError as exc:
-        print("RESULT timeout", exc)
-    print("RESULT retried", flaky.remote(str(time.time())))
-    print("RESULT generator", list(counts.remote_gen(4)))
-    print("RESULT spawned", square.spawn(12).get())
-    print("RESULT starmap", list(square.starmap([(5,), (6,)])))
+        say("RESULT timeout", exc)
+    say("RESULT retried", flaky.remote(str(time.time())))
+    say("RESULT generator", list(counts.remote_gen(4)))
+    say("RESULT spawned", square.spawn(12).get())
+    say("RESULT starmap", list(square.starmap([(5,), (6,)])))
+    say("RESULT walls", json.dumps(walls.remote()))
 
 
 @app.local_entrypoint()
 def enters():
     tokens = list(Counter().token_of.map(range(40)))
     entered = modal.Dict.from_name("ray-test-enters")
-    print("RESULT", json.dumps({t: entered[t] for t in set(tokens)}))
+    say("RESULT", json.dumps({t: entered[t] for t in set(tokens)}))
 
 
 @app.local_entrypoint()
@@ -138,7 +153,7 @@ def gpu():
 
 
 VOLUME_APP = """
-import json, os
+import json, os, sys
 import imagewright as modal
 
 app = modal.App("ray-test-volume")
@@ -156,7 +171,7 @@ def write(name):
 
 @app.local_entrypoint()
 def volume():
-    print("RESULT", json.dumps(sorted(write.map(["a", "b", "c", "d"]))))
+    sys.stdout.write("RESULT " + json.dumps(sorted(write.map(["a", "b", "c", "d"]))) + "\\n")
 """
 
 
@@ -191,10 +206,15 @@ def _run(
     return cli("run", "--cache-registry", cache, f"{app_file}::{entry}", *flags, env=env)
 
 
+def _lines(output: str) -> list[str]:
+    """The program's "RESULT ..." lines. Ray's thread relaying the containers' output writes
+    its line and its newline apart, so one of ours may follow its text on the same line."""
+    return [line[line.index("RESULT") :] for line in output.splitlines() if "RESULT" in line]
+
+
 def _result(output: str) -> object:
-    """The JSON of the line "RESULT ..." (the containers' output, relayed by Ray, may come
-    before or after it)."""
-    for line in output.splitlines():
+    """The JSON of the line "RESULT ..."."""
+    for line in _lines(output):
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT ") :])
     raise AssertionError(f"no RESULT line in:\n{output}")
@@ -202,10 +222,9 @@ def _result(output: str) -> object:
 
 def _results(output: str) -> dict[str, str]:
     found = {}
-    for line in output.splitlines():
-        if line.startswith("RESULT"):
-            key, _, value = line[len("RESULT ") :].partition(" ")
-            found[key] = value
+    for line in _lines(output):
+        key, _, value = line[len("RESULT ") :].partition(" ")
+        found[key] = value
     return found
 
 
@@ -217,7 +236,7 @@ _RELAYED = r"^(?:\x1b\[\d+m)?\((\w+) on ([\d.]+) pid=\d+(?:, ip=[\d.]+)?\)(?:\x1
 def _served_by(output: str) -> dict[str, list[int]]:
     """Which inputs each node served, from the containers' "served N" lines."""
     served: dict[str, list[int]] = {}
-    for _, node, number in re.findall(_RELAYED + r"served (\d+)$", output, re.MULTILINE):
+    for _, node, number in re.findall(_RELAYED + r"served (\d+)(?!\d)", output, re.MULTILINE):
         served.setdefault(node, []).append(int(number))
     return served
 
@@ -261,6 +280,10 @@ def test_calls_behave_as_they_do_locally(
     assert got["raised"] == "ValueError no 3"
     assert got["retried"] == "3"
     assert got["generator"] == "[0, 1, 2, 3]"
+    # a node's container has the walls of a local one: no mount, the same capabilities, and
+    # nothing of the node's environment
+    walls = json.loads(got["walls"])
+    assert walls["mount"] != 0 and walls["host_env"] == []
 
 
 def test_class_enter_runs_once_per_actor(
