@@ -43,6 +43,7 @@ __all__ = ["Cluster", "RemoteContainer"]
 
 _SCHEME = "ray://"
 _CONNECT_ATTEMPTS = 3
+_FREE_WAIT = 2.0  # seconds a .map waits for resources other containers are giving back
 _START_ATTEMPTS = 3  # a container whose node goes away while it starts is started again
 _GEN_WAIT = 1.0  # seconds a generator's poll waits on the node for its next item
 _STOP_WAIT = 5.0  # seconds a node has to stop its container before its actor is killed
@@ -104,8 +105,14 @@ class Cluster:
         hold would wait forever."""
         need = _resources(options, options.gpu[0] if options.gpu else None)
         room = sum(_times(node, need) for node in self._nodes())
-        free = _times(self.ray().available_resources(), need)  # (over all nodes: Ray Client has
-        return max(min(room, free), 1)  # no per-node figure; what is free on one node fits)
+        # Over all nodes (Ray Client has no per-node figure). Containers just stopped give
+        # their resources back a moment later: a map right after another waits for them.
+        deadline = time.monotonic() + _FREE_WAIT
+        while True:
+            free = _times(self.ray().available_resources(), need)
+            if free >= room or time.monotonic() > deadline:
+                return max(min(room, free), 1)
+            time.sleep(0.1)
 
     def start(
         self,
