@@ -514,6 +514,9 @@ class App:
 
         address = cluster or settings.cluster()
         if address:
+            from .cluster.driver import check_address
+
+            check_address(address)
             self._check_cluster_volumes()
         images = [f._options.image for f in self.registered_functions.values()]
         images += [c._options.image for c in self.registered_classes.values()]

@@ -289,7 +289,8 @@ def test_calls_behave_as_they_do_locally(
 def test_class_enter_runs_once_per_actor(
     cluster: RayCluster, cache: str, app_file: Path, env: dict[str, str]
 ) -> None:
-    result = _run(app_file, "enters", cluster, cache, env)
+    # the switch as a variable this time
+    result = _run(app_file, "enters", None, cache, {**env, "IMAGEWRIGHT_CLUSTER": cluster.address})
     assert result.returncode == 0, result.stdout + result.stderr
     entered = _result(result.stdout)
     assert 1 <= len(entered) <= 3  # max_containers=3 actors

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ..plan.planner import Plan
     from ..store.store import Store
 
-__all__ = ["Cluster", "RemoteContainer"]
+__all__ = ["Cluster", "RemoteContainer", "check_address"]
 
 _SCHEME = "ray://"
 _CONNECT_ATTEMPTS = 3
@@ -62,15 +62,22 @@ def _ray() -> Any:
     return ray
 
 
+def check_address(address: str) -> None:
+    """Refuse an address that is not Ray Client's, or a machine without Ray, before anything
+    is built."""
+    if not address.startswith(_SCHEME) or len(address) == len(_SCHEME):
+        raise InvalidError(
+            f"cluster address {address!r}: give a Ray cluster's client address, "
+            "ray://HOST:PORT (the head node's --ray-client-server-port, 10001 by default)"
+        )
+    _ray()
+
+
 class Cluster:
     """A connection to one Ray cluster, and the containers started on it."""
 
     def __init__(self, address: str):
-        if not address.startswith(_SCHEME) or len(address) == len(_SCHEME):
-            raise InvalidError(
-                f"cluster address {address!r}: give a Ray cluster's client address, "
-                "ray://HOST:PORT (the head node's --ray-client-server-port, 10001 by default)"
-            )
+        check_address(address)
         ray = _ray()
         self.address = address
         for attempt in range(1, _CONNECT_ATTEMPTS + 1):
