@@ -544,6 +544,7 @@ class App:
                     call.cancel()
             for function in self.registered_functions.values():
                 function._stop_spare()
+                function._drop_pool()
             with self._pools_lock:
                 pools, self._pools = self._pools, []
             for pool in pools:

@@ -67,6 +67,7 @@ _calls_lock = threading.Lock()
 # How often an input runs again because the machine running it went away (ContainerLost),
 # before that is its error.
 _LOST_LIMIT = 3
+_SCALEDOWN_WINDOW = 60.0  # Modal's default: seconds an idle container is kept warm
 _BATCH = 32  # at most this many `.map` inputs in one message
 _ID_PREFIX = os.urandom(5).hex()  # ids of different processes differ; within one, a count
 _id_count = itertools.count()
@@ -213,12 +214,24 @@ class Pool:
 
     `acquire()` hands out the fullest container that still has room, starting a new one while
     there are fewer than `limit`, else waiting for room. A container that broke (timed out,
-    died) is stopped on release; the rest stop on `close()`.
+    died) is stopped on release; the rest stop on `close()`, or, with `scaledown`, once idle
+    that many seconds (Modal's scaledown_window), so a program that maps again soon finds them
+    warm and one that has moved on does not keep them.
     """
 
-    def __init__(self, start: Callable[[], Runner], capacity: int, limit: int, grace: float = 0):
+    def __init__(
+        self,
+        start: Callable[[], Runner],
+        capacity: int,
+        limit: int,
+        grace: float = 0,
+        scaledown: float | None = None,
+    ):
         self._start, self.capacity, self.limit, self._grace = start, capacity, limit, grace
+        self._scaledown = scaledown
         self._busy: dict[Runner, int] = {}
+        self._idle_since: dict[Runner, float] = {}
+        self._reaping = False
         self._starting = 0
         self._closed = False
         self._room = threading.Condition()
@@ -232,6 +245,7 @@ class Pool:
                 if free:
                     container = max(free, key=self._busy.__getitem__)
                     self._busy[container] += 1
+                    self._idle_since.pop(container, None)
                     return container
                 if len(self._busy) + self._starting < self.limit:
                     self._starting += 1
@@ -254,14 +268,41 @@ class Pool:
             self._busy[container] -= 1
             if broken:
                 del self._busy[container]
+                self._idle_since.pop(container, None)
+            elif not self._busy[container]:
+                self._idle_since[container] = time.monotonic()
+            reap = self._scaledown is not None and not self._reaping and not self._closed
+            self._reaping = self._reaping or reap
             self._room.notify_all()
         if broken:
             container.stop()
+        if reap:
+            from .execute.functions import start_thread
+
+            start_thread(self._reap)
+
+    def _reap(self) -> None:
+        """Stop containers idle for `scaledown` seconds, until the pool closes."""
+        assert self._scaledown is not None
+        while True:
+            with self._room:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                idle = [c for c, t in self._idle_since.items() if now - t >= self._scaledown]
+                for container in idle:
+                    del self._busy[container], self._idle_since[container]
+                wake = min(self._idle_since.values(), default=now) + self._scaledown
+                if not idle:
+                    self._room.wait(max(wake - now, 0.05))
+            for container in idle:
+                container.stop(self._grace)
 
     def close(self) -> None:
         with self._room:
             self._closed = True
             containers, self._busy = list(self._busy), {}
+            self._idle_since = {}
             self._room.notify_all()
         for container in containers:
             container.stop(self._grace)
@@ -597,6 +638,7 @@ class Function(Invoker, ModalObject, Deployed):
         # One container started ahead for the next .remote(); each is still used for one call.
         self._spare: concurrent.futures.Future[Runner] | None = None
         self._spare_lock = threading.Lock()
+        self._pool_obj: Pool | None = None  # .map's containers, kept warm between maps
         self.__name__ = raw_f.__name__
         self.__qualname__ = raw_f.__qualname__
         self.__doc__ = raw_f.__doc__
@@ -830,7 +872,23 @@ class Function(Invoker, ModalObject, Deployed):
         return container, container.stop
 
     def _map_pool(self) -> tuple[Pool, bool]:
-        return Pool(self._container, self._capacity, container_limit(self.app, self._options)), True
+        """The function's containers for `.map`: kept between maps until idle for its
+        scaledown_window (60 s by default, as on Modal). On a cluster each map has its own, so
+        that its containers give their nodes back as soon as it ends."""
+        limit = container_limit(self.app, self._options)
+        if self.app._cluster is not None:
+            return Pool(self._container, self._capacity, limit), True
+        with self._spare_lock:
+            if self._pool_obj is None:
+                scaledown = self._options.scaledown_window or _SCALEDOWN_WINDOW
+                self._pool_obj = Pool(self._container, self._capacity, limit, 0, scaledown)
+                self.app._adopt_pool(self._pool_obj)
+            return self._pool_obj, False
+
+    def _drop_pool(self) -> None:
+        """Forget the warm pool (when the app stops, which closes it)."""
+        with self._spare_lock:
+            self._pool_obj = None
 
 
 class _MapRun:

@@ -74,6 +74,14 @@ def where(i):
     return open("/tmp/id").read(), i
 
 
+@app.function(max_containers=1, scaledown_window=2)
+def brief(i):
+    if not os.path.exists("/tmp/id"):
+        with open("/tmp/id", "w") as f:
+            f.write(str(time.time_ns()))
+    return open("/tmp/id").read()
+
+
 @app.function(secrets=[token])
 def with_secret():
     return os.environ.get("API_TOKEN")
@@ -179,6 +187,17 @@ def test_map_order_exceptions_and_parallelism(running):
     assert len(ids) == 2  # max_containers=2, each container serving several inputs
     assert list(running.square.starmap([(2,), (3,)])) == [4, 9]
     running.square.for_each(range(3))
+
+
+def test_map_containers_stay_warm_until_their_scaledown_window(running):
+    first = set(running.where.map(range(4)))
+    again = set(running.where.map(range(4)))
+    assert {c for c, _ in again} <= {c for c, _ in first}  # the same containers, kept warm
+    (kept,) = set(running.brief.map(range(3)))
+    assert set(running.brief.map(range(3))) == {kept}
+    time.sleep(3.5)  # idle past its scaledown_window=2: stopped, so a new one serves
+    (fresh,) = set(running.brief.map(range(3)))
+    assert fresh != kept
 
 
 def test_spawn_and_get(running):
