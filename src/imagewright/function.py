@@ -1159,7 +1159,7 @@ def start_container(
 
         raise no_local_meaning(f"CloudBucketMount (at {', '.join(options.bucket_mounts)})")
     if options.gpu:
-        _require_gpu(options.gpu)
+        require_gpu(options.gpu)
     plan, store = app._plan_for(options.image), app._store
     env = {k: v for s in options.secrets for k, v in s.env.items()}  # named ones are read now
     if settings.WEB_URLS in os.environ:  # (`imagewright serve` is on: get_web_url() works)
@@ -1187,7 +1187,9 @@ def start_container(
 _gpu_warned = False
 
 
-def _require_gpu(gpu: tuple[str, ...]) -> None:
+def require_gpu(gpu: tuple[str, ...]) -> None:
+    """Refuse to run a function that asks for a GPU on a machine (or node) without one, unless
+    IMAGEWRIGHT_ALLOW_NO_GPU says to run it on the CPU."""
     global _gpu_warned
 
     import shutil

@@ -234,7 +234,7 @@ def _start(
     from .execute.limits import Limits
     from .execute.sandboxes import Spec, start_keeper
     from .execute.volumes import volume_binds
-    from .function import _require_gpu, check_gpu_arg
+    from .function import check_gpu_arg, require_gpu
     from .store.store import Store
     from .volume import check_volumes
 
@@ -248,7 +248,7 @@ def _start(
         raise no_local_meaning("Sandbox.create(volumes={...: CloudBucketMount})")
     wanted_gpu = check_gpu_arg(gpu)
     if wanted_gpu:
-        _require_gpu(wanted_gpu)
+        require_gpu(wanted_gpu)
     limits = Limits.from_modal(memory, cpu)
     binds, volume_env = volume_binds(check_volumes(volumes))  # type: ignore[arg-type]
     store = app._store if app is not None else Store.default()

@@ -23,7 +23,8 @@ from typing import NamedTuple
 
 from .registry_helpers import free_port
 
-HEAD_IP, NODE_IP = "127.0.0.2", "127.0.0.3"
+HEAD_IP, NODE_IP, GPU_NODE_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+_NODE_PORTS, _GPU_NODE_PORTS = (47300, 47499), (47500, 47699)
 
 
 class Node(NamedTuple):
@@ -37,6 +38,7 @@ class Node(NamedTuple):
 class RayCluster(NamedTuple):
     address: str  # ray://HOST:PORT, for --cluster
     nodes: tuple[Node, ...]  # the head first
+    gcs: str  # the head's HOST:PORT, where more nodes join
 
     @property
     def head(self) -> Node:
@@ -48,7 +50,13 @@ class RayCluster(NamedTuple):
         return self.nodes[1]
 
 
-def _start(ip: str, root: Path, args: list[str], ports: tuple[int, int]) -> Node:
+def _start(
+    ip: str,
+    root: Path,
+    args: list[str],
+    ports: tuple[int, int],
+    env: dict[str, str] | None = None,
+) -> Node:
     home = root / f"home-{ip}"
     home.mkdir(parents=True)
     # Ray's sockets live under its temp dir, and a socket's path has at most 107 bytes
@@ -61,7 +69,12 @@ def _start(ip: str, root: Path, args: list[str], ports: tuple[int, int]) -> Node
         "--min-worker-port", str(ports[0]), "--max-worker-port", str(ports[1]),
         *args,
     ]  # fmt: skip
-    env = {**os.environ, "IMAGEWRIGHT_HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {
+        **os.environ,
+        "IMAGEWRIGHT_HOME": str(home),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        **(env or {}),
+    }
     with open(log, "wb") as out:
         process = subprocess.Popen(
             argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -105,13 +118,34 @@ def ray_cluster(root: Path, nodes: int = 2) -> Iterator[RayCluster]:
     try:
         _wait_started(head)
         if nodes > 1:
-            node = _start(NODE_IP, root, ["--address", f"{HEAD_IP}:{gcs}"], (47300, 47499))
+            node = _start(NODE_IP, root, ["--address", f"{HEAD_IP}:{gcs}"], _NODE_PORTS)
             started.append(node)
             _wait_started(node)
-        yield RayCluster(f"ray://{HEAD_IP}:{client}", tuple(started))
+        yield RayCluster(f"ray://{HEAD_IP}:{client}", tuple(started), f"{HEAD_IP}:{gcs}")
     finally:
         for one in reversed(started):
             _stop(one)
+
+
+@contextlib.contextmanager
+def gpu_node(cluster: RayCluster, root: Path) -> Iterator[Node]:
+    """One more node, on 127.0.0.4, that declares a T4 GPU it does not have (Ray takes
+    `--num-gpus` on trust), and whose imagewright runs GPU functions on the CPU
+    (IMAGEWRIGHT_ALLOW_NO_GPU): for where Ray places a GPU function."""
+    args = [
+        "--address",
+        cluster.gcs,
+        "--num-gpus",
+        "1",
+        "--resources",
+        '{"accelerator_type:T4": 1}',
+    ]
+    node = _start(GPU_NODE_IP, root, args, _GPU_NODE_PORTS, {"IMAGEWRIGHT_ALLOW_NO_GPU": "1"})
+    try:
+        _wait_started(node)
+        yield node
+    finally:
+        _stop(node)
 
 
 def session_pids(node: Node, title: str = "") -> list[int]:

@@ -22,7 +22,14 @@ from pathlib import Path
 import pytest
 
 from .conftest import cli
-from .ray_helpers import NODE_IP, RayCluster, processes_using, ray_cluster, session_pids
+from .ray_helpers import (
+    NODE_IP,
+    RayCluster,
+    gpu_node,
+    processes_using,
+    ray_cluster,
+    session_pids,
+)
 from .registry_helpers import registry
 
 APP = """
@@ -89,8 +96,14 @@ def walls():
 
 
 @app.function(image=image, gpu="any")
-def on_gpu():
+def on_any_gpu():
     return "gpu"
+
+
+@app.function(image=image, gpu="T4")
+def on_t4(x):
+    print(f"on a T4 {x}")
+    return x
 
 
 @app.cls(image=image, max_containers=3)
@@ -147,7 +160,12 @@ def enters():
 
 @app.local_entrypoint()
 def gpu():
-    on_gpu.remote()
+    on_any_gpu.remote()
+
+
+@app.local_entrypoint()
+def t4():
+    say("RESULT", json.dumps(list(on_t4.map(range(6)))))
 
 """
 
@@ -330,6 +348,17 @@ def test_gpu_request_no_node_can_meet_is_a_clear_error(
     assert result.returncode != 0
     assert "No node of the Ray cluster" in result.stderr and "gpu=ANY" in result.stderr
     assert time.monotonic() - started < 120
+
+
+def test_a_gpu_function_lands_only_where_that_gpu_is(
+    cluster: RayCluster, cache: str, app_file: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    with gpu_node(cluster, tmp_path) as node:
+        result = _run(app_file, "t4", cluster, cache, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _result(result.stdout) == list(range(6))
+    where = re.findall(_RELAYED + r"on a T4 \d+", result.stdout, re.MULTILINE)
+    assert len(where) == 6 and {ip for _, ip in where} == {node.ip}, result.stdout
 
 
 def test_ctrl_c_leaves_no_actor_behind(

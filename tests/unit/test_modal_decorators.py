@@ -38,14 +38,14 @@ def test_a_gpu_call_without_a_gpu_fails_or_warns_once(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(function.os.path, "exists", lambda path: False)
     with pytest.raises(ExecutionError, match="IMAGEWRIGHT_ALLOW_NO_GPU=1"):
-        function._require_gpu(("T4",))
+        function.require_gpu(("T4",))
     monkeypatch.setenv("IMAGEWRIGHT_ALLOW_NO_GPU", "1")
     monkeypatch.setattr(function, "_gpu_warned", False)
     with pytest.warns(UserWarning, match="running on the CPU"):
-        function._require_gpu(("T4",))
+        function.require_gpu(("T4",))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        function._require_gpu(("T4",))  # once per run
+        function.require_gpu(("T4",))  # once per run
 
 
 def test_unknown_keywords_and_bad_options_are_refused() -> None:

@@ -150,6 +150,7 @@ class Cluster:
             cache_registry=settings.cache_registry(),
             redis_url=settings.redis_url(),
             cluster=self.address,
+            gpu=(gpu,) if gpu else None,
         )
         placed = self._actor.options(
             num_cpus=need["CPU"],

@@ -64,6 +64,7 @@ class NodeSpec(NamedTuple):
     cache_registry: str | None
     redis_url: str | None  # where Dicts and Queues live
     cluster: str  # the cluster's address, which the container is told
+    gpu: tuple[str, ...] | None  # the GPU Ray placed it for, which this node must have
 
 
 class NodeContainer:
@@ -92,6 +93,10 @@ class NodeContainer:
 
     def _start(self, spec: NodeSpec, attached: list[Any]) -> dict[str, Any]:
         started = time.monotonic()
+        if spec.gpu:  # Ray counted a GPU here: the node must have one, as a machine must
+            from ..function import require_gpu
+
+            require_gpu(spec.gpu)
         store = Store.default()
         pulled, ran = self._build(spec, store)
         lowers = lowers_for(spec.plan, store)
