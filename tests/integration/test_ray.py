@@ -224,6 +224,17 @@ def _run(
     return cli("run", "--cache-registry", cache, f"{app_file}::{entry}", *flags, env=env)
 
 
+def _slow_map(
+    app_file: Path, inputs: int, cluster: RayCluster, cache: str, env: dict[str, str], stderr: int
+) -> subprocess.Popen[str]:
+    """`imagewright run ...::slow_map --cluster ...` over `inputs` inputs, started, its output
+    on a pipe to read as it comes."""
+    argv = [sys.executable, "-m", "imagewright", "run", "--cache-registry", cache]
+    argv += [f"{app_file}::slow_map", "--cluster", cluster.address]
+    run_env = {**os.environ, **env, "IMAGEWRIGHT_PROGRESS": "plain", "N": str(inputs)}
+    return subprocess.Popen(argv, env=run_env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+
+
 def _lines(output: str) -> list[str]:
     """The program's "RESULT ..." lines. Ray's thread relaying the containers' output writes
     its line and its newline apart, so one of ours may follow its text on the same line."""
@@ -318,12 +329,7 @@ def test_class_enter_runs_once_per_actor(
 def test_a_killed_worker_loses_no_input(
     cluster: RayCluster, cache: str, app_file: Path, env: dict[str, str]
 ) -> None:
-    argv = [sys.executable, "-m", "imagewright", "run", "--cache-registry", cache]
-    argv += [f"{app_file}::slow_map", "--cluster", cluster.address]
-    run_env = {**os.environ, **env, "IMAGEWRIGHT_PROGRESS": "plain", "N": "80"}
-    proc = subprocess.Popen(
-        argv, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = _slow_map(app_file, 80, cluster, cache, env, subprocess.PIPE)
     assert proc.stdout is not None
     lines = []
     killed: list[int] = []
@@ -364,12 +370,7 @@ def test_a_gpu_function_lands_only_where_that_gpu_is(
 def test_ctrl_c_leaves_no_actor_behind(
     cluster: RayCluster, cache: str, app_file: Path, env: dict[str, str]
 ) -> None:
-    argv = [sys.executable, "-m", "imagewright", "run", "--cache-registry", cache]
-    argv += [f"{app_file}::slow_map", "--cluster", cluster.address]
-    run_env = {**os.environ, **env, "IMAGEWRIGHT_PROGRESS": "plain", "N": "400"}
-    proc = subprocess.Popen(
-        argv, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = _slow_map(app_file, 400, cluster, cache, env, subprocess.STDOUT)
     assert proc.stdout is not None
     for line in proc.stdout:
         if " served " in line:
