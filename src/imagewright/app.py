@@ -543,7 +543,6 @@ class App:
                 if not all(future.done() for future in call._futures):
                     call.cancel()
             for function in self.registered_functions.values():
-                function._stop_spare()
                 function._drop_pool()
             with self._pools_lock:
                 pools, self._pools = self._pools, []

@@ -33,8 +33,9 @@ from .function import (
     Options,
     Pool,
     container_limit,
+    from_pool,
+    in_pool,
     override_options,
-    running_in,
     start_runner,
 )
 from .partial import PartialFunction, is_parameter
@@ -420,24 +421,10 @@ class Method(Invoker):
         }
 
     def _with_container(self, run: Callable[[Runner], T]) -> T:
-        pool = self._obj._pool()
-        container = pool.acquire()
-        broken = False
-        try:
-            with running_in(container):
-                return run(container)
-        except Exception as exc:
-            from .function import _is_user_error
-
-            broken = not _is_user_error(exc)
-            raise
-        finally:
-            pool.release(container, broken)
+        return in_pool(self._obj._pool(), run)
 
     def _gen_container(self) -> tuple[Runner, Callable[[], None]]:
-        pool = self._obj._pool()
-        container = pool.acquire()
-        return container, lambda: pool.release(container, not container.alive())
+        return from_pool(self._obj._pool())
 
     def _map_pool(self) -> tuple[Pool, bool]:
         return self._obj._pool(), False

@@ -1,9 +1,10 @@
 """Function: a user function bound to an image, called locally or in containers.
 
-`.remote()` runs each call in a fresh container. `.map()` spreads inputs over a pool of at most
-`max_containers` containers, each serving many inputs in turn (several at once under
-`@concurrent` or `@batched`) so the cost per input stays small. A class's methods (cls.py) call
-through the same machinery, `Invoker`, with containers that live as long as the app runs.
+Calls run in a function's pool of warm containers, as on Modal: at most `max_containers`, each
+serving many inputs in turn (several at once under `@concurrent` or `@batched`), kept until idle
+for the function's `scaledown_window`. `.remote()` takes one container of the pool for one input;
+`.map()` spreads its inputs over the pool. A class's methods (cls.py) call through the same
+machinery, `Invoker`, with containers that live as long as the app runs.
 
 Every call has a function call id and every input an input id, which the function sees as
 `current_function_call_id()` and `current_input_id()`. `Retries` retry each input, with their
@@ -329,7 +330,7 @@ class Invoker:
         raise NotImplementedError
 
     def _with_container(self, run: Callable[[Runner], T]) -> T:
-        """`run` on a container for one input: a fresh one, or one of the instance's pool."""
+        """`run` on a container for one input, from the function's or the instance's pool."""
         raise NotImplementedError
 
     def _gen_container(self) -> tuple[Runner, Callable[[], None]]:
@@ -635,10 +636,8 @@ class Function(Invoker, ModalObject, Deployed):
         self._parent_app = app
         self._options = options
         self._partial = partial
-        # One container started ahead for the next .remote(); each is still used for one call.
-        self._spare: concurrent.futures.Future[Runner] | None = None
-        self._spare_lock = threading.Lock()
-        self._pool_obj: Pool | None = None  # .map's containers, kept warm between maps
+        self._pool_lock = threading.Lock()
+        self._pool_obj: Pool | None = None  # warm containers, kept between calls and maps
         self.__name__ = raw_f.__name__
         self.__qualname__ = raw_f.__qualname__
         self.__doc__ = raw_f.__doc__
@@ -809,58 +808,10 @@ class Function(Invoker, ModalObject, Deployed):
         ref = function_ref(self.raw_f)
         return start_runner(self.app, self._options, self.raw_f, ref, capacity=self._capacity)
 
-    def _fresh_container(self) -> Runner:
-        """A container for one call: the one started ahead if there is one, else a new one.
-
-        Either way the next one starts in the background, so a warm `.remote()` does not wait
-        for a container to boot. Each container still serves exactly one call, and at most
-        one is ever being started ahead.
-        """
-        with self._spare_lock:
-            pending, self._spare = self._spare, None
-        container = None
-        if pending is not None:
-            try:
-                container = pending.result()  # waits if it is still starting
-            except Exception:
-                container = None  # a fresh start below reports what is wrong
-            if container is not None and not container.alive():
-                container.stop()
-                container = None
-        if container is None:
-            container = self._container()
-        if self.app._cluster is None:  # (on a cluster a spare would hold a node's CPUs)
-            self._start_spare()
-        return container
-
-    def _start_spare(self) -> None:
-        import concurrent.futures
-
-        from .execute.functions import start_thread
-
-        future: concurrent.futures.Future[Runner] = concurrent.futures.Future()
-
-        def start() -> None:
-            try:
-                future.set_result(self._container())
-            except BaseException as exc:
-                future.set_exception(exc)
-
-        with self._spare_lock:
-            if self._spare is not None:  # calls at once: one ahead is enough, and one more
-                return  # would be forgotten here, running until the process ends
-            self._spare = future
-        start_thread(start)
-
-    def _stop_spare(self) -> None:
-        """Stop the container started ahead (when the app stops running)."""
-        with self._spare_lock:
-            pending, self._spare = self._spare, None
-        if pending is not None:
-            pending.add_done_callback(_stop_started)
-
     def _with_container(self, run: Callable[[Runner], T]) -> T:
-        container = self._fresh_container()
+        if self.app._cluster is None:
+            return in_pool(self._map_pool()[0], run)
+        container = self._container()  # (on a cluster a warm one would hold a node's CPUs)
         try:
             with running_in(container):
                 return run(container)
@@ -868,17 +819,19 @@ class Function(Invoker, ModalObject, Deployed):
             container.stop()
 
     def _gen_container(self) -> tuple[Runner, Callable[[], None]]:
-        container = self._fresh_container()
+        if self.app._cluster is None:
+            return from_pool(self._map_pool()[0])
+        container = self._container()
         return container, container.stop
 
     def _map_pool(self) -> tuple[Pool, bool]:
-        """The function's containers for `.map`: kept between maps until idle for its
+        """The function's warm containers: kept between calls and maps until idle for its
         scaledown_window (60 s by default, as on Modal). On a cluster each map has its own, so
         that its containers give their nodes back as soon as it ends."""
         limit = container_limit(self.app, self._options)
         if self.app._cluster is not None:
             return Pool(self._container, self._capacity, limit), True
-        with self._spare_lock:
+        with self._pool_lock:
             if self._pool_obj is None:
                 scaledown = self._options.scaledown_window or _SCALEDOWN_WINDOW
                 self._pool_obj = Pool(self._container, self._capacity, limit, 0, scaledown)
@@ -887,7 +840,7 @@ class Function(Invoker, ModalObject, Deployed):
 
     def _drop_pool(self) -> None:
         """Forget the warm pool (when the app stops, which closes it)."""
-        with self._spare_lock:
+        with self._pool_lock:
             self._pool_obj = None
 
 
@@ -1090,10 +1043,24 @@ def running_in(container: Runner) -> contextlib.AbstractContextManager[None]:
     return call._runs_in(container) if call is not None else contextlib.nullcontext()
 
 
-def _stop_started(spare: concurrent.futures.Future[Runner]) -> None:
-    """Stop a spare container once it has started (if it did)."""
-    if spare.exception() is None:
-        spare.result().stop()
+def in_pool(pool: Pool, run: Callable[[Runner], T]) -> T:
+    """`run` on a warm container of `pool`; one that broke (timed out, died) is stopped."""
+    container = pool.acquire()
+    broken = False
+    try:
+        with running_in(container):
+            return run(container)
+    except Exception as exc:
+        broken = not _is_user_error(exc)
+        raise
+    finally:
+        pool.release(container, broken)
+
+
+def from_pool(pool: Pool) -> tuple[Runner, Callable[[], None]]:
+    """A warm container of `pool` for one generator input, and what gives it back."""
+    container = pool.acquire()
+    return container, lambda: pool.release(container, not container.alive())
 
 
 def _is_user_error(exc: Exception) -> bool:

@@ -4,7 +4,7 @@ The calling container asks on its calls channel (runtime/calls.py): which functi
 module:qualname, and for a class's method the method and the instance's parameters), which
 verb, and the pickled inputs. The host finds that function among the app's own, and nowhere
 else, and runs each input in the target's containers as a call made here would run: `.remote`
-in a fresh container (a class: its instance's pool), `.map` spread over a pool, each input with
+in one of the target's warm containers, `.map` spread over them, each input with
 the target's retries. Inputs and replies pass through as the bytes the two containers made:
 the host never unpickles what a container sends it.
 """

@@ -22,7 +22,7 @@ from .conftest import cli
 # The mark, a secret of every function, is in the environment of each container process; the
 # slow image's step prints it. Each test writes its own.
 APP = """
-import subprocess, time
+import os, subprocess, time
 import imagewright as modal
 
 image = modal.Image.debian_slim(python_version="3.11")
@@ -47,10 +47,21 @@ def start_daemon(seconds: float = 0):
     time.sleep(seconds)
 
 
+@app.function(secrets=[mark])
+def crash():
+    os._exit(3)  # the container dies with its input, so the next call starts another
+
+
 @app.local_entrypoint()
-def main(calls: int = 1, idle: float = 0):
+def main(calls: int = 1, idle: float = 0, crashing: int = 0):
     for _ in range(calls):
-        nap.remote()
+        if crashing:
+            try:
+                crash.remote()
+            except modal.exception.RemoteError:
+                pass
+        else:
+            nap.remote()
         print("called", flush=True)
         time.sleep(idle)
 """
@@ -121,14 +132,14 @@ def test_sigkill_leaves_no_container(life, tmp_path, moment):
     if moment == "mid-call":
         proc = _start(["run", f"{path}::nap", "--seconds", "60"], "napping", log)
     elif moment == "idle between calls":
-        # the next call's container is started ahead, and waits
+        # the first call's container is kept warm for the next, and waits
         proc = _start(["run", str(path), "--calls", "2", "--idle", "60"], "called", log)
         time.sleep(1)
     else:
-        # One call after another, and the next container started ahead of each. Catch one
-        # before bwrap (and its --die-with-parent) runs, and hold it there: then only what
+        # One call after another, each killing its container, so each starts another. Catch
+        # one before bwrap (and its --die-with-parent) runs, and hold it there: then only what
         # imagewright armed when it forked can end it.
-        proc = _start(["run", str(path), "--calls", "100000"], "called", log)
+        proc = _start(["run", str(path), "--calls", "100000", "--crashing", "1"], "called", log)
         held = _hold_a_starting_container(proc.pid)
     try:
         proc.kill()

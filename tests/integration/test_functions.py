@@ -189,12 +189,14 @@ def test_map_order_exceptions_and_parallelism(running):
     running.square.for_each(range(3))
 
 
-def test_map_containers_stay_warm_until_their_scaledown_window(running):
+def test_containers_stay_warm_until_their_scaledown_window(running):
     first = set(running.where.map(range(4)))
     again = set(running.where.map(range(4)))
     assert {c for c, _ in again} <= {c for c, _ in first}  # the same containers, kept warm
+    assert running.where.remote(9)[0] in {c for c, _ in first}  # .remote() too, as on Modal
     (kept,) = set(running.brief.map(range(3)))
     assert set(running.brief.map(range(3))) == {kept}
+    assert running.brief.remote(0) == kept
     time.sleep(3.5)  # idle past its scaledown_window=2: stopped, so a new one serves
     (fresh,) = set(running.brief.map(range(3)))
     assert fresh != kept
@@ -214,7 +216,7 @@ def test_container_context_and_fresh_filesystem(running):
     cwd, flag, source = running.context.remote()
     assert cwd == "/root" and flag == "1" and source == "\nimpor"
     assert running.writes.remote() is True
-    assert running.exists_left_behind.remote() is False  # each call gets a fresh container
+    assert running.exists_left_behind.remote() is False  # another function: its own containers
 
 
 def test_output_is_relayed(running, capfd):
