@@ -105,6 +105,23 @@ def test_second_push_sends_nothing_and_other_repo_mounts(image, store, reg):
     assert _remote_digest(reg, "iw/other:v2") == first.manifest_digest
 
 
+def test_a_tag_naming_the_manifest_costs_one_check(image, store, reg, monkeypatch):
+    first = push_image(image, f"{reg}/iw/once:v1", store=store)
+    checked: list[str] = []
+    blob_exists = RegistryClient.blob_exists
+    monkeypatch.setattr(
+        RegistryClient, "blob_exists", lambda c, d: checked.append(d) or blob_exists(c, d)
+    )
+    again = push_image(image, f"{reg}/iw/once:v1", store=store)
+    assert checked == [] and set(again.present) == {*first.uploaded, *first.mounted, *first.present}
+    # the tag names another manifest (zstd layers): each blob is checked, and the tag moves
+    moved = push_image(image, f"{reg}/iw/once:v1", store=store, compression="zstd")
+    assert checked and moved.manifest_digest != first.manifest_digest
+    assert _remote_digest(reg, "iw/once:v1") == moved.manifest_digest
+    back = push_image(image, f"{reg}/iw/once:v1", store=store)
+    assert back.uploaded == () and _remote_digest(reg, "iw/once:v1") == first.manifest_digest
+
+
 def test_zstd_push(image, store, reg):
     result = push_image(image, f"{reg}/iw/zstd:v1", store=store, compression="zstd")
     assert _remote_digest(reg, "iw/zstd:v1") == result.manifest_digest

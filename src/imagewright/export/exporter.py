@@ -11,7 +11,6 @@ when a container starts; add them with `copy=True` to export them.
 from __future__ import annotations
 
 import os
-import platform
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -178,7 +177,8 @@ def image_files(
     format: str,
 ) -> ImageFiles:
     """Config, manifest and index entry for the layers, and Docker's manifest.json if asked."""
-    arch = _ARCHITECTURES.get(platform.machine(), platform.machine())
+    machine = os.uname().machine  # (platform.machine(), without importing platform)
+    arch = _ARCHITECTURES.get(machine, machine)
     diff_ids = [blob.diff_id for blob in layers]
     created = rfc3339(epoch or 0)
     config = image_config(settings, diff_ids, history, created=created, architecture=arch)

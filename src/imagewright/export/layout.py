@@ -19,14 +19,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from ..exception import InvalidError
 from ..oci.manifest import LAYOUT_FILE, Descriptor, image_index
 from ..store.atomic import CorruptBlobError, atomic_file, file_digest, place_file, write_atomic
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = ["ImageFiles", "write_archive", "write_oci_dir"]
 
@@ -95,6 +97,8 @@ def write_archive(path: Path, files: ImageFiles, *, mtime: int) -> None:
     if files.docker_manifest is not None:
         members.append(("manifest.json", files.docker_manifest, ""))
     members.append(("oci-layout", LAYOUT_FILE, ""))
+    import tarfile  # (only archives need it: a push or a layout directory does not)
+
     with atomic_file(path.parent, path.name) as out:
         with tarfile.open(fileobj=out.file, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name, source, digest in members:
@@ -105,6 +109,8 @@ def write_archive(path: Path, files: ImageFiles, *, mtime: int) -> None:
 def _add(
     tar: tarfile.TarFile, name: str, source: Path | bytes | None, mtime: int, digest: str
 ) -> None:
+    import tarfile
+
     info = tarfile.TarInfo(name)
     info.mtime = mtime
     if source is None:

@@ -3,20 +3,20 @@ the manifest under the tag.
 
 Blobs, config and manifest are the export's own (`image_layers`, `image_files`), so a pushed
 image has the manifest digest an export of it has. A blob the registry already holds is never
-sent again (HEAD first), which is also how an interrupted push resumes. Where each blob was
-pushed is remembered under `<store>/registry/pushed/`, one file per blob with a line per
-repository, so pushing the same layers to a second repository of the same registry mounts them
-instead of uploading them. Blobs go a few at a time; the manifest goes last, once all are there.
+sent again (HEAD first), which is also how an interrupted push resumes; a tag that already
+names the very manifest costs one HEAD in all. Where each blob was pushed is remembered under
+`<store>/registry/pushed/`, one file per blob with a line per repository, so pushing the same
+layers to a second repository of the same registry mounts them instead of uploading them. Blobs
+go a few at a time; the manifest goes last, once all are there.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..definition.image import Image
 from ..exception import InvalidError
@@ -25,9 +25,11 @@ from ..execute.events import Reporter
 from ..oci.manifest import MANIFEST_MEDIA_TYPE
 from ..oci.reference import parse_reference, split_registry
 from ..registry.client import CHUNK_THRESHOLD, RegistryClient
-from ..registry.progress import TransferProgress
 from ..store.store import Store
 from .exporter import image_files, image_layers, source_date_epoch
+
+if TYPE_CHECKING:
+    from ..registry.progress import TransferProgress
 
 __all__ = ["PUSH_COMPRESSIONS", "PushResult", "push_image"]
 
@@ -79,21 +81,16 @@ def push_image(
         (f"layer {i}", blob.digest, blob.path) for i, blob in enumerate(layers, 1)
     ]
     blobs.append(("config", files.config.digest, files.blobs[files.config.digest]))
-    with (
-        RegistryClient(registry, repository, insecure=insecure, chunk_size=chunk_size) as client,
-        TransferProgress("Pushing") as bars,
-    ):
-        # a few blobs at a time, as skopeo and Docker push: a HEAD per blob is a round trip,
-        # and one upload rarely fills the link
-        with concurrent.futures.ThreadPoolExecutor(_PARALLEL_BLOBS) as pool:
-            outcomes = [
-                pool.submit(_push_blob, client, record, bars, label, digest, source)
-                for label, digest, source in blobs
-            ]
-            for (_, digest, _), outcome in zip(blobs, outcomes, strict=True):
-                done[outcome.result()].append(digest)
+    with RegistryClient(registry, repository, insecure=insecure, chunk_size=chunk_size) as client:
+        # The tag already names this very manifest: the registry checked its blobs when it was
+        # put, so there is nothing to send (one HEAD, where checking each blob is one per blob).
+        if client.manifest_digest(ref.tag, MANIFEST_MEDIA_TYPE) == files.manifest.digest:
+            done["present"] = [digest for _, digest, _ in blobs]
+            for digest in done["present"]:
                 record.add(digest, repository)
-        client.put_manifest(ref.tag, manifest, MANIFEST_MEDIA_TYPE, files.manifest.digest)
+        else:
+            _push_blobs(client, record, blobs, done)
+            client.put_manifest(ref.tag, manifest, MANIFEST_MEDIA_TYPE, files.manifest.digest)
     return PushResult(
         f"{registry}/{repository}:{ref.tag}",
         files.manifest.digest,
@@ -101,6 +98,32 @@ def push_image(
         tuple(done["mounted"]),
         tuple(done["present"]),
     )
+
+
+def _push_blobs(
+    client: RegistryClient,
+    record: _PushRecord,
+    blobs: list[tuple[str, str, Path | bytes]],
+    done: dict[str, list[str]],
+) -> None:
+    """Make every blob present in the repository, a few at a time, noting how in `done`."""
+    import concurrent.futures
+
+    from ..registry.progress import TransferProgress
+
+    # a few blobs at a time, as skopeo and Docker push: a HEAD per blob is a round trip, and
+    # one upload rarely fills the link
+    with (
+        TransferProgress("Pushing") as bars,
+        concurrent.futures.ThreadPoolExecutor(_PARALLEL_BLOBS) as pool,
+    ):
+        outcomes = [
+            pool.submit(_push_blob, client, record, bars, label, digest, source)
+            for label, digest, source in blobs
+        ]
+        for (_, digest, _), outcome in zip(blobs, outcomes, strict=True):
+            done[outcome.result()].append(digest)
+            record.add(digest, client.repository)
 
 
 def _push_blob(

@@ -17,8 +17,6 @@ import base64
 import json
 import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -115,6 +113,9 @@ def secret_credentials(auth: str, env: dict[str, str]) -> Credentials:
 
 
 def _ecr_password(env: dict[str, str]) -> str:
+    import shutil
+    import subprocess
+
     aws = shutil.which("aws")
     if aws is None:
         raise InvalidError(

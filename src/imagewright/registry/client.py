@@ -320,6 +320,19 @@ class RegistryClient:
         if returned and returned != digest:
             raise self._error(what, f"the registry stored it as {returned}")
 
+    def manifest_digest(self, reference: str, media_type: str) -> str | None:
+        """The digest of the `media_type` manifest the registry holds as `reference`, or None
+        when it holds none (HEAD: nothing is downloaded)."""
+        response = self.request(
+            "HEAD",
+            self._path("manifests", reference),
+            what=f"checking manifest {reference}",
+            expect=(200, 404),
+            headers={"Accept": media_type},
+        )
+        digest: str | None = response.headers.get("docker-content-digest")
+        return digest if response.status_code == 200 else None
+
     def get_manifest(self, reference: str, accept: Iterable[str]) -> tuple[bytes, str]:
         """The manifest bytes and media type for a tag or digest."""
         response = self.request(
