@@ -352,8 +352,13 @@ class Obj:
                 limit = container_limit(cls._app, cls._options)
                 capacity = max(cls._capacity(name) for name in cls._methods) if cls._methods else 1
                 grace = _EXIT_GRACE if cls._exit else 0
+                bounded = bool(cls._options.max_containers) or cls._app._cluster is not None
                 self._pool_obj = Pool(
-                    functools.partial(self._start, capacity), capacity, limit, grace
+                    functools.partial(self._start, capacity),
+                    capacity,
+                    limit,
+                    grace,
+                    bounded=bounded,
                 )
                 cls._app._adopt_pool(self._pool_obj)
             return self._pool_obj

@@ -213,8 +213,11 @@ class FunctionCall(ModalObject):
 class Pool:
     """Containers of one function or class instance, each with `capacity` inputs at once.
 
-    `acquire()` hands out the fullest container that still has room, starting a new one while
-    there are fewer than `limit`, else waiting for room. A container that broke (timed out,
+    `acquire()` hands out the fullest container that still has room, else starts a new one
+    while there are fewer than `limit`; past that, a `bounded` pool (max_containers was set, or
+    on a cluster) waits for room, and any other starts one more, as Modal's autoscaler would
+    for calls at once.
+    `.map` spreads over `limit` containers either way. A container that broke (timed out,
     died) is stopped on release; the rest stop on `close()`, or, with `scaledown`, once idle
     that many seconds (Modal's scaledown_window), so a program that maps again soon finds them
     warm and one that has moved on does not keep them.
@@ -227,9 +230,11 @@ class Pool:
         limit: int,
         grace: float = 0,
         scaledown: float | None = None,
+        *,
+        bounded: bool = True,
     ):
         self._start, self.capacity, self.limit, self._grace = start, capacity, limit, grace
-        self._scaledown = scaledown
+        self._scaledown, self._bounded = scaledown, bounded
         self._busy: dict[Runner, int] = {}
         self._idle_since: dict[Runner, float] = {}
         self._reaping = False
@@ -248,7 +253,10 @@ class Pool:
                     self._busy[container] += 1
                     self._idle_since.pop(container, None)
                     return container
-                if len(self._busy) + self._starting < self.limit:
+                # past `limit` (unbounded), only once the ones starting have started: inputs
+                # waiting for room in those must not each start a container of their own
+                under = len(self._busy) + self._starting < self.limit
+                if under or (not self._bounded and not self._starting):
                     self._starting += 1
                     break
                 self._room.wait()
@@ -262,6 +270,7 @@ class Pool:
         with self._room:
             self._starting -= 1
             self._busy[container] = 1
+            self._room.notify_all()  # its other slots, and whether to start another
         return container
 
     def release(self, container: Runner, broken: bool) -> None:
@@ -834,7 +843,10 @@ class Function(Invoker, ModalObject, Deployed):
         with self._pool_lock:
             if self._pool_obj is None:
                 scaledown = self._options.scaledown_window or _SCALEDOWN_WINDOW
-                self._pool_obj = Pool(self._container, self._capacity, limit, 0, scaledown)
+                bounded = bool(self._options.max_containers)
+                self._pool_obj = Pool(
+                    self._container, self._capacity, limit, 0, scaledown, bounded=bounded
+                )
                 self.app._adopt_pool(self._pool_obj)
             return self._pool_obj, False
 

@@ -74,6 +74,15 @@ def where(i):
     return open("/tmp/id").read(), i
 
 
+@app.function()
+def waits(i):
+    time.sleep(1)
+    if not os.path.exists("/tmp/id"):
+        with open("/tmp/id", "w") as f:
+            f.write(str(time.time_ns()))
+    return open("/tmp/id").read()
+
+
 @app.function(max_containers=1, scaledown_window=2)
 def brief(i):
     if not os.path.exists("/tmp/id"):
@@ -200,6 +209,13 @@ def test_containers_stay_warm_until_their_scaledown_window(running):
     time.sleep(3.5)  # idle past its scaledown_window=2: stopped, so a new one serves
     (fresh,) = set(running.brief.map(range(3)))
     assert fresh != kept
+
+
+def test_calls_at_once_get_a_container_each_unless_max_containers_bounds_them(running):
+    spawned = [running.waits.spawn(i) for i in range(3)]
+    assert len({call.get(timeout=120) for call in spawned}) == 3  # none waited for another
+    bounded = [running.where.spawn(i) for i in range(4)]
+    assert len({call.get(timeout=120)[0] for call in bounded}) <= 2  # max_containers=2
 
 
 def test_spawn_and_get(running):
