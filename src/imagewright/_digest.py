@@ -13,8 +13,7 @@ helper alike.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing in the copy helper
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Protocol
@@ -54,7 +53,7 @@ def sha256(size: int) -> Hash:
 
 def constructor(total: int) -> Callable[[], Hash]:
     """The SHA-256 constructor for hashing `total` bytes in all, imported now: the copy helper
-    gets it from the builder, as it can import nothing (execute/forked.py)."""
+    (execute/copyin.py) gets it before it chroots, as nothing may be imported after that."""
     if _builtin is not None and total <= _BULK:
         return _builtin
     import hashlib

@@ -13,7 +13,6 @@ names itself (files unpacked from an ADD archive).
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import sys
@@ -21,12 +20,17 @@ import sys
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (and with it re)
 if TYPE_CHECKING or __package__:
     from .._copyrules import ROOT, enter_image, make_parents
-else:  # run as a plain script (-I): the package directory holds _copyrules.py
+    from .._digest import constructor
+else:  # run as a plain script (-I): the package directory holds _copyrules.py and _digest.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from _copyrules import ROOT, enter_image, make_parents
+    from _digest import constructor
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import TypedDict
+
+    from .._digest import Hash
 
     class _Entry(TypedDict):
         dest: str
@@ -61,14 +65,14 @@ def _replace_non_dir(path: str) -> None:
         os.unlink(path)
 
 
-def _copy_file(host_root: int, entry: CopyEntry, owner: Owner) -> bool:
+def _copy_file(host_root: int, entry: CopyEntry, owner: Owner, sha256: Callable[[], Hash]) -> bool:
     dest, source = entry["dest"], entry["source"].lstrip("/")
     src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=host_root)
     try:
         make_parents(dest, owner)
         _replace_non_dir(dest)
         out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        digest = hashlib.sha256()
+        digest = sha256()
         try:
             while chunk := os.read(src, 1 << 20):
                 digest.update(chunk)
@@ -109,6 +113,9 @@ def main(argv: list[str]) -> int:
     with open(spec_path, "rb") as f:
         spec: CopySpec = marshal.load(f)  # as copies.copy_into wrote it
     host_root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    # (SHA-256 from the interpreter for a few small files, OpenSSL's for more: see _digest)
+    total = sum(os.stat(e["source"]).st_size for e in spec["entries"] if e["kind"] == "file")
+    sha256 = constructor(total)
     owner = enter_image(merged, spec["owner"]) or ROOT
     for entry in spec["entries"]:
         kind = entry["kind"]
@@ -116,7 +123,7 @@ def main(argv: list[str]) -> int:
             _make_dir(entry, owner)
         elif kind == "symlink":
             _make_symlink(entry, owner)
-        elif not _copy_file(host_root, entry, owner):
+        elif not _copy_file(host_root, entry, owner, sha256):
             print(f"{entry['source']} changed while it was being copied", file=sys.stderr)
             return CHANGED_DURING_BUILD
     return 0

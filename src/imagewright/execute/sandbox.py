@@ -4,8 +4,9 @@ bubblewrap 0.8 (Debian 12) cannot mount overlays itself, so `unshare` gives the 
 mount namespace, a few lines of sh mount the overlay there (as the host's root, so overlayfs
 keeps its privileged whiteouts and xattrs), and bwrap runs the command with the merged tree as
 `/`. The mount vanishes with the namespace, so a killed build leaves none behind; bwrap's
---die-with-parent takes the whole PID namespace down if the builder dies. (Copies of local
-files get the same walls without bwrap, from a fork of the builder: forked.py.)
+--die-with-parent takes the whole PID namespace down if the builder dies. Copies run our own
+standard-library scripts in a helper sandbox (spawn_helper) with the same walls, fewer
+capabilities, no network and no /proc, /sys or devices at all.
 
 What a sandboxed process is, and is not:
 - It runs in a user namespace of its own (userns.py). Its uids are the host's, so files it
@@ -57,8 +58,7 @@ CAPABILITIES = (
     "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
     "CAP_AUDIT_WRITE",
 )  # fmt: skip
-# The copy helpers (this module's and forked.py's) only create files, with any owner, and
-# chroot into images.
+# The copy helpers only create files, with any owner, and chroot into images.
 HELPER_CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_SYS_CHROOT",
 )  # fmt: skip
@@ -142,16 +142,20 @@ class SandboxCommand(NamedTuple):
     own_network: bool = False  # a network namespace of its own (network.py), not the host's
 
 
-def _isolation_args(capabilities: tuple[str, ...], seccomp: int) -> list[str]:
+def _isolation_args(
+    capabilities: tuple[str, ...], seccomp: int, *, system: bool = True
+) -> list[str]:
     """What every sandbox gets: its own user, PID, IPC and UTS namespaces, the seccomp filter
-    (an fd bwrap reads at start), /proc and /dev of its own with host-global files read-only or
-    masked, and `capabilities`."""
+    (an fd bwrap reads at start) and `capabilities`; with `system`, /proc and /dev of its own
+    with host-global files read-only or masked, and /sys read-only."""
     args = [
         "--userns", str(identity_userns()), "--seccomp", str(seccomp),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
         "--hostname", "imagewright", "--die-with-parent",
-        "--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc", "--ro-bind", "/sys", "/sys",
     ]  # fmt: skip
+    if not system:
+        return [*args, "--cap-drop", "ALL", *_cap_args(capabilities)]
+    args += ["--dev", "/dev", "--tmpfs", "/dev/shm", "--proc", "/proc", "--ro-bind", "/sys", "/sys"]
     for path in _PROC_READONLY:
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
@@ -161,10 +165,11 @@ def _isolation_args(capabilities: tuple[str, ...], seccomp: int) -> list[str]:
     for path in _MASKED_DIRS:
         if os.path.isdir(path):
             args += ["--tmpfs", path, "--remount-ro", path]
-    args += ["--cap-drop", "ALL"]
-    for cap in capabilities:
-        args += ["--cap-add", cap]
-    return args
+    return [*args, "--cap-drop", "ALL", *_cap_args(capabilities)]
+
+
+def _cap_args(capabilities: tuple[str, ...]) -> list[str]:
+    return [arg for cap in capabilities for arg in ("--cap-add", cap)]
 
 
 def _bwrap_argv(merged: Path, cmd: SandboxCommand, seccomp: int) -> list[str]:
@@ -268,7 +273,9 @@ def spawn_helper(
     interpreter, but sandboxed: the image's merged tree is bound at /image, and `binds` add
     what else it may read. It gets no network, only the capabilities a copy needs, and no host
     file beyond its interpreter and `binds`; it may chroot into the image, and whatever it meets
-    there meets the same walls as a build step. Output (stdout and stderr) comes on a pipe.
+    there meets the same walls as a build step. It has no /proc, /sys or /dev: a script that
+    only opens, hashes and writes files needs none, and each costs mounts at every start.
+    Output (stdout and stderr) comes on a pipe.
     """
     popen: dict[str, Any] = {
         "stdin": subprocess.DEVNULL,
@@ -278,7 +285,8 @@ def spawn_helper(
     with _isolated(popen) as seccomp:
         argv = [
             "bwrap", *_host_root_args(("ld.so.cache",)),
-            *_isolation_args(HELPER_CAPABILITIES, seccomp), "--unshare-net", "--new-session",
+            *_isolation_args(HELPER_CAPABILITIES, seccomp, system=False),
+            "--unshare-net", "--new-session",
             "--bind", str(overlay.merged), "/image",
             "--ro-bind", _PACKAGE_DIR, _PACKAGE_DIR,
         ]  # fmt: skip
