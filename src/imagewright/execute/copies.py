@@ -1,5 +1,6 @@
 """Copies into a step's overlay, each in a helper sandbox: host files in (copyin.py), and paths
-out of another built image (copyfrom.py). Neither runs anything of the image on the host.
+out of another built image (copyfrom.py). Neither runs anything of the image on the host. Host
+files that meet nothing of the image on their way in skip the helper (copydirect.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,13 @@ def copy_into(
 ) -> int:
     """Create `entries` in the overlay's upper dir (copyin.py, in a helper sandbox that chroots
     into the merged tree); `owner` is a --chown value for entries that carry no owner of their
-    own. The helper sees the host only through read-only binds of the sources' directories."""
+    own. The helper sees the host only through read-only binds of the sources' directories;
+    where nothing of the image is in the way, the builder writes them itself (copydirect.py)."""
+    from .copydirect import copy_direct
+
+    status = copy_direct(overlay, entries, on_line, owner)
+    if status is not None:
+        return status
     spec = overlay.work.parent / "copy.spec"
     listed: list[CopyEntry] = []
     for e in entries:

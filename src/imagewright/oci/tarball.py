@@ -58,16 +58,24 @@ class LowerLayers:
 
     def kind(self, rel: str) -> str | None:
         """ "dir" or "other" for what the merged lower tree has at `rel`, None if nothing."""
+        found = self.find(rel)
+        return found[0] if found is not None and found[0] != "deleted" else None
+
+    def find(self, rel: str) -> tuple[str, str] | None:
+        """What the merged lower tree has at `rel` and where: ("dir" or "other", the top
+        layer's path of it), "deleted" when a whiteout removes it or a directory above it, or
+        None if nothing."""
         parts = rel.split("/")
         for diff in self._diffs:
             found = _lookup(diff, parts)
             if found != "missing":
-                return found
+                return None if found is None else (found, os.path.join(diff, *parts))
         return None
 
 
 def _lookup(diff: str, parts: list[str]) -> str | None:
-    """What one layer says about a path: a kind, None (deleted or hidden), or "missing"."""
+    """What one layer says about a path: a kind, "deleted" (a whiteout), None (hidden), or
+    "missing"."""
     path, sealed = diff, False
     for depth, part in enumerate(parts):
         path = os.path.join(path, part)
@@ -77,7 +85,7 @@ def _lookup(diff: str, parts: list[str]) -> str | None:
             # an opaque ancestor in this layer hides whatever deeper layers hold
             return None if sealed else "missing"
         if _is_whiteout(st):
-            return None
+            return "deleted"
         if depth == len(parts) - 1:
             return "dir" if stat.S_ISDIR(st.st_mode) else "other"
         if not stat.S_ISDIR(st.st_mode):
