@@ -36,9 +36,6 @@ __all__ = [
 ]
 
 
-M = TypeVar("M", bound="ModalObject")
-
-
 def _no_constructor(cls: type) -> InvalidError:
     return InvalidError(
         f"Class {cls.__name__} has no constructor. Use class constructor methods instead."
@@ -114,23 +111,6 @@ class Client:
 _LOCAL_CLIENT = Client("", 0, None)
 
 
-class _Hydrated(Generic[M]):
-    """`obj.hydrate`: called (or awaited as `.aio`), it returns `obj`."""
-
-    def __init__(self, obj: M):
-        self._obj = obj
-
-    def __call__(self, client: Client | None = None) -> M:
-        self._obj._resolve()
-        return self._obj
-
-    async def aio(self, client: Client | None = None) -> M:
-        import asyncio
-
-        await asyncio.to_thread(self._obj._resolve)
-        return self._obj
-
-
 class _Hydrate:
     """`obj.hydrate()`: Modal fetches the object from its service; locally there is nothing to
     fetch, so it returns `obj` (typed as the object's own class, whichever it is)."""
@@ -174,6 +154,28 @@ class ModalObject:
     @twin
     def get_dashboard_url(self) -> str:
         raise no_local_meaning(f"modal.{type(self).__name__}.get_dashboard_url")
+
+
+# (bound to the class itself, not to the string "ModalObject": typing compiles such a string,
+# and the first compile() of a process costs ~1 ms, making the AST types)
+M = TypeVar("M", bound=ModalObject)
+
+
+class _Hydrated(Generic[M]):
+    """`obj.hydrate`: called (or awaited as `.aio`), it returns `obj`."""
+
+    def __init__(self, obj: M):
+        self._obj = obj
+
+    def __call__(self, client: Client | None = None) -> M:
+        self._obj._resolve()
+        return self._obj
+
+    async def aio(self, client: Client | None = None) -> M:
+        import asyncio
+
+        await asyncio.to_thread(self._obj._resolve)
+        return self._obj
 
 
 class _EnvironmentManager:

@@ -36,8 +36,10 @@ InternalAPIWarning (UserWarning); InputCancellation (a BaseException, so that a 
 
 from __future__ import annotations
 
-import signal
-from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 __all__ = [
     "AlreadyExistsError",
@@ -337,6 +339,8 @@ _SECOND_INTERRUPT_AFTER = 30
 
 
 def _preempt(signum: int, frame: FrameType | None) -> None:
+    import signal  # (here: signal makes its enums on import, ~1 ms of every start)
+
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     signal.alarm(_SECOND_INTERRUPT_AFTER)
     raise KeyboardInterrupt("Simulated preemption interrupt from imagewright")
@@ -348,6 +352,7 @@ def simulate_preemption(wait_seconds: int, jitter_seconds: int = 0) -> None:
     if wait_seconds <= 0:
         raise ValueError("Time to wait must be greater than 0")
     import random
+    import signal
 
     jitter = random.randrange(0, jitter_seconds) if jitter_seconds else 0
     signal.signal(signal.SIGALRM, _preempt)

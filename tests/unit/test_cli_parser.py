@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from imagewright.cli import main
+from imagewright.cli import parser as cli_parser
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[str]:
@@ -15,15 +16,17 @@ def _commands(parser: argparse.ArgumentParser) -> list[str]:
 
 
 def test_every_command_is_listed_where_the_parser_skips_them():
-    # main._COMMANDS and main._ADDED decide which commands a chosen one spares making
-    assert sorted(_commands(main._parser(None))) == sorted((*main._COMMANDS, *main._ADDED))
+    # cli_parser.COMMANDS and cli_parser.ADDED decide which commands a chosen one spares making
+    assert sorted(_commands(main._parser(None))) == sorted(
+        (*cli_parser.COMMANDS, *cli_parser.ADDED)
+    )
 
 
 @pytest.mark.parametrize("chosen", ["build", "run", "prune", "volume", "app"])
 def test_a_chosen_command_gets_its_parser_alone(chosen):
     commands = _commands(main._parser(chosen))
     assert chosen in commands
-    if chosen in main._COMMANDS:
+    if chosen in cli_parser.COMMANDS:
         assert commands in ([chosen], ["images", "prune"])
 
 
@@ -37,3 +40,41 @@ def test_help_is_as_wide_as_argparse_would_make_it(monkeypatch, columns):
     monkeypatch.setenv("COLUMNS", columns)
     width = main._parser("build")._get_formatter()._width
     assert width == argparse.HelpFormatter("imagewright")._width  # (which imports shutil)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "app.py"],
+        ["build", "app.py::img", "--json"],
+        ["build", "--json", "--force", "app.py", "--explain", "--json"],
+        ["build", "app.py", "--cache-registry", "r/x", "--cache-registry=127.0.0.1:5000/y"],
+        ["build", "build", "--cache-registry=a=b"],
+    ],
+)
+def test_a_plain_build_command_line_is_read_as_argparse_reads_it(argv):
+    assert vars(main._build_args(argv)) == vars(main._parser("build").parse_args(argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["shell", "app.py"],
+        ["--version", "build", "app.py"],
+        ["build"],
+        ["build", "--json"],
+        ["build", "a.py", "b.py"],
+        ["build", "a.py", "-h"],
+        ["build", "a.py", "--js"],
+        ["build", "a.py", "--force=1"],
+        ["build", "--", "a.py"],
+        ["build", ""],
+        ["build", "-1"],
+        ["build", "a.py", "--cache-registry"],
+        ["build", "a.py", "--cache-registry", "--json"],
+        ["build", "a.py", "--cache-registry="],
+    ],
+)
+def test_any_other_command_line_is_left_to_argparse(argv):
+    assert main._build_args(argv) is None

@@ -1,26 +1,26 @@
 """Root of the `imagewright` CLI: the parser, named exit codes and error rendering.
 
-The parser is the standard library's argparse: click costs about 70 ms to import here, half of
-the 150 ms a fully cached `imagewright build` may take. Commands live in `commands.py` and are
-imported only once a command has been chosen. Errors imagewright raises on purpose (its own
-exception types) are shown as one clear message, never as a traceback; so are the machine's
-failures (a full disk, a read-only store), with the path they concern. Anything else is a bug and
-keeps its traceback. The user's own traceback, when their module fails to import, shows their
-frames only.
+The parser is the standard library's argparse (cli/parser.py): click costs about 70 ms to import
+here, half of the 150 ms a fully cached `imagewright build` may take. A plain `build` command line
+is read without it (see _build_args). Commands live in `commands.py` and are imported only once a
+command has been chosen. Errors imagewright raises on purpose (its own exception types) are shown
+as one clear message, never as a traceback; so are the machine's failures (a full disk, a
+read-only store), with the path they concern. Anything else is a bug and keeps its traceback. The
+user's own traceback, when their module fails to import, shows their frames only.
 """
 
 from __future__ import annotations
 
-import argparse
 import enum
 import errno
-import json
 import os
-import re
-import signal
 import sys
+import types
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["ExitCode", "main"]
 
@@ -33,253 +33,44 @@ class ExitCode(enum.IntEnum):
     TERMINATED = 143  # SIGTERM, cleaned up after as Ctrl-C is
 
 
-# The commands this module's parser defines, and those the other cli modules add to it.
-_COMMANDS = ("build", "shell", "run", "export", "dockerfile", "push", "images", "prune")
-_ADDED = ("volume", "secret", "serve", "deploy", "app", "dict", "queue")
-
-
 def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
-    """The CLI's parser. When `chosen` names a command, that command's parser is the only one
-    made: the others cost a cached `imagewright build` about 5 ms, and only `imagewright --help`
-    and a mistyped command (whose error lists the choices) need them."""
-    from ..version import __version__
+    """argparse's parser for the command line (cli/parser.py): only the chosen command's."""
+    from .parser import make_parser
 
-    parser = _Parser(
-        prog="imagewright",
-        description="Build Modal-style container images locally: layered, cached, sandboxed.",
-    )
-    parser.add_argument("--version", action="version", version=f"imagewright {__version__}")
-    sub = cast(  # (of _Parsers, which the command modules need only as ArgumentParsers)
-        "argparse._SubParsersAction[argparse.ArgumentParser]",
-        parser.add_subparsers(dest="command", metavar="COMMAND", required=True),
-    )
-    only = chosen if chosen in (*_COMMANDS, *_ADDED) else None
-    with_registry: list[argparse.ArgumentParser] = []  # the commands that build images
-    if only in (None, "build"):
-        with_registry.append(_add_build(sub))
-    if only in (None, "shell"):
-        with_registry.append(_add_shell(sub))
-    if only in (None, "run"):
-        with_registry.append(_add_run(sub))
-    if only in (None, "export"):
-        with_registry.append(_add_export(sub))
-    if only in (None, "dockerfile"):
-        _add_dockerfile(sub)
-    if only in (None, "push"):
-        with_registry.append(_add_push(sub))
-    if only in (None, "images", "prune"):
-        _add_store_commands(sub)
-    for command in with_registry:
-        command.add_argument(
-            "--cache-registry",
-            metavar="REGISTRY/REPO",
-            help="share built layers through this registry repository: pull missing steps "
-            "from it, push new ones to it (default: $IMAGEWRIGHT_CACHE_REGISTRY)",
-        )
-    if only is None or only in _ADDED:
-        from .secrets import add_secret_parser
-        from .serve import add_serve_parsers
-        from .state import add_state_parsers
-        from .volumes import add_volume_parser
-
-        add_volume_parser(sub, with_verbs=chosen == "volume")
-        add_secret_parser(sub, with_verbs=chosen == "secret")
-        add_serve_parsers(sub, with_verbs=chosen == "app")
-        add_state_parsers(sub, chosen=chosen)  # `dict` and `queue`
-    return parser
+    return make_parser(chosen)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse's parser (its subparsers are of this class too), with help formatters told the
-    terminal's width: argparse would import shutil to learn it, on every start, for help that a
-    build never shows (shutil loads the compression modules too: about 2 ms)."""
-
-    def _get_formatter(self) -> argparse.HelpFormatter:
-        # (argparse's own, with the width it would compute; argparse's formatters all take it)
-        return self.formatter_class(prog=self.prog, width=_columns() - 2)  # type: ignore[call-arg]
+# The build command's flags that take no value, and where argparse puts each (cli/parser.py).
+_BUILD_FLAGS = {"--force": "force", "--explain": "explain", "--json": "as_json"}
 
 
-def _columns() -> int:
-    """The terminal's width as shutil.get_terminal_size() finds it: $COLUMNS, else stdout's
-    terminal, else 80."""
-    try:
-        columns = int(os.environ.get("COLUMNS", ""))
-    except ValueError:
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    build = sub.add_parser(
-        "build",
-        help="build an Image defined in a Python file",
-        description="Build the Image NAME in FILE (the only one if NAME is "
-        "left out), reusing cached steps.",
-    )
-    build.add_argument("ref", metavar="FILE[::NAME]")
-    build.add_argument("--force", action="store_true", help="rebuild every step")
-    build.add_argument(
-        "--explain",
-        action="store_true",
-        help="first say, for each step that misses the cache, what changed since the last "
-        "`imagewright build` of this definition (a copied file, an argument, the parent step, "
-        "the builder or uv version), then build as usual (with --json: the object's "
-        '"explain" list)',
-    )
-    build.add_argument(
-        "--json",
-        action="store_true",
-        dest="as_json",
-        help="print one JSON object describing the build on stdout",
-    )
-    return build
-
-
-def _add_shell(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    shell = sub.add_parser(
-        "shell",
-        help="open a shell in a fresh container of an image",
-        description="Build the image if needed, then open an interactive "
-        "shell in a fresh container of it, or run --cmd and exit with its "
-        "status.",
-    )
-    shell.add_argument("ref", metavar="FILE[::NAME]")
-    shell.add_argument(
-        "--cmd",
-        "-c",
-        dest="command_string",
-        metavar="CMD",
-        help="run CMD through /bin/sh -c instead of an interactive shell",
-    )
-    shell.add_argument(
-        "--failed",
-        action="store_true",
-        help="instead, step into the step that failed the last build of the image, as its "
-        "command left it: its filesystem, env (secrets left out), WORKDIR and USER",
-    )
-    return shell
-
-
-def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    run = sub.add_parser(
-        "run",
-        help="run a function or local entrypoint",
-        description="Run the local entrypoint or function NAME in FILE (the only one if NAME "
-        "is left out). Its parameters become --flags.",
-    )
-    run.add_argument(
-        "--cluster",
-        metavar="ray://HOST:PORT",
-        help="run every call on this Ray cluster (also after FILE; default: "
-        "$IMAGEWRIGHT_CLUSTER). Needs `pip install imagewright[ray]`",
-    )
-    run.add_argument("ref", metavar="FILE[::NAME]")
-    run.add_argument(
-        "args", nargs=argparse.REMAINDER, metavar="--ARG VALUE", help="arguments for the function"
-    )
-    return run
-
-
-def _add_export(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    export = sub.add_parser(
-        "export",
-        help="write an image as an OCI layout or a docker-archive",
-        description="Build the image if needed, then write it to PATH: an OCI image layout "
-        "(a directory, or a tar of one when PATH ends in .tar), or with --format docker a tar "
-        "that `docker load` and `podman load` accept. Layers are compressed once and kept in "
-        "the store. Set SOURCE_DATE_EPOCH to clamp file times.",
-    )
-    export.add_argument("ref", metavar="FILE[::NAME]")
-    export.add_argument("-o", "--output", required=True, metavar="PATH", help="where to write")
-    export.add_argument("--format", choices=("oci", "docker"), default="oci")
-    export.add_argument(
-        "--compression",
-        choices=("zstd", "gzip", "none"),
-        help="layer compression (default: gzip, which every consumer reads; zstd is opt-in)",
-    )
-    export.add_argument(
-        "--tag", default="imagewright:latest", metavar="NAME[:TAG]", help="the name recorded"
-    )
-    return export
-
-
-def _add_dockerfile(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    dockerfile = sub.add_parser(
-        "dockerfile",
-        help="write an image definition as a Dockerfile and its build context",
-        description="Write DIR/Dockerfile and the files it copies, so that `docker build "
-        "DIR` (BuildKit) makes the same image. Nothing is built. Bases become public images "
-        "(debian_slim 3.11: python:3.11-slim-bookworm plus Modal's setup lines); run_function "
-        "and steps with secrets cannot be written and are refused.",
-    )
-    dockerfile.add_argument("ref", metavar="FILE[::NAME]")
-    dockerfile.add_argument(
-        "-o", "--output", required=True, metavar="DIR", help="a new or empty directory"
-    )
-    dockerfile.add_argument(
-        "--uv-from-context",
-        action="store_true",
-        help="put uv in the context instead of copying it from ghcr.io/astral-sh/uv",
-    )
-    dockerfile.add_argument(
-        "--ca-bundle",
-        metavar="PATH",
-        help="bind this CA bundle into every RUN (for TLS-intercepting proxies); it is not "
-        "kept in the image",
-    )
-    dockerfile.add_argument(
-        "--bare-base",
-        action="store_true",
-        help="write only the FROM line for the base: when that name is imagewright's own base "
-        "(loaded with `imagewright export --format docker --tag NAME`)",
-    )
-    return dockerfile
-
-
-def _add_push(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    push = sub.add_parser(
-        "push",
-        help="push an image to a registry",
-        description="Build the image if needed, then push it to REGISTRY/REPO:TAG. Blobs the "
-        "registry already has are not sent again. Credentials come from "
-        "$DOCKER_CONFIG/config.json (default ~/.docker/config.json).",
-    )
-    push.add_argument("ref", metavar="FILE[::NAME]")
-    push.add_argument("target", metavar="REGISTRY/REPO[:TAG]")
-    push.add_argument("--insecure", action="store_true", help="allow plain HTTP and unverified TLS")
-    push.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
-    return push
-
-
-def _add_store_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """`images` and `prune`."""
-    images = sub.add_parser(
-        "images",
-        help="list the images in the local store",
-        description="List the images in the local store.",
-    )
-    images.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
-
-    prune = sub.add_parser(
-        "prune",
-        help="free space in the local store",
-        description="Remove layers that no recorded image uses.",
-    )
-    prune.add_argument(
-        "--all", action="store_true", dest="everything", help="remove every layer and image record"
-    )
-    prune.add_argument(
-        "--caches", action="store_true", help="also empty the apt, uv and pip package caches"
-    )
+def _build_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """`build FILE[::NAME]` with any of the build command's options, each spelled in full, read
+    as argparse reads it; None for any other command line (help, another command, an
+    abbreviated or unknown option, a second FILE, `--`, an empty word, a value that starts with
+    "-"), which argparse then parses or reports. A cached build spends about 5 ms importing
+    argparse, gettext and locale and making the parser; a unit test checks both agree."""
+    if not argv or argv[0] != "build":
+        return None
+    found: dict[str, object] = {"command": "build", "ref": None, "cache_registry": None}
+    found.update(dict.fromkeys(_BUILD_FLAGS.values(), False))
+    words = iter(argv[1:])
+    for word in words:
+        if word in _BUILD_FLAGS:
+            found[_BUILD_FLAGS[word]] = True
+        elif word == "--cache-registry" or word.startswith("--cache-registry="):
+            _, sep, value = word.partition("=")
+            value = value if sep else next(words, "")
+            if not value or (not sep and value.startswith("-")):
+                return None
+            found["cache_registry"] = value
+        elif word and not word.startswith("-") and found["ref"] is None:
+            found["ref"] = word
+        else:
+            return None
+    if found["ref"] is None:
+        return None
+    return cast("argparse.Namespace", types.SimpleNamespace(**found))
 
 
 def _fail(
@@ -288,6 +79,8 @@ def _fail(
     label = "\x1b[31mError:\x1b[0m" if sys.stderr.isatty() else "Error:"
     print(f"{label} {message}", file=sys.stderr)
     if as_json:  # a script that asked for JSON gets one object on failure too, on stdout
+        import json
+
         print(json.dumps({"error": _error_json(message, exc)}))
     return code
 
@@ -304,6 +97,7 @@ def _error_json(message: str, exc: BaseException | None) -> dict[str, object]:
     """The error as --json reports it: its type and message, the user's file:line where known,
     and for a failed build step that step (its call, file:line, command and exit status)."""
     import ast
+    import re
 
     from ..exception import ImageBuildError
     from .loader import UserCodeError
@@ -334,14 +128,14 @@ def _error_json(message: str, exc: BaseException | None) -> dict[str, object]:
 def run(argv: Sequence[str]) -> int:
     """Parse `argv`, run the command, and return the exit code."""
     chosen = next((word for word in argv if not word.startswith("-")), None)
-    args = _parser(chosen).parse_args(argv)
+    args = _build_args(argv) or _parser(chosen).parse_args(argv)
     if getattr(args, "cache_registry", None):
         from .. import settings
 
         settings.use_cache_registry(args.cache_registry)  # for builds the user's code starts
     from ..exception import Error, RegistryError, RemoteError
     from . import commands
-    from .loader import UserCodeError
+    from .loader import UserCodeError, resume_collector
 
     as_json = getattr(args, "as_json", False)
     try:
@@ -349,6 +143,8 @@ def run(argv: Sequence[str]) -> int:
         command: Callable[[argparse.Namespace], int] = getattr(args, "handler", None) or getattr(
             commands, args.command
         )
+        if command is not commands.build:  # (which resumes it as it loads the user's module)
+            resume_collector()
         return command(args)
     except UserCodeError as exc:
         sys.stderr.write(exc.traceback)
@@ -404,5 +200,13 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Console entry point."""
-    signal.signal(signal.SIGTERM, _terminate)
+    from .loader import pause_collector
+
+    pause_collector()  # until the command's own work starts (see there)
+    # What signal.signal calls, without the signal module, which makes enums on import: ~0.5 ms
+    # of every start, and nothing else a cached build runs needs it.
+    from _signal import SIGTERM  # type: ignore[import-not-found]
+    from _signal import signal as handle_signal
+
+    handle_signal(SIGTERM, _terminate)
     sys.exit(run(sys.argv[1:]))

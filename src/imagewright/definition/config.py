@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import NamedTuple, cast
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 
 __all__ = ["DEFAULT_PATH", "ImageConfig"]
 

@@ -14,16 +14,13 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import settings
 from .._callsite import user_callsite
 from .._unsupported import NoLocalMeaning, no_local_meaning
 from ..cloud import ModalObject
 from ..exception import InvalidError, InvalidTypeError, NotFoundError
-from ..mount import Mount
-from ..secret import Secret
-from ..volume import Volume, check_volumes
 from .engine import engine
 from .envvars import check_env_vars
 from .layer import Layer, LocalMount
@@ -53,6 +50,11 @@ from .validate import (
     local_path,
     refuse_flags,
 )
+
+if TYPE_CHECKING:  # (Secret, Volume and Mount objects are only passed through here)
+    from ..mount import Mount
+    from ..secret import Secret
+    from ..volume import Volume
 
 __all__ = ["Image"]
 
@@ -689,6 +691,8 @@ class Image(ModalObject):
             raise InvalidError(
                 "Image.run_function: network_file_systems are not supported locally; use volumes"
             )
+        from ..volume import check_volumes  # (only here: a definition rarely needs volume.py)
+
         mounted = tuple(check_volumes(volumes).items())
         if not callable(raw_f):
             raise InvalidError("Image.run_function expects a function")

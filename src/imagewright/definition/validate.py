@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from .. import settings
 from .._callsite import user_callsite
 from ..exception import InvalidError, LocalFileNotFoundError
-from ..secret import Secret
 from .ops import IgnoreSpec
 from .patterns import FilePatternMatcher
+
+if TYPE_CHECKING:
+    from ..secret import Secret
 
 __all__ = [
     "abs_dir",
@@ -55,6 +58,10 @@ def check_secrets(
     secrets: Sequence[Secret] | None, env: Mapping[str, str | None] | None
 ) -> tuple[Secret, ...]:
     items = list(secrets or [])
+    if not items and not env:
+        return ()  # (most steps: their definition then never loads secret.py, ~2 ms)
+    from ..secret import Secret
+
     if not all(isinstance(s, Secret) for s in items):
         raise InvalidError("All secrets of an Image need to be imagewright.Secret instances.")
     if env:

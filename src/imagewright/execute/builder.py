@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Protocol
 from .. import settings
 from ..definition.image import Image
 from ..plan.planner import CopyFromPlan, Plan, plan_image
-from ..plan.resolve import Resolver
 from ..store.store import LayerRecord, Store
 from .events import BuildResult, Reporter, StepResult
 
 if TYPE_CHECKING:  # steps (and the sandbox) load on the first miss, not on the cached path
+    from ..plan.resolve import Resolver
     from .failed import FailedSlot
     from .steps import StepSandbox
 

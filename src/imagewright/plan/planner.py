@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import shlex
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .. import settings
 from ..definition.config import ImageConfig
@@ -30,13 +29,21 @@ from ..definition.ops import (
     RunFunction,
     SetConfig,
 )
+from ..definition.packages import shell_quote
 from ..definition.pythons import BaseRelease, release_for, series_of
 from ..exception import InvalidError, LocalFileNotFoundError, RegistryError
-from ..volume import Volume
 from . import keys
 from .files import FileEntry, collect_dir, collect_file
 from .pulled import AddPython, PullLayer
-from .resolve import OFFLINE, Resolver
+from .resolve import OFFLINE
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+
+    from ..volume import Volume
+    from .resolve import Resolver
+else:
+    from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 
 __all__ = [
     "BaseSetup",
@@ -318,7 +325,7 @@ def _config_line(op: SetConfig) -> str:
     """The Dockerfile line a config change stands for, for the image history."""
     if op.field in ("env", "env_expand", "labels"):
         keyword = "LABEL" if op.field == "labels" else "ENV"
-        pairs = " ".join(f"{k}={shlex.quote(str(v))}" for k, v in _pairs(op))
+        pairs = " ".join(f"{k}={shell_quote(str(v))}" for k, v in _pairs(op))
         return f"{keyword} {pairs}"
     if op.field in ("entrypoint", "cmd", "shell"):
         return f"{op.field.upper()} {json.dumps(list(op.value or ()))}"

@@ -8,51 +8,54 @@ Planning an image that needs none of these works without a resolver (`OFFLINE`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from ..definition.config import ImageConfig
 from ..exception import InvalidError
 
 __all__ = ["OFFLINE", "RemoteImage", "RemoteLayer", "Resolver"]
 
 
-class RemoteLayer(Protocol):
-    """One layer blob of a registry image; the step that pulls it keeps the object as it is."""
+if TYPE_CHECKING:  # (what is passed in is only checked by type checkers: no Protocol made)
+    from collections.abc import Sequence
+    from typing import Protocol
 
-    @property
-    def digest(self) -> str: ...
-    @property
-    def size(self) -> int: ...
+    from ..definition.config import ImageConfig
 
+    class RemoteLayer(Protocol):
+        """One layer blob of a registry image; the step that pulls it keeps the object as it is."""
 
-class RemoteImage(Protocol):
-    """The linux/amd64 image a reference names: its manifest, config and layers (not blobs)."""
+        @property
+        def digest(self) -> str: ...
+        @property
+        def size(self) -> int: ...
 
-    @property
-    def manifest_digest(self) -> str: ...
-    @property
-    def config(self) -> ImageConfig: ...
-    @property
-    def layers(self) -> Sequence[RemoteLayer]: ...
+    class RemoteImage(Protocol):
+        """The linux/amd64 image a reference names: its manifest, config and layers (not blobs)."""
 
+        @property
+        def manifest_digest(self) -> str: ...
+        @property
+        def config(self) -> ImageConfig: ...
+        @property
+        def layers(self) -> Sequence[RemoteLayer]: ...
 
-class Resolver(Protocol):
-    def credentials(self, auth: str, env: Mapping[str, str]) -> tuple[str, str]:
-        """(username, password) from a from_registry secret's `env`, for auth kind "basic",
-        "gcp" or "aws" (definition/registryauth.py)."""
-        ...
+    class Resolver(Protocol):
+        def credentials(self, auth: str, env: Mapping[str, str]) -> tuple[str, str]:
+            """(username, password) from a from_registry secret's `env`, for auth kind "basic",
+            "gcp" or "aws" (definition/registryauth.py)."""
+            ...
 
-    def resolve_image(
-        self, tag: str, credentials: tuple[str, str] | None, *, refresh: bool
-    ) -> RemoteImage:
-        """The image `tag` names; `refresh` (a forced build) bypasses any remembered answer."""
-        ...
+        def resolve_image(
+            self, tag: str, credentials: tuple[str, str] | None, *, refresh: bool
+        ) -> RemoteImage:
+            """The image `tag` names; `refresh` (a forced build) bypasses any remembered answer."""
+            ...
 
-    def fetch_url(self, url: str, where: str, checksum: str | None) -> tuple[str, str]:
-        """(local path, sha256 hex) of what `url` serves; InvalidError naming `where` when it
-        cannot be had or does not match `checksum` ("sha256:<hex>", ADD --checksum)."""
-        ...
+        def fetch_url(self, url: str, where: str, checksum: str | None) -> tuple[str, str]:
+            """(local path, sha256 hex) of what `url` serves; InvalidError naming `where` when it
+            cannot be had or does not match `checksum` ("sha256:<hex>", ADD --checksum)."""
+            ...
 
 
 class _Offline:
