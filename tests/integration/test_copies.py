@@ -15,7 +15,7 @@ from imagewright import Image
 from imagewright.execute import copydirect
 from imagewright.execute.copies import copy_into
 from imagewright.execute.layers import lowers_for
-from imagewright.execute.sandbox import Overlay
+from imagewright.execute.overlay import Overlay
 from imagewright.plan.files import FileEntry, collect_dir, collect_file
 from imagewright.plan.planner import plan_image
 

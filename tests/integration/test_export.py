@@ -28,7 +28,8 @@ import pytest
 from imagewright import Image
 from imagewright.export import export_image
 from imagewright.oci.compression import BlobWriter
-from imagewright.oci.tarball import LowerLayers, write_layer
+from imagewright.oci.lowers import LowerLayers
+from imagewright.oci.tarball import write_layer
 from imagewright.plan.planner import plan_image
 from imagewright.store.blobs import LayerBlobs
 

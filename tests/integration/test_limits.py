@@ -16,7 +16,8 @@ from imagewright.execute.container import runtime_binds
 from imagewright.execute.environment import container_env
 from imagewright.execute.layers import container_lowers
 from imagewright.execute.limits import Cgroup, Limits
-from imagewright.execute.sandbox import Overlay, SandboxCommand, spawn
+from imagewright.execute.overlay import Overlay, SandboxCommand
+from imagewright.execute.sandbox import spawn
 from imagewright.store.store import Store
 
 from .conftest import Builder

@@ -17,7 +17,7 @@ import imagewright as modal
 from imagewright.exception import ImageBuildError
 from imagewright.execute.builder import build_image
 from imagewright.execute.events import BuildResult
-from imagewright.execute.sandbox import Overlay, SandboxCommand
+from imagewright.execute.overlay import Overlay, SandboxCommand
 from imagewright.plan.files import FileEntry
 from imagewright.store.store import Store
 

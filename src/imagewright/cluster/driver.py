@@ -27,8 +27,9 @@ from .. import settings
 from ..exception import ExecutionError, InvalidError
 from ..execute.functions import ContainerLost, Reply
 from ..execute.layers import attached_layer
-from ..execute.sandbox import Bind
-from ..oci.tarball import LowerLayers, write_layer
+from ..execute.overlay import Bind
+from ..oci.lowers import LowerLayers
+from ..oci.tarball import write_layer
 from ..plan.functionsource import source_mounts
 from ..runtime.errors import rebuild_exception
 from ..runtime.protocol import dumps, loads

@@ -36,8 +36,8 @@ from ..execute.events import StepResult
 from ..execute.functions import Container
 from ..execute.layers import ATTACHED_DESCRIPTION, lowers_for
 from ..execute.limits import Limits
+from ..execute.overlay import Bind
 from ..execute.progress import PlainReporter
-from ..execute.sandbox import Bind
 from ..execute.state import cluster_state_binds
 from ..oci.unpack import unpack_layer
 from ..plan.planner import Plan, PlannedStep

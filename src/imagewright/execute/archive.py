@@ -20,7 +20,7 @@ from ..plan.files import collect_dir
 from ..plan.planner import ExtractArchive
 from ..store.store import Scratch
 from .copies import copy_into
-from .sandbox import Overlay
+from .overlay import Overlay
 
 __all__ = ["extract_archive"]
 

@@ -17,7 +17,8 @@ from ..plan.planner import Plan
 from ..store.store import Store
 from .environment import container_env, host_ca_bundle
 from .layers import container_lowers
-from .sandbox import Bind, Overlay, SandboxCommand, spawn
+from .overlay import Bind, Overlay, SandboxCommand
+from .sandbox import spawn
 
 __all__ = ["run_container", "run_in_container", "runtime_binds"]
 

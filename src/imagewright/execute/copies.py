@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..plan.files import FileEntry
 from ..plan.planner import CopyFromPlan
-from .sandbox import Bind, Overlay, spawn_helper, stream
+from .overlay import Bind, Overlay
 
 if TYPE_CHECKING:
     from .copyfrom import CopyFromSpec
@@ -63,6 +63,8 @@ def copy_into(
     from . import copyin
 
     binds.append(Bind(str(spec), "/spec"))
+    from .sandbox import spawn_helper, stream  # (only now: a direct copy starts no sandbox)
+
     proc = spawn_helper(overlay, copyin.__file__, ["/image", "/spec"], binds)
     return stream(proc, on_line)
 
@@ -100,5 +102,7 @@ def copy_from(
     binds = [Bind(str(source), "/source"), Bind(str(spec), "/spec")]
     args = ["/source", "/image", "/spec"]
     readonly = (source_lowers, source)
+    from .sandbox import spawn_helper, stream
+
     proc = spawn_helper(overlay, copyfrom.__file__, args, binds, readonly=readonly)
     return stream(proc, on_line)

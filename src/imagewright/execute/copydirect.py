@@ -26,16 +26,15 @@ from collections.abc import Callable, Sequence
 
 from .._copyrules import ROOT, resolve_owner
 from .._digest import sha256
-from ..oci.tarball import LowerLayers
+from ..oci.lowers import OVERLAY_XATTR_PREFIX, LowerLayers
 from ..plan.files import FileEntry
 from .copyin import CHANGED_DURING_BUILD
-from .sandbox import Overlay
+from .overlay import Overlay
 
 __all__ = ["copy_direct"]
 
 Owner = tuple[int, int]
 
-_OVERLAY_XATTRS = "trusted.overlay."
 _CHUNK = 1 << 20
 
 
@@ -187,7 +186,7 @@ def _copy_up(lower: str, parent: int, name: str) -> int:
     st = os.lstat(lower)
     fd = _new_dir(parent, name, (st.st_uid, st.st_gid), stat.S_IMODE(st.st_mode))
     for key in os.listxattr(lower, follow_symlinks=False):
-        if not key.startswith(_OVERLAY_XATTRS):
+        if not key.startswith(OVERLAY_XATTR_PREFIX):
             os.setxattr(fd, key, os.getxattr(lower, key, follow_symlinks=False))
     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.utime(parent, ns=(kept.st_atime_ns, kept.st_mtime_ns))

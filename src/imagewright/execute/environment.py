@@ -7,7 +7,6 @@ variables and bind mounts only, so none of them is written into a layer or the i
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from functools import cache
@@ -17,7 +16,7 @@ from .._digest import hexdigest
 from ..definition.config import ImageConfig
 from ..exception import ExecutionError
 from ..store.store import Store
-from .sandbox import Bind
+from .overlay import Bind
 
 __all__ = [
     "cache_binds",
@@ -158,6 +157,7 @@ def uv_binary(store: Store, version: str) -> str:
 
 def _fetch_uv(version: str, workdir: Path, target: Path) -> None:
     import platform
+    import subprocess
     import zipfile
 
     wheel_dir = workdir / "wheel"

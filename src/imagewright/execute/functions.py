@@ -51,7 +51,8 @@ from .container import runtime_binds
 from .environment import container_env
 from .limits import Cgroup, Limits
 from .network import RESOLV_CONF, Internet, namespace_child, socket_in
-from .sandbox import Bind, Overlay, SandboxCommand, spawn
+from .overlay import Bind, Overlay, SandboxCommand
+from .sandbox import spawn
 
 __all__ = ["Container", "ContainerLost", "Runner", "serve_calls", "start_thread", "stop_all"]
 

@@ -13,7 +13,7 @@ from ..plan.keys import mounts_key
 from ..plan.planner import Plan, resolve_mounts
 from ..store.store import ATTACHED, Store
 from .copies import copy_into
-from .sandbox import Overlay
+from .overlay import Overlay
 
 ATTACHED_DESCRIPTION = "local files (copy=False)"
 

@@ -33,16 +33,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
+from .overlay import Bind, Overlay, SandboxCommand
 from .seccomp import filter_fd
 from .user import as_user
 from .userns import identity_userns
 
 __all__ = [
-    "Bind",
-    "Overlay",
-    "SandboxCommand",
     "remove_placeholders",
     "run_sandboxed",
     "spawn",
@@ -104,42 +102,6 @@ for target in $targets; do
 done
 exec "$@"
 """
-
-
-# NamedTuples, not dataclasses: dataclasses imports inspect, ~3 ms of the first step a build
-# runs, and these are plain records.
-class Overlay(NamedTuple):
-    """A root filesystem to mount: lower dirs (top first) relative to `cwd`, plus upper/work."""
-
-    cwd: Path
-    lowers: tuple[str, ...]
-    upper: Path
-    work: Path
-    merged: Path
-
-
-class Bind(NamedTuple):
-    """A host path bound into the sandbox."""
-
-    source: str
-    target: str
-    readonly: bool = True
-    # Whether a mount point bwrap had to create stays in the layer (as Docker leaves those of
-    # RUN --mount=type=cache) or is removed after the command.
-    keep_mount_point: bool = False
-
-
-class SandboxCommand(NamedTuple):
-    """What to run, and with what environment, directory and extra mounts."""
-
-    argv: Sequence[str]
-    env: Mapping[str, str]
-    workdir: str = "/"
-    binds: tuple[Bind, ...] = ()
-    interactive: bool = False
-    user: str = ""  # USER: run argv as this user (execute/user.py); "" for root
-    private_tmp: bool = True  # a fresh tmpfs on /tmp, rather than the image's /tmp
-    own_network: bool = False  # a network namespace of its own (network.py), not the host's
 
 
 def _isolation_args(

@@ -46,7 +46,8 @@ from ..store.store import Store
 from .container import runtime_binds
 from .limits import Cgroup, Limits
 from .network import RESOLV_CONF, Internet, namespace_child, socket_in
-from .sandbox import Bind, Overlay, SandboxCommand, spawn
+from .overlay import Bind, Overlay, SandboxCommand
+from .sandbox import spawn
 
 __all__ = [
     "Spec",

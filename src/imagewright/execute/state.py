@@ -15,7 +15,7 @@ import importlib.util
 
 from .. import settings
 from .functions import _PY_IN_CONTAINER
-from .sandbox import Bind
+from .overlay import Bind
 
 __all__ = ["STATE_IN_CONTAINER", "cluster_state_binds", "state_binds"]
 

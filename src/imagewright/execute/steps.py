@@ -32,7 +32,7 @@ from .environment import cache_binds, cache_scope, step_binds, step_env
 from .events import Reporter
 from .failed import FailedSlot, keep_failed_step
 from .layers import attach_files, lowers_for
-from .sandbox import Overlay, SandboxCommand, remove_placeholders, run_sandboxed
+from .overlay import Overlay, SandboxCommand
 
 __all__ = ["BUBBLEWRAP", "StepSandbox", "redaction", "run_step"]
 
@@ -59,7 +59,12 @@ class StepSandbox(Protocol):
 
 
 class _Bubblewrap:
-    run = staticmethod(run_sandboxed)
+    @staticmethod
+    def run(overlay: Overlay, cmd: SandboxCommand, on_line: Callable[[str], None]) -> int:
+        from .sandbox import run_sandboxed  # (a step that runs nothing never imports it)
+
+        return run_sandboxed(overlay, cmd, on_line)
+
     copy_into = staticmethod(copy_into)
 
 
@@ -277,6 +282,8 @@ def _call_function(action: CallFunction, step: _Step) -> _Outcome:
         return 1, what
     finally:
         container.stop()
+        from .sandbox import remove_placeholders
+
         remove_placeholders(overlay)  # volumes' mount points: the layer keeps no trace of them
     return 0, ""
 

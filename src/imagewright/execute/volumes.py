@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from .. import settings
 from ..volume import Volume, mount_key, mounted_read_only, volume_dir
-from .sandbox import Bind
+from .overlay import Bind
 
 __all__ = ["volume_binds"]
 

@@ -23,75 +23,19 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from ..exception import ExecutionError
+from .lowers import OVERLAY_XATTR_PREFIX, LowerLayers, is_opaque, is_whiteout
 
-__all__ = ["LowerLayers", "write_layer"]
+__all__ = ["write_layer"]
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
-_OVERLAY_XATTR_PREFIX = "trusted.overlay."
-_OPAQUE_XATTR = "trusted.overlay.opaque"
 _CHUNK = 1 << 20
 _BLOCK = tarfile.BLOCKSIZE
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def _is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:  # ENODATA, or a filesystem without xattrs
-        return False
-
-
-class LowerLayers:
-    """The layers under an upper dir (top first), looked up as overlayfs merges them."""
-
-    def __init__(self, diffs: Sequence[Path]):
-        self._diffs = [str(d) for d in diffs]
-
-    def kind(self, rel: str) -> str | None:
-        """ "dir" or "other" for what the merged lower tree has at `rel`, None if nothing."""
-        found = self.find(rel)
-        return found[0] if found is not None and found[0] != "deleted" else None
-
-    def find(self, rel: str) -> tuple[str, str] | None:
-        """What the merged lower tree has at `rel` and where: ("dir" or "other", the top
-        layer's path of it), "deleted" when a whiteout removes it or a directory above it, or
-        None if nothing."""
-        parts = rel.split("/")
-        for diff in self._diffs:
-            found = _lookup(diff, parts)
-            if found != "missing":
-                return None if found is None else (found, os.path.join(diff, *parts))
-        return None
-
-
-def _lookup(diff: str, parts: list[str]) -> str | None:
-    """What one layer says about a path: a kind, "deleted" (a whiteout), None (hidden), or
-    "missing"."""
-    path, sealed = diff, False
-    for depth, part in enumerate(parts):
-        path = os.path.join(path, part)
-        try:
-            st = os.lstat(path)
-        except (FileNotFoundError, NotADirectoryError):
-            # an opaque ancestor in this layer hides whatever deeper layers hold
-            return None if sealed else "missing"
-        if _is_whiteout(st):
-            return "deleted"
-        if depth == len(parts) - 1:
-            return "dir" if stat.S_ISDIR(st.st_mode) else "other"
-        if not stat.S_ISDIR(st.st_mode):
-            return None  # a file or symlink here shadows the lower path
-        sealed = sealed or _is_opaque(path)
-    return None
 
 
 class Sink(Protocol):
@@ -121,7 +65,7 @@ class _LayerWriter:
         whiteouts: list[str] = []
         others: list[tuple[str, os.stat_result]] = []
         for name, st in _sorted_entries(directory):
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 whiteouts.append(name)
             else:
                 others.append((name, st))
@@ -135,7 +79,7 @@ class _LayerWriter:
             if info is not None:
                 self._write(info, path)
             if stat.S_ISDIR(st.st_mode):
-                opaque = _is_opaque(path)
+                opaque = is_opaque(path)
                 if opaque and not hidden and self.lowers.kind(rel) == "dir":
                     self._marker(rel + "/" + OPAQUE_MARKER)
                 self.walk(path, rel + "/", hidden or opaque)
@@ -205,7 +149,7 @@ def _xattrs(path: str) -> Iterator[tuple[str, str]]:
     except OSError:
         return
     for name in sorted(names):
-        if name.startswith(_OVERLAY_XATTR_PREFIX):
+        if name.startswith(OVERLAY_XATTR_PREFIX):
             continue
         value = os.getxattr(path, name, follow_symlinks=False)
         # surrogateescape round-trips binary values (security.capability) through tarfile,

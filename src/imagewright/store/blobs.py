@@ -25,8 +25,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-from ..oci.compression import BlobWriter, encoding
-from ..oci.tarball import LowerLayers, write_layer
+from ..oci.compression import encoding
 from .atomic import atomic_file, sweep_dead_temps, write_atomic
 from .store import LayerRecord, Store
 
@@ -81,6 +80,10 @@ class LayerBlobs:
                 return found
             sweep_dead_temps(self.blob_dir)
             sweep_dead_temps(self.index_dir)
+            from ..oci.compression import BlobWriter  # (a stored blob needs none of these)
+            from ..oci.lowers import LowerLayers
+            from ..oci.tarball import write_layer
+
             upper = self.store.layer_dir(record.key) / "diff"
             with atomic_file(self.blob_dir) as out:
                 writer = BlobWriter(out.file, compression)
