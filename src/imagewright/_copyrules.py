@@ -55,9 +55,12 @@ def glob_paths(root: str, pattern: str) -> list[str]:
 
 
 def make_parents(path: str, owner: tuple[int, int]) -> None:
-    """Create the missing directories above `path` (mode 755, owned by `owner`)."""
+    """Create the missing directories above `path` (mode 755, owned by `owner`). A dangling
+    symlink on the way has its target made, as BuildKit does (inside the chroot, so a link
+    resolves in the image)."""
     parent = os.path.dirname(path)
     if parent and not os.path.isdir(parent):
+        parent = os.path.realpath(parent)
         make_parents(parent, owner)
         os.mkdir(parent, 0o755)
         os.chown(parent, *owner)

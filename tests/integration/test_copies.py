@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -143,3 +144,19 @@ def test_copies_read_right_from_inside(builder, prepared, local):
         "sub/run.sh",
         "run",
     ]
+
+
+def test_a_symlink_of_the_image_never_leads_a_copy_onto_the_host(builder, py311, local):
+    # a directory of the host, named by the image's symlink (not under /tmp, which containers
+    # get empty)
+    host = Path(f"/var/tmp/iw-copy-host-{os.getpid()}")
+    host.mkdir()
+    try:
+        image = py311.run_commands(f"ln -s {host} /app").add_local_file(
+            str(local / "new"), "/app/x", copy=True
+        )
+        out = builder.run(image, f"cat {host}/x; readlink /app")
+        assert out.splitlines() == ["new", str(host)]  # made in the image's own tree
+        assert list(host.iterdir()) == []
+    finally:
+        shutil.rmtree(host)
