@@ -361,10 +361,14 @@ def test_a_gpu_function_lands_only_where_that_gpu_is(
 ) -> None:
     with gpu_node(cluster, tmp_path) as node:
         result = _run(app_file, "t4", cluster, cache, env)
+    # Every input ran where a GPU function may start: the other nodes refuse one (they lack
+    # IMAGEWRIGHT_ALLOW_NO_GPU), which would have failed the map.
     assert result.returncode == 0, result.stdout + result.stderr
     assert _result(result.stdout) == list(range(6))
+    # And the inputs' output names that node. Ray relays it asynchronously and may drop the
+    # last lines when the program ends, so not every input's line need be there.
     where = re.findall(_RELAYED + r"on a T4 \d+", result.stdout, re.MULTILINE)
-    assert len(where) == 6 and {ip for _, ip in where} == {node.ip}, result.stdout
+    assert where and {ip for _, ip in where} == {node.ip}, result.stdout
 
 
 def test_ctrl_c_leaves_no_actor_behind(
