@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["http_client"]
+__all__ = ["host_trust", "http_client"]
 
 
 def http_client(*, insecure: bool = False, follow_redirects: bool = False) -> httpx.Client:
@@ -27,9 +27,14 @@ def http_client(*, insecure: bool = False, follow_redirects: bool = False) -> ht
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]  # None blocks an import
     import httpx
 
-    verify: ssl.SSLContext | bool = False if insecure else _HostTrust(ssl.PROTOCOL_TLS_CLIENT)
+    verify: ssl.SSLContext | bool = False if insecure else host_trust()
     timeout = httpx.Timeout(120, connect=15)
     return httpx.Client(timeout=timeout, verify=verify, follow_redirects=follow_redirects)
+
+
+def host_trust() -> ssl.SSLContext:
+    """A context that checks hostname and certificate against the host's CA store."""
+    return _HostTrust(ssl.PROTOCOL_TLS_CLIENT)
 
 
 class _HostTrust(ssl.SSLContext):

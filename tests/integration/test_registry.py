@@ -17,12 +17,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import zstandard
 
+import imagewright._http
 from imagewright import Image, Secret
 from imagewright.exception import InvalidError, RegistryError
 from imagewright.export.push import push_image
@@ -112,14 +114,42 @@ def test_a_tag_naming_the_manifest_costs_one_check(image, store, reg, monkeypatc
     monkeypatch.setattr(
         RegistryClient, "blob_exists", lambda c, d: checked.append(d) or blob_exists(c, d)
     )
+    clients: list[object] = []  # httpx clients made (quickhead.py's HEAD needs none)
+    http_client = imagewright._http.http_client
+    monkeypatch.setattr(
+        imagewright._http, "http_client", lambda **kw: clients.append(kw) or http_client(**kw)
+    )
     again = push_image(image, f"{reg}/iw/once:v1", store=store)
     assert checked == [] and set(again.present) == {*first.uploaded, *first.mounted, *first.present}
+    assert clients == []
     # the tag names another manifest (zstd layers): each blob is checked, and the tag moves
     moved = push_image(image, f"{reg}/iw/once:v1", store=store, compression="zstd")
-    assert checked and moved.manifest_digest != first.manifest_digest
+    assert checked and clients and moved.manifest_digest != first.manifest_digest
     assert _remote_digest(reg, "iw/once:v1") == moved.manifest_digest
     back = push_image(image, f"{reg}/iw/once:v1", store=store)
     assert back.uploaded == () and _remote_digest(reg, "iw/once:v1") == first.manifest_digest
+
+
+def test_pushing_an_unchanged_image_again_loads_no_http_client(image, store, reg, tmp_path):
+    """The second `imagewright push` asks its one question without httpx, ssl or argparse."""
+    (tmp_path / "app.py").write_text(
+        "import imagewright as modal\n"
+        "image = modal.Image.debian_slim(python_version='3.11').env({'IW_AGAIN': '1'})\n"
+    )
+    target = f"{reg}/iw/again:v1"
+    first = cli("push", "app.py", target, cwd=tmp_path)
+    assert first.returncode == 0 and "(0 blob(s) sent" not in first.stdout, first.stderr
+    digest = first.stdout.split("manifest ")[1].split()[0]
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "imagewright", "push", "app.py", target],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"manifest {digest} (0 blob(s) sent, 0 mounted," in proc.stdout
+    assert _remote_digest(reg, "iw/again:v1") == digest
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if "|" in line}
+    assert "imagewright.registry.quickhead" in imported  # (the listing is the real one)
+    assert not {"httpx", "httpcore", "h11", "ssl", "argparse"} & imported
 
 
 def test_zstd_push(image, store, reg):
@@ -156,6 +186,9 @@ def test_cli_push_with_and_without_credentials(image, auth_reg, tmp_path, monkey
     pushed = cli("push", str(app), f"{auth_reg}/iw/app:v1")
     assert pushed.returncode == 0, pushed.stderr
     digest = pushed.stdout.split("manifest ")[1].split()[0]
+    # again: the anonymous HEAD would get a 401, so the client with credentials checks the tag
+    again = cli("push", str(app), f"{auth_reg}/iw/app:v1")
+    assert again.returncode == 0 and f"manifest {digest} (0 blob(s) sent" in again.stdout
     out = _run(
         "skopeo", "inspect", "--tls-verify=false", f"--creds={USER}:{PASSWORD}",
         f"docker://{auth_reg}/iw/app:v1",

@@ -50,10 +50,14 @@ def test_help_is_as_wide_as_argparse_would_make_it(monkeypatch, columns):
         ["build", "--json", "--force", "app.py", "--explain", "--json"],
         ["build", "app.py", "--cache-registry", "r/x", "--cache-registry=127.0.0.1:5000/y"],
         ["build", "build", "--cache-registry=a=b"],
+        ["push", "app.py::img", "127.0.0.1:5000/app:v1"],
+        ["push", "--insecure", "app.py", "r.example/app", "--compression", "zstd"],
+        ["push", "app.py", "--compression=gzip", "r/app", "--cache-registry", "r/cache"],
+        ["push", "push", "push", "--insecure", "--insecure"],
     ],
 )
-def test_a_plain_build_command_line_is_read_as_argparse_reads_it(argv):
-    assert vars(main._build_args(argv)) == vars(main._parser("build").parse_args(argv))
+def test_a_plain_build_or_push_command_line_is_read_as_argparse_reads_it(argv):
+    assert vars(main._plain_args(argv)) == vars(main._parser(argv[0]).parse_args(argv))
 
 
 @pytest.mark.parametrize(
@@ -74,7 +78,16 @@ def test_a_plain_build_command_line_is_read_as_argparse_reads_it(argv):
         ["build", "a.py", "--cache-registry"],
         ["build", "a.py", "--cache-registry", "--json"],
         ["build", "a.py", "--cache-registry="],
+        ["build", "a.py", "--insecure"],
+        ["push", "a.py"],
+        ["push", "a.py", "r/app", "r/other"],
+        ["push", "a.py", "r/app", "--compression", "xz"],
+        ["push", "a.py", "r/app", "--compression"],
+        ["push", "a.py", "r/app", "--compression", "--insecure"],
+        ["push", "a.py", "r/app", "--comp=gzip"],
+        ["push", "a.py", "r/app", "--insecure=yes"],
+        ["push", "a.py", "r/app", "--json"],
     ],
 )
 def test_any_other_command_line_is_left_to_argparse(argv):
-    assert main._build_args(argv) is None
+    assert main._plain_args(argv) is None

@@ -1,12 +1,13 @@
 """Root of the `imagewright` CLI: the parser, named exit codes and error rendering.
 
 The parser is the standard library's argparse (cli/parser.py): click costs about 70 ms to import
-here, half of the 150 ms a fully cached `imagewright build` may take. A plain `build` command line
-is read without it (see _build_args). Commands live in `commands.py` and are imported only once a
-command has been chosen. Errors imagewright raises on purpose (its own exception types) are shown
-as one clear message, never as a traceback; so are the machine's failures (a full disk, a
-read-only store), with the path they concern. Anything else is a bug and keeps its traceback. The
-user's own traceback, when their module fails to import, shows their frames only.
+here, half of the 150 ms a fully cached `imagewright build` may take. A plain `build` or `push`
+command line is read without it (see _plain_args). Commands live in `commands.py` and are
+imported only once a command has been chosen. Errors imagewright raises on purpose (its own
+exception types) are shown as one clear message, never as a traceback; so are the machine's
+failures (a full disk, a read-only store), with the path they concern. Anything else is a bug
+and keeps its traceback. The user's own traceback, when their module fails to import, shows
+their frames only.
 """
 
 from __future__ import annotations
@@ -40,36 +41,62 @@ def _parser(chosen: str | None = None) -> argparse.ArgumentParser:
     return make_parser(chosen)
 
 
-# The build command's flags that take no value, and where argparse puts each (cli/parser.py).
-_BUILD_FLAGS = {"--force": "force", "--explain": "explain", "--json": "as_json"}
+# The command lines scripts run most, read without argparse (see _plain_args): per command,
+# its positionals, its options that take no value, and those that take one (with the values
+# allowed, None for any), each under the name argparse gives it (cli/parser.py).
+_PLAIN: dict[
+    str, tuple[tuple[str, ...], dict[str, str], dict[str, tuple[str, tuple[str, ...] | None]]]
+] = {
+    "build": (
+        ("ref",),
+        {"--force": "force", "--explain": "explain", "--json": "as_json"},
+        {"--cache-registry": ("cache_registry", None)},
+    ),
+    "push": (
+        ("ref", "target"),
+        {"--insecure": "insecure"},
+        {
+            "--cache-registry": ("cache_registry", None),
+            "--compression": ("compression", ("gzip", "zstd")),
+        },
+    ),
+}
+_DEFAULTS = {"cache_registry": None, "compression": "gzip"}
 
 
-def _build_args(argv: Sequence[str]) -> argparse.Namespace | None:
-    """`build FILE[::NAME]` with any of the build command's options, each spelled in full, read
-    as argparse reads it; None for any other command line (help, another command, an
-    abbreviated or unknown option, a second FILE, `--`, an empty word, a value that starts with
-    "-"), which argparse then parses or reports. A cached build spends about 5 ms importing
-    argparse, gettext and locale and making the parser; a unit test checks both agree."""
-    if not argv or argv[0] != "build":
+def _plain_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """`build FILE[::NAME]` or `push FILE[::NAME] TARGET` with any of that command's options,
+    each spelled in full, read as argparse reads it; None for any other command line (help,
+    another command, an abbreviated or unknown option, a missing or extra positional, `--`, an
+    empty word, a value that starts with "-" or is not one of the choices), which argparse then
+    parses or reports. A cached build spends about 5 ms importing argparse, gettext and locale
+    and making the parser; a unit test checks both agree."""
+    if not argv or argv[0] not in _PLAIN:
         return None
-    found: dict[str, object] = {"command": "build", "ref": None, "cache_registry": None}
-    found.update(dict.fromkeys(_BUILD_FLAGS.values(), False))
+    positionals, flags, options = _PLAIN[argv[0]]
+    found: dict[str, object] = {"command": argv[0], **dict.fromkeys(flags.values(), False)}
+    found.update((dest, _DEFAULTS[dest]) for dest, _ in options.values())
+    given: list[str] = []
     words = iter(argv[1:])
     for word in words:
-        if word in _BUILD_FLAGS:
-            found[_BUILD_FLAGS[word]] = True
-        elif word == "--cache-registry" or word.startswith("--cache-registry="):
-            _, sep, value = word.partition("=")
+        option, sep, value = word.partition("=")
+        if word in flags:
+            found[flags[word]] = True
+        elif option in options:
             value = value if sep else next(words, "")
+            dest, choices = options[option]
             if not value or (not sep and value.startswith("-")):
                 return None
-            found["cache_registry"] = value
-        elif word and not word.startswith("-") and found["ref"] is None:
-            found["ref"] = word
+            if choices is not None and value not in choices:
+                return None
+            found[dest] = value
+        elif word and not word.startswith("-") and len(given) < len(positionals):
+            given.append(word)
         else:
             return None
-    if found["ref"] is None:
+    if len(given) < len(positionals):
         return None
+    found.update(zip(positionals, given, strict=True))
     return cast("argparse.Namespace", types.SimpleNamespace(**found))
 
 
@@ -128,7 +155,7 @@ def _error_json(message: str, exc: BaseException | None) -> dict[str, object]:
 def run(argv: Sequence[str]) -> int:
     """Parse `argv`, run the command, and return the exit code."""
     chosen = next((word for word in argv if not word.startswith("-")), None)
-    args = _build_args(argv) or _parser(chosen).parse_args(argv)
+    args = _plain_args(argv) or _parser(chosen).parse_args(argv)
     if getattr(args, "cache_registry", None):
         from .. import settings
 

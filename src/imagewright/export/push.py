@@ -16,7 +16,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from ..definition.image import Image
 from ..exception import InvalidError
@@ -29,7 +29,11 @@ from ..store.store import Store
 from .exporter import image_files, image_layers, source_date_epoch
 
 if TYPE_CHECKING:
+    from typing import NamedTuple
+
     from ..registry.progress import TransferProgress
+else:
+    from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 
 __all__ = ["PUSH_COMPRESSIONS", "PushResult", "push_image"]
 
@@ -84,7 +88,7 @@ def push_image(
     with RegistryClient(registry, repository, insecure=insecure, chunk_size=chunk_size) as client:
         # The tag already names this very manifest: the registry checked its blobs when it was
         # put, so there is nothing to send (one HEAD, where checking each blob is one per blob).
-        if client.manifest_digest(ref.tag, MANIFEST_MEDIA_TYPE) == files.manifest.digest:
+        if client.names_manifest(ref.tag, MANIFEST_MEDIA_TYPE, files.manifest.digest):
             done["present"] = [digest for _, digest, _ in blobs]
             for digest in done["present"]:
                 record.add(digest, repository)

@@ -7,13 +7,18 @@ manifest digest is what `skopeo inspect` and registries report.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
+from .._digest import hexdigest
 from ..definition.config import ImageConfig
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 
 __all__ = [
     "CONFIG_MEDIA_TYPE",
@@ -51,8 +56,7 @@ def layer_media_type(compression: str) -> str:
 
 
 def rfc3339(epoch: int) -> str:
-    when = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 class Descriptor(NamedTuple):
@@ -66,7 +70,7 @@ class Descriptor(NamedTuple):
 
     @classmethod
     def of(cls, media_type: str, data: bytes) -> Descriptor:
-        return cls(media_type, f"sha256:{hashlib.sha256(data).hexdigest()}", len(data))
+        return cls(media_type, f"sha256:{hexdigest(data)}", len(data))
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {

@@ -67,14 +67,12 @@ class RegistryClient:
         chunk_size: int = CHUNK_THRESHOLD,
         push: bool = True,
     ):
-        from .._http import http_client
-
         self.registry, self.repository = registry, repository
         self.insecure = insecure or registry.lower() in settings.insecure_registries()
         self.chunk_size = chunk_size
         self.credentials = credentials or credentials_for(registry)
         self.scope = f"repository:{repository}:{'pull,push' if push else 'pull'}"
-        self._http = http_client(insecure=self.insecure)
+        self._client: httpx.Client | None = None  # made at the first request: httpx is slow to load
         self._base: str | None = None
         self._auth: str | None = None
 
@@ -82,7 +80,16 @@ class RegistryClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
+
+    @property
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            from .._http import http_client
+
+            self._client = http_client(insecure=self.insecure)
+        return self._client
 
     # ---- requests ---------------------------------------------------------------------------
 
@@ -332,6 +339,20 @@ class RegistryClient:
         )
         digest: str | None = response.headers.get("docker-content-digest")
         return digest if response.status_code == 200 else None
+
+    def names_manifest(self, tag: str, media_type: str, digest: str) -> bool:
+        """Whether `tag` already names the manifest `digest`. One anonymous HEAD without httpx
+        confirms it where it can (quickhead.py); otherwise manifest_digest's HEAD answers."""
+        scheme = _schemes(self.registry, self.insecure)[0]
+        # not with credentials to present, nor over an insecure registry's unverified TLS
+        if self.credentials is None and not (scheme == "https" and self.insecure):
+            from .quickhead import manifest_digest
+
+            path = self._path("manifests", tag)
+            tls = scheme == "https"
+            if manifest_digest(self.registry, path, media_type, tls=tls) == digest:
+                return True
+        return self.manifest_digest(tag, media_type) == digest
 
     def get_manifest(self, reference: str, accept: Iterable[str]) -> tuple[bytes, str]:
         """The manifest bytes and media type for a tag or digest."""

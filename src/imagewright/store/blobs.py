@@ -23,11 +23,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING
 
 from ..oci.compression import encoding
 from .atomic import atomic_file, sweep_dead_temps, write_atomic
 from .store import LayerRecord, Store
+
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 
 __all__ = ["LayerBlob", "LayerBlobs"]
 
