@@ -309,6 +309,41 @@ def test_exports_are_deterministic_and_reuse_stored_blobs(image, store, tmp_path
     assert again.manifest_digest == clamped.manifest_digest and again.reused == again.layers
 
 
+@pytest.mark.parametrize("output", ["layout.tar", "layout"])
+def test_a_stored_blob_changed_on_disk_is_made_again(image, store, tmp_path, output):
+    """Blobs made by the export itself are copied as they are; stored ones are checked as they
+    are copied out, and one that changed since it was made is dropped and made again."""
+    shutil.rmtree(LayerBlobs(store).blob_dir, ignore_errors=True)
+    made = export_image(image, tmp_path / "made.tar", tag=TAG, store=store)
+    assert made.reused == 0
+    _check_blobs(tmp_path / "made.tar")
+    victim = max(LayerBlobs(store).blob_dir.iterdir(), key=lambda p: p.stat().st_size)
+    with open(victim, "r+b") as f:  # edited in place, as through an old export's hard link
+        f.seek(100)
+        f.write(b"\0" * 64)
+    lines: list[str] = []
+    again = export_image(image, tmp_path / output, tag=TAG, store=store, progress=lines.append)
+    assert again.manifest_digest == made.manifest_digest
+    assert any(f"{victim.name}" in line and "making it again" in line for line in lines), lines
+    assert again.reused == again.layers - 1  # that one layer was compressed again
+    if output.endswith(".tar"):
+        assert (tmp_path / output).read_bytes() == (tmp_path / "made.tar").read_bytes()
+    else:
+        for blob in (tmp_path / output / "blobs" / "sha256").iterdir():
+            assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
+
+
+def _check_blobs(archive: Path) -> None:
+    """Every blob of an OCI layout tar has the digest its name says."""
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.startswith("blobs/sha256/"):
+                data = tar.extractfile(member)
+                assert data is not None
+                digest = hashlib.sha256(data.read()).hexdigest()
+                assert member.name == f"blobs/sha256/{digest}"
+
+
 def _tar_member(path: Path, name: str) -> bytes:
     with tarfile.open(path) as tar:
         member = tar.extractfile(name)

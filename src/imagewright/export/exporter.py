@@ -111,8 +111,9 @@ def export_image(
         )
     out = Path(path)
     for attempt in (1, 2):
-        layers, history, reused = image_layers(plan, store, compression, epoch, progress)
+        layers, history, made = image_layers(plan, store, compression, epoch, progress)
         files = image_files(plan.config, layers, history, compression, epoch, ref, format)
+        files = files._replace(fresh=frozenset(made))
         try:
             if format == "docker" or out.name.endswith(".tar"):
                 write_archive(out, files, mtime=epoch or 0)
@@ -135,7 +136,7 @@ def export_image(
         files.manifest.digest,
         files.config.digest,
         len(layers),
-        reused,
+        len(layers) - len(made),
     )
 
 
@@ -145,13 +146,14 @@ def image_layers(
     compression: str,
     epoch: int | None,
     progress: Callable[[str], None] | None,
-) -> tuple[list[LayerBlob], list[HistoryEntry], int]:
-    """The blob of every non-empty layer (made or reused), the history, and how many reused."""
+) -> tuple[list[LayerBlob], list[HistoryEntry], list[str]]:
+    """The blob of every non-empty layer (made or reused), the history, and the digest of
+    each blob made now (not reused)."""
     blobs = LayerBlobs(store)
     layers: list[LayerBlob] = []
     history: list[HistoryEntry] = []
     below: list[Path] = []  # diff dirs of the layers so far, bottom first
-    reused = 0
+    made: list[str] = []
     for step in plan.steps:
         record = store.lookup(step.key)
         if record is None:
@@ -165,11 +167,10 @@ def image_layers(
             if progress is not None:
                 progress(f"Compressing layer {len(layers) + 1} ({compression}): {step.description}")
             blob = blobs.make(record, below[::-1], compression, epoch)
-        else:
-            reused += 1
+            made.append(blob.digest)
         layers.append(blob)
         below.append(store.layer_dir(step.key) / "diff")
-    return layers, history, reused
+    return layers, history, made
 
 
 def image_files(

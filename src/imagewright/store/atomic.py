@@ -93,8 +93,9 @@ def write_atomic(dest: Path, data: bytes) -> None:
         out.name = dest.name
 
 
-def place_file(source: Path, dest: Path, digest: str) -> None:
-    """Put a copy of the store's blob `source` at `dest`, checked against `digest`.
+def place_file(source: Path, dest: Path, digest: str | None) -> None:
+    """Put a copy of the store's blob `source` at `dest`, checked against `digest` (None: a
+    blob made moments ago, digested as it was written, which needs no second reading).
 
     Never a hard link: editing the output in place must not change the store's blob. The copy
     is made with copy_file_range, which shares extents where the filesystem can (btrfs, XFS),
@@ -115,7 +116,7 @@ def place_file(source: Path, dest: Path, digest: str) -> None:
                 import shutil
 
                 shutil.copyfileobj(src, out, 1 << 20)
-        if file_digest(tmp) != digest:
+        if digest is not None and file_digest(tmp) != digest:
             raise CorruptBlobError(source, digest)
         os.replace(tmp, dest)
     finally:
