@@ -9,7 +9,6 @@ used.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from .definition.engine import use_engine
 from .engine import LocalEngine
@@ -18,7 +17,10 @@ from .version import __version__
 # Image's build, export, push and Dockerfile methods run through it (definition/engine.py).
 use_engine(LocalEngine())
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:  # the names below, for type checkers: at run time each loads on first use
+    from typing import Any
+
     from . import billing, exception, experimental, types
     from .app import App, enable_output
     from .cloud import (

@@ -17,19 +17,17 @@ This module is imported inside containers too, so it runs on Python 3.9.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-if TYPE_CHECKING or sys.version_info >= (3, 10):
-    from typing import ParamSpec
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
     P = ParamSpec("P")
-else:  # Python 3.9: a plain type variable does at run time
-    P = TypeVar("P")
+else:
+    from ._fasttyping import Generic, TypeVar, overload
 
-if TYPE_CHECKING:
-    from typing import Concatenate
+    P = TypeVar("P")
 
 R = TypeVar("R")
 Y = TypeVar("Y")

@@ -19,7 +19,10 @@ Runs on Python 3.9, as the modules that containers import must.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 __all__ = ["NamedTuple"]
 

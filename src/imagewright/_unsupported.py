@@ -9,9 +9,14 @@ service. Imported in containers (Python 3.9).
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Generic, NoReturn, TypeVar, overload
 
 from .exception import UnimplementedError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from typing import Generic, NoReturn, TypeVar, overload
+else:
+    from ._fasttyping import Generic, TypeVar, overload
 
 __all__ = ["NoLocalMeaning", "NotYetContext", "no_local_meaning", "not_yet"]
 

@@ -14,14 +14,18 @@ for the classes here and for Volume, Secret, Function and the rest. Imported in 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, NoReturn, TypeVar, overload
 
 from ._aio import twin
 from ._unsupported import NoLocalMeaning, NotYetContext, no_local_meaning
 from .exception import InvalidError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
+    from typing import Any, ClassVar, Generic, Literal, NoReturn, TypeVar, overload
+
     from .secret import Secret
+else:
+    from ._fasttyping import Generic, TypeVar, overload
 
 __all__ = [
     "Client",

@@ -36,8 +36,7 @@ InternalAPIWarning (UserWarning); InputCancellation (a BaseException, so that a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from types import FrameType
 

@@ -19,7 +19,7 @@
     runtime                  the wire protocol and the in-container bootstrap (stdlib only)
     exception, version, settings, _callsite, _http, _copyrules (Docker's copy rules),
     _digest (cheap SHA-256), _aio (async twins), _unsupported, schedule, retries, locality,
-    _namedtuple (a cheaper typing.NamedTuple)
+    _namedtuple (a cheaper typing.NamedTuple), _fasttyping (typing's run-time pieces)
                              the ground floor
 
 A module may import modules of its own tier and of the tiers below it, never above: function-
@@ -38,7 +38,7 @@ SRC = Path(imagewright.__file__).parent
 
 TIERS: list[set[str]] = [
     {"exception", "version", "settings", "_callsite", "_http", "_copyrules", "_digest", "_aio"}
-    | {"_unsupported", "schedule", "retries", "locality", "_namedtuple"},
+    | {"_unsupported", "schedule", "retries", "locality", "_namedtuple", "_fasttyping"},
     {"runtime"},
     {"definition", "secret", "mount", "volume"}
     | {"cloud", "distributed", "queue", "dict", "tunnel", "billing", "types"}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     import argparse
     from types import ModuleType
+    from typing import Any
 
     from ..execute.builder import LayerCache
     from ..execute.failed import FailedSlot

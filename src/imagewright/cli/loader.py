@@ -14,10 +14,15 @@ import importlib.util
 import os
 import sys
 from types import ModuleType
-from typing import TypeVar
 
 from ..exception import Error, InvalidError, NotFoundError
 from ..runtime.modal_alias import install as install_modal_alias
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from typing import TypeVar
+else:
+    from .._fasttyping import TypeVar
 
 __all__ = [
     "UserCodeError",

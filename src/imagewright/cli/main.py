@@ -18,10 +18,13 @@ import os
 import sys
 import types
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, cast
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     import argparse
+    from typing import cast
+else:
+    from .._fasttyping import cast
 
 __all__ = ["ExitCode", "main"]
 

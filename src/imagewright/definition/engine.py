@@ -8,10 +8,9 @@ imagewright module runs that first), so users never see this module.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..exception import InvalidError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:  # (an Engine is only checked by type checkers: no Protocol class is made)
     import os
     from collections.abc import Mapping, Sequence

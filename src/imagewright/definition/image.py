@@ -14,7 +14,6 @@ import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
 
 from .. import settings
 from .._callsite import user_callsite
@@ -24,7 +23,7 @@ from ..exception import InvalidError, InvalidTypeError, NotFoundError
 from .engine import engine
 from .envvars import check_env_vars
 from .layer import Layer, LocalMount
-from .ops import Bootstrap, CopyLocal, FromRegistry, Op, Run, RunFunction, SetConfig
+from .ops import Bootstrap, CopyLocal, FromRegistry, Run, RunFunction, SetConfig
 from .packages import (
     TOKEN_VARIABLES,
     apt_install_ops,
@@ -51,10 +50,14 @@ from .validate import (
     refuse_flags,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:  # (Secret, Volume and Mount objects are only passed through here)
+    from typing import Any
+
     from ..mount import Mount
     from ..secret import Secret
     from ..volume import Volume
+    from .ops import Op
 
 __all__ = ["Image"]
 

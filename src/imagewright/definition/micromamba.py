@@ -11,7 +11,11 @@ import os
 import shlex
 from collections.abc import Sequence
 
-from .ops import CopyLocal, Op, Run, SetConfig
+from .ops import CopyLocal, Run, SetConfig
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from .ops import Op
 
 __all__ = ["MICROMAMBA_IMAGE", "micromamba_install_ops", "micromamba_setup_ops"]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from typing import NamedTuple, TypeAlias
 
     from ..volume import Volume
     from .image import Image
@@ -31,8 +31,8 @@ __all__ = [
     "SetConfig",
 ]
 
-# typing.Union, not `|`: this module is also imported inside containers, by Python 3.9.
-IgnoreSpec = Union[tuple[str, ...], Callable[[Path], bool]]  # noqa: UP007
+if TYPE_CHECKING:  # (a name for annotations only, as is Op below)
+    IgnoreSpec: TypeAlias = tuple[str, ...] | Callable[[Path], bool]
 
 
 class Bootstrap(NamedTuple):
@@ -128,6 +128,14 @@ class RunFunction(NamedTuple):
     volumes: tuple[tuple[str, Volume], ...] = ()
 
 
-Op = Union[  # noqa: UP007
-    Bootstrap, FromRegistry, Run, CopyLocal, Download, CopyFromImage, SetConfig, RunFunction
-]
+if TYPE_CHECKING:
+    Op: TypeAlias = (
+        Bootstrap
+        | FromRegistry
+        | Run
+        | CopyLocal
+        | Download
+        | CopyFromImage
+        | SetConfig
+        | RunFunction
+    )

@@ -9,7 +9,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .ops import CopyLocal, Op, Run, SetConfig
+from .ops import CopyLocal, Run, SetConfig
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from .ops import Op
 
 __all__ = [
     "apt_install_ops",

@@ -12,10 +12,10 @@ kept only for display, as Docker does.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from ..exception import InvalidError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:

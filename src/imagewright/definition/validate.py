@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from .. import settings
 from .._callsite import user_callsite
 from ..exception import InvalidError, LocalFileNotFoundError
-from .ops import IgnoreSpec
 from .patterns import FilePatternMatcher
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from ..secret import Secret
+    from .ops import IgnoreSpec
 
 __all__ = [
     "abs_dir",

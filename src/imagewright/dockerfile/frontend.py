@@ -21,7 +21,7 @@ from typing import TypedDict, cast
 from ..definition.config import ImageConfig
 from ..definition.image import Image
 from ..definition.layer import Layer
-from ..definition.ops import Op, Run, SetConfig
+from ..definition.ops import Run, SetConfig
 from ..definition.pythons import DEBIAN
 from ..definition.validate import check_secrets, flatten
 from ..exception import InvalidError
@@ -32,6 +32,10 @@ from .instructions import Command, CopyArgs
 from .parser import Dockerfile, DockerfileError, Instruction, Stage, parse
 from .stages import BuiltStage, Stages, copy_from
 from .substitute import expand, expand_heredoc, expand_words, resolve_args
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from ..definition.ops import Op
 
 __all__ = ["dockerfile_commands", "from_dockerfile", "translate"]
 

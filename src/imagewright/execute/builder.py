@@ -11,7 +11,6 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
 
 from .. import settings
 from ..definition.image import Image
@@ -19,10 +18,15 @@ from ..plan.planner import CopyFromPlan, Plan, plan_image
 from ..store.store import LayerRecord, Store
 from .events import BuildResult, Reporter, StepResult
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:  # steps (and the sandbox) load on the first miss, not on the cached path
+    from typing import Protocol
+
     from ..plan.resolve import Resolver
     from .failed import FailedSlot
     from .steps import StepSandbox
+else:
+    from .._fasttyping import Protocol
 
 __all__ = ["LayerCache", "build_image", "execute_plan"]
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from typing import NamedTuple, Protocol
 
     from ..plan.planner import Plan, PlannedStep
 else:
+    from .._fasttyping import Protocol
     from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 
 __all__ = ["BuildResult", "Reporter", "StepResult"]

@@ -18,13 +18,13 @@ import stat
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._digest import hexdigest
 from ..definition.config import ImageConfig
 from ..exception import NotFoundError
 from ..store.store import Scratch, Store
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:

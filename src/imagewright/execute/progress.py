@@ -8,12 +8,14 @@ from __future__ import annotations
 import sys
 import time
 from collections import deque
-from typing import IO, TYPE_CHECKING, Any
 
 from .. import settings
 from .events import BuildResult, StepResult
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
+    from typing import IO, Any
+
     from ..plan.planner import Plan, PlannedStep
 
 __all__ = ["LiveReporter", "PlainReporter", "default_reporter"]

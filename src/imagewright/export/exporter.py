@@ -14,7 +14,6 @@ import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..definition.config import ImageConfig
 from ..definition.image import Image
@@ -40,6 +39,7 @@ from ..store.blobs import LayerBlob, LayerBlobs
 from ..store.store import Store
 from .layout import ImageFiles, blob_name, write_archive, write_oci_dir
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:

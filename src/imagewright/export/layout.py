@@ -20,12 +20,12 @@ import io
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..exception import InvalidError
 from ..oci.manifest import LAYOUT_FILE, Descriptor, image_index
 from ..store.atomic import CorruptBlobError, atomic_file, file_digest, place_file, write_atomic
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     import tarfile
     from typing import BinaryIO, NamedTuple

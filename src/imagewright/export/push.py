@@ -16,7 +16,6 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..definition.image import Image
 from ..exception import InvalidError
@@ -28,6 +27,7 @@ from ..registry.client import CHUNK_THRESHOLD, RegistryClient
 from ..store.store import Store
 from .exporter import image_files, image_layers, source_date_epoch
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 

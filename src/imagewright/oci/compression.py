@@ -19,10 +19,9 @@ threads (only single-threaded mode, which is never used here, differs).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..exception import InvalidValueError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import BinaryIO, NamedTuple, Protocol
 

@@ -3,10 +3,9 @@ grammar itself is definition/reference.py's."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..definition.reference import split_reference
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:

@@ -7,15 +7,16 @@ import posixpath
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._digest import hexdigest, sha256
-from ..definition.ops import IgnoreSpec
 from ..definition.patterns import FilePatternMatcher
 from ..exception import InvalidValueError, LocalFileNotFoundError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
+
+    from ..definition.ops import IgnoreSpec
 else:
     from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 

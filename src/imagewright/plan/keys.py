@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from .._digest import hexdigest
 from ..definition.ops import Run, SetConfig
@@ -24,6 +23,7 @@ from ..definition.pythons import BaseRelease
 from ..version import BUILDER_VERSION, BUNDLED_UV
 from .files import FileEntry
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:

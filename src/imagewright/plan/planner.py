@@ -13,7 +13,6 @@ import json
 import os
 import posixpath
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
 
 from .. import settings
 from ..definition.config import ImageConfig
@@ -37,12 +36,14 @@ from .files import FileEntry, collect_dir, collect_file
 from .pulled import AddPython, PullLayer
 from .resolve import OFFLINE
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
-    from typing import NamedTuple
+    from typing import Any, NamedTuple, cast
 
     from ..volume import Volume
     from .resolve import Resolver
 else:
+    from .._fasttyping import cast
     from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 
 __all__ = [

@@ -5,10 +5,9 @@ image its Resolver reports; the builder runs them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..definition.pythons import BaseRelease
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 

@@ -9,13 +9,13 @@ Planning an image that needs none of these works without a resolver (`OFFLINE`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from ..exception import InvalidError
 
 __all__ = ["OFFLINE", "RemoteImage", "RemoteLayer", "Resolver"]
 
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:  # (what is passed in is only checked by type checkers: no Protocol made)
     from collections.abc import Sequence
     from typing import Protocol

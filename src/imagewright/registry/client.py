@@ -23,13 +23,13 @@ import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from .. import settings
 from ..exception import ExecutionError, RegistryError
 from .auth import Challenge, Credentials, credentials_for, parse_challenge
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     import httpx
 

@@ -8,8 +8,8 @@ again. The HTTP modules are imported on first use: a fully cached build resolves
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from .pull import PulledImage
 

@@ -12,9 +12,12 @@ import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from ..exception import ExecutionError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 __all__ = [
     "CorruptBlobError",

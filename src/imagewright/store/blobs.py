@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..oci.compression import encoding
 from .atomic import atomic_file, sweep_dead_temps, write_atomic
 from .store import LayerRecord, Store
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:

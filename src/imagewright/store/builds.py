@@ -15,12 +15,12 @@ import contextlib
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .._digest import hexdigest
 from .atomic import write_atomic
 from .store import Store
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:  # explain.py loads for --explain only, not for every build that records
     from ..plan.explain import EarlierStep
     from ..plan.planner import Plan

@@ -45,11 +45,11 @@ import time
 from _thread import allocate_lock  # threading.Lock, without importing threading (~1 ms)
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import settings
 from ..exception import InvalidError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from typing import NamedTuple
 else:
