@@ -837,11 +837,12 @@ class Function(Invoker, ModalObject, Deployed):
         """The function's warm containers: kept between calls and maps until idle for its
         scaledown_window (60 s by default, as on Modal). On a cluster each map has its own, so
         that its containers give their nodes back as soon as it ends."""
-        limit = container_limit(self.app, self._options)
         if self.app._cluster is not None:
+            limit = container_limit(self.app, self._options)
             return Pool(self._container, self._capacity, limit), True
         with self._pool_lock:
             if self._pool_obj is None:
+                limit = container_limit(self.app, self._options)
                 scaledown = self._options.scaledown_window or _SCALEDOWN_WINDOW
                 bounded = bool(self._options.max_containers)
                 self._pool_obj = Pool(
