@@ -382,21 +382,24 @@ class Store:
         processes, and trashed layers no live process uses. Returns how many work areas."""
         tmp = self.root / "tmp"
         removed = 0
-        if tmp.is_dir():
-            for lock_path in tmp.glob("*.lock"):
-                try:
-                    fd = os.open(lock_path, os.O_RDWR)
-                except FileNotFoundError:  # its area was just dropped by its own process
-                    continue
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue  # its builder is alive
-                _remove_tree(tmp / lock_path.name.removesuffix(".lock"))
-                os.unlink(lock_path)
+        try:
+            names = os.listdir(tmp)  # (not Path.glob, which compiles a pattern every process)
+        except (FileNotFoundError, NotADirectoryError):
+            names = []
+        for lock_path in (tmp / name for name in names if name.endswith(".lock")):
+            try:
+                fd = os.open(lock_path, os.O_RDWR)
+            except FileNotFoundError:  # its area was just dropped by its own process
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
                 os.close(fd)
-                removed += 1
+                continue  # its builder is alive
+            _remove_tree(tmp / lock_path.name.removesuffix(".lock"))
+            os.unlink(lock_path)
+            os.close(fd)
+            removed += 1
         # Listed before the use records are read: whoever still uses a trashed layer looked it
         # up, so added its key, before it was moved there.
         try:
