@@ -8,12 +8,12 @@ from __future__ import annotations
 import marshal
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ..plan.files import FileEntry
 from ..plan.planner import CopyFromPlan
 from .overlay import Bind, Overlay
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
     from .copyfrom import CopyFromSpec
     from .copyin import CopyEntry, CopySpec

@@ -6,7 +6,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
 
 from ..definition.config import ImageConfig
 from ..definition.ops import Run
@@ -33,6 +32,13 @@ from .events import Reporter
 from .failed import FailedSlot, keep_failed_step
 from .layers import attach_files, lowers_for
 from .overlay import Overlay, SandboxCommand
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple, Protocol
+else:
+    from .._fasttyping import Protocol
+    from .._namedtuple import NamedTuple  # typing's, made in a tenth of the time
 
 __all__ = ["BUBBLEWRAP", "StepSandbox", "redaction", "run_step"]
 
