@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,21 +155,6 @@ def test_a_proxy_is_left_to_httpx(serve, monkeypatch: pytest.MonkeyPatch, variab
     monkeypatch.setenv(variable, "http://127.0.0.1:9")
     assert manifest_digest(server.registry, PATH, MEDIA_TYPE, tls=False) is None
     assert server.seen == []
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, and its key."""
-    root = tmp_path_factory.mktemp("tls")
-    cert, key = root / "cert.pem", root / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 def _tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
