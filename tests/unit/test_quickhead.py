@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from imagewright.registry import quickhead
 from imagewright.registry.quickhead import manifest_digest
 
 DIGEST = "sha256:" + "ab" * 32
@@ -174,3 +175,22 @@ def test_tls_is_verified_against_the_host_store(
     assert manifest_digest(server.registry, PATH, MEDIA_TYPE, tls=True) == DIGEST
     # plain HTTP to a TLS port is no answer either
     assert manifest_digest(server.registry, PATH, MEDIA_TYPE, tls=False) is None
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_a_registry_that_never_answers_is_no_answer(
+    monkeypatch: pytest.MonkeyPatch, tls: bool
+) -> None:
+    """A server that accepts and then says nothing (not even a TLS handshake) costs the
+    timeout, then the question goes to the client."""
+    monkeypatch.setattr(quickhead, "_TIMEOUT", 0.5)
+    answers: list[str | None] = []
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        registry = f"127.0.0.1:{silent.getsockname()[1]}"
+        asking = threading.Thread(
+            target=lambda: answers.append(manifest_digest(registry, PATH, MEDIA_TYPE, tls=tls)),
+            daemon=True,
+        )
+        asking.start()
+        asking.join(60)  # (without a timeout on every socket it would wait forever)
+    assert answers == [None]

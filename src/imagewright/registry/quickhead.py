@@ -46,11 +46,10 @@ def manifest_digest(registry: str, path: str, media_type: str, *, tls: bool) -> 
 
             from .._http import host_trust
 
-            with (
-                socket.socket(fileno=conn.detach()) as raw,
-                host_trust().wrap_socket(raw, server_hostname=host) as secure,
-            ):
-                return _answer(secure, request)
+            with socket.socket(fileno=conn.detach()) as raw:
+                raw.settimeout(_TIMEOUT)  # (a socket made from a descriptor has none)
+                with host_trust().wrap_socket(raw, server_hostname=host) as secure:
+                    return _answer(secure, request)
         finally:
             conn.close()
     except (OSError, UnicodeError, ValueError):  # ssl.SSLError and timeouts are OSErrors
