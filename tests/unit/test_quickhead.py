@@ -194,3 +194,24 @@ def test_a_registry_that_never_answers_is_no_answer(
         asking.start()
         asking.join(60)  # (without a timeout on every socket it would wait forever)
     assert answers == [None]
+
+
+@pytest.mark.parametrize(
+    "registry",
+    ["127.0.0.1:70000", "127.0.0.1:0", "127.0.0.1:99999999999999999999", "127.0.0.1:٣٠", "[::1]:x"],
+)
+def test_a_port_that_is_no_port_is_no_answer(registry: str) -> None:
+    assert manifest_digest(registry, PATH, MEDIA_TYPE, tls=False) is None
+
+
+@pytest.mark.parametrize(
+    ("registry", "address"),
+    [
+        ("registry.example", ("registry.example", 443)),
+        ("registry.example:5000", ("registry.example", 5000)),
+        ("[::1]", ("::1", 443)),
+        ("[::1]:5000", ("::1", 5000)),
+    ],
+)
+def test_host_and_port(registry: str, address: tuple[str, int]) -> None:
+    assert quickhead._address(registry, 443) == address

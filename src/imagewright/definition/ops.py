@@ -24,8 +24,6 @@ __all__ = [
     "CopyLocal",
     "Download",
     "FromRegistry",
-    "IgnoreSpec",
-    "Op",
     "Run",
     "RunFunction",
     "SetConfig",

@@ -148,7 +148,7 @@ def image_layers(
     progress: Callable[[str], None] | None,
 ) -> tuple[list[LayerBlob], list[HistoryEntry], list[str]]:
     """The blob of every non-empty layer (made or reused), the history, and the digest of
-    each blob made now (not reused)."""
+    each blob this process made now (digested as it was written)."""
     blobs = LayerBlobs(store)
     layers: list[LayerBlob] = []
     history: list[HistoryEntry] = []
@@ -167,7 +167,8 @@ def image_layers(
             if progress is not None:
                 progress(f"Compressing layer {len(layers) + 1} ({compression}): {step.description}")
             blob = blobs.make(record, below[::-1], compression, epoch)
-            made.append(blob.digest)
+            if blob.digest in blobs.written:  # (not one another export made meanwhile)
+                made.append(blob.digest)
         layers.append(blob)
         below.append(store.layer_dir(step.key) / "diff")
     return layers, history, made

@@ -18,6 +18,7 @@ from __future__ import annotations
 # plain-HTTP request needs neither of (ssl, for HTTPS, loads socket.py anyway)
 import _socket
 import os
+import time
 
 __all__ = ["manifest_digest"]
 
@@ -57,12 +58,19 @@ def manifest_digest(registry: str, path: str, media_type: str, *, tls: bool) -> 
 
 
 def _address(registry: str, default_port: int) -> tuple[str, int]:
-    """(host, port) of host[:port], an IPv6 host in brackets."""
+    """(host, port) of host[:port], an IPv6 host in brackets; ValueError for a port that is
+    no port (which RegistryClient then reports)."""
     if registry.startswith("["):
         host, _, rest = registry[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    host, sep, port = registry.rpartition(":")
-    return (host, int(port)) if sep else (registry, default_port)
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, sep, port = registry.rpartition(":")
+        host, port = (host, port) if sep else (registry, "")
+    if not port:
+        return host, default_port
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"no port: {port!r}")
+    return host, int(port)
 
 
 def _connect(host: str, port: int) -> _socket.socket:
@@ -86,9 +94,10 @@ def _connect(host: str, port: int) -> _socket.socket:
 def _answer(conn: _socket.socket, request: bytes) -> str | None:
     conn.sendall(request)
     head = b""
+    deadline = time.monotonic() + _TIMEOUT  # for the whole answer, not each piece of it
     while b"\r\n\r\n" not in head:
         piece = conn.recv(4096)
-        if not piece or len(head) > _MAX_HEAD:
+        if not piece or len(head) > _MAX_HEAD or time.monotonic() > deadline:
             return None
         head += piece
     status, *lines = head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")

@@ -57,6 +57,8 @@ class LayerBlobs:
         self.root = store.root / "blobs"
         self.blob_dir = self.root / "sha256"
         self.index_dir = self.root / "index"
+        # digests `make` compressed itself (digested as written), not found made by another
+        self.written: set[str] = set()
 
     def path_of(self, digest: str) -> Path:
         return self.blob_dir / digest.removeprefix("sha256:")
@@ -97,6 +99,7 @@ class LayerBlobs:
                 out.name = digests.digest.removeprefix("sha256:")
                 entry = {"tar_format": TAR_FORMAT, "layer_created": record.created}
                 write_atomic(entry_path, json.dumps({**entry, **digests._asdict()}).encode())
+            self.written.add(digests.digest)
         return LayerBlob(*digests, compression, self.path_of(digests.digest))
 
     def prune(self) -> int:

@@ -384,7 +384,7 @@ class Store:
         removed = 0
         try:
             names = os.listdir(tmp)  # (not Path.glob, which compiles a pattern every process)
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:
             names = []
         for lock_path in (tmp / name for name in names if name.endswith(".lock")):
             try:
@@ -490,19 +490,25 @@ def _fsync_tree_root(path: Path) -> None:
 
 def _remove_tree(path: Path) -> None:
     """Remove a directory tree, ignoring errors. A step's work area is mostly a few empty
-    directories by then (its upper dir was committed), which rmdir removes; shutil, with the
-    compression modules it loads (~3 ms), only comes in for anything else. rmdir removes
-    nothing but an empty directory and never follows a link."""
+    directories by then (its upper dir was committed), which rmdir removes, through the
+    directory opened without following a link; shutil, with the compression modules it loads
+    (~3 ms), only comes in for anything else (and refuses a link, as here)."""
     try:
-        for name in os.listdir(path):
-            os.rmdir(path / name)
-        os.rmdir(path)
-        return
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        if not os.path.lexists(path):
+        return
+    except OSError:  # a link, or not a directory: shutil decides
+        fd = -1
+    if fd >= 0:
+        try:
+            for name in os.listdir(fd):
+                os.rmdir(name, dir_fd=fd)  # only an empty directory, never through a link
+            os.rmdir(path)
             return
-    except OSError:  # not empty, not a directory
-        pass
+        except OSError:  # not empty, not a directory
+            pass
+        finally:
+            os.close(fd)
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
