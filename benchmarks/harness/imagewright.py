@@ -45,9 +45,14 @@ class Imagewright:
         self.paths = paths
         self.executable = executable
         self.base_id = ""
+        # Builds go through the build server, as a user's do; the `small-here` scenario turns
+        # it off to show what a build costs in its own process.
+        self.server = True
 
     def env(self, extra: str | None = None) -> dict[str, str]:
         env = {**os.environ, "IMAGEWRIGHT_HOME": str(self.paths.home)}
+        if not self.server:  # every build in its own process (cli/launch.py)
+            env["IMAGEWRIGHT_BUILD_SERVER"] = "0"
         if extra:
             env["BENCH_EXTRA_PACKAGE"] = extra
         return env

@@ -8,7 +8,7 @@ used.
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 from .definition.engine import use_engine
 from .engine import LocalEngine
@@ -180,7 +180,8 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'imagewright' has no attribute {name!r}")
-    module = importlib.import_module(f".{home}", __name__)
+    __import__(f"{__name__}.{home}")  # (importlib.import_module, without importing importlib)
+    module = sys.modules[f"{__name__}.{home}"]
     value = module if home == name else getattr(module, name)
     if isinstance(value, type):
         value.__module__ = "imagewright"  # classes show as `imagewright.X`, as Modal's as `modal.X`

@@ -1,5 +1,5 @@
 """`python -m imagewright` runs the CLI."""
 
-from .cli.main import main
+from .cli.launch import main
 
 main()

@@ -7,11 +7,10 @@ importing them. Each verb imports its machinery on first use: defining an image 
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:
+    import os
+    from pathlib import Path
     from typing import Any
 
     from .definition.image import Image

@@ -32,6 +32,11 @@ from .podman_helpers import podman_engine, podman_missing
 if os.geteuid() != 0:
     pytest.exit("imagewright's tests build real images and must run as root", returncode=2)
 
+# Each `imagewright build` these tests run builds in its own process, as a CLI test expects of
+# the process it started (its signals, its children). test_build_server.py turns the build
+# server (cli/launch.py) on and tests it, against the same store.
+os.environ["IMAGEWRIGHT_BUILD_SERVER"] = "0"
+
 
 class Recorder:
     """A Reporter that keeps every event, for assertions."""

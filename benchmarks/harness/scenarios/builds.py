@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from harness.common import BenchError, Outcome, Paths
 from harness.engines import Builder
+from harness.imagewright import Imagewright
 
 # uv-warm adds one of these per rebuild: small, and outside the data image's dependency tree.
 EXTRA_PACKAGES = tuple(f"idna=={v}" for v in ("3.10", "3.9", "3.8", "3.7", "3.6", "3.5", "3.4"))
@@ -78,6 +79,16 @@ def run_small(builders: Sequence[Builder], repeat: int, paths: Paths) -> Samples
     return interleave(builders, repeat, lambda b, _i: b.build("small"))
 
 
+def run_small_here(builders: Sequence[Builder], repeat: int, paths: Paths) -> Samples:
+    """`small` again, with imagewright's build server off: each build in its own process."""
+    ours = next(b for b in builders if isinstance(b, Imagewright))
+    ours.server = False
+    try:
+        return run_small(builders, repeat, paths)
+    finally:
+        ours.server = True
+
+
 class Scenario(NamedTuple):
     title: str
     run: Callable[[Sequence[Builder], int, Paths], Samples]
@@ -91,4 +102,7 @@ SCENARIOS = {
     "copy-edit": Scenario("rebuild after editing a copied file", run_copy_edit, False, 1),
     "uv-warm": Scenario("uv layer rebuilt, package cache warm", run_uv_warm, True, 1),
     "small": Scenario("fully cached rebuild, 6-step image", run_small, False, 0),
+    "small-here": Scenario(
+        "fully cached rebuild, 6-step image, no build server", run_small_here, False, 0
+    ),
 }

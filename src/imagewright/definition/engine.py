@@ -8,8 +8,6 @@ imagewright module runs that first), so users never see this module.
 
 from __future__ import annotations
 
-from ..exception import InvalidError
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (_fasttyping.py)
 if TYPE_CHECKING:  # (an Engine is only checked by type checkers: no Protocol class is made)
     import os
@@ -90,5 +88,7 @@ def use_engine(implementation: Engine) -> None:
 
 def engine() -> Engine:
     if _engine is None:
+        from ..exception import InvalidError  # (not at import: the console entry loads this)
+
         raise InvalidError("no imagewright engine is registered: `import imagewright` first")
     return _engine

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from pathlib import Path
 
 from .._digest import hexdigest
@@ -37,10 +36,13 @@ def record_build(store: Store, definition: str, plan: Plan) -> None:
     steps = [
         {"key": s.key, "description": s.description, "components": s.components} for s in plan.steps
     ]
-    document = {"definition": definition, "built": time.time(), "steps": steps}
+    data = json.dumps({"definition": definition, "steps": steps}).encode()
     path = _path(store, definition)
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == data:  # built as last time: a cached build writes nothing
+            return
     path.parent.mkdir(mode=0o700, exist_ok=True)  # private, like the store's other directories
-    write_atomic(path, json.dumps(document).encode())
+    write_atomic(path, data)
 
 
 def last_build(store: Store, definition: str) -> list[EarlierStep] | None:
