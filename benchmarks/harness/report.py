@@ -66,6 +66,10 @@ def machine_facts(
         ("kernel", platform.release()),
         ("os", command_output(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"])),
         ("imagewright", f"{command_output([iw.executable, '--version'])}, {source_revision()}"),
+        (
+            "imagewright builds",
+            "through its build server, which the first build starts (`small-here`: without)",
+        ),
         ("docker server", docker),
         ("podman", podman_version),
         ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),

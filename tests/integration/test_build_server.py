@@ -8,6 +8,7 @@ test here turns it on, with its own runtime directory, and stops its servers at 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import marshal
 import os
@@ -17,9 +18,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,15 +49,17 @@ def served(tmp_path: Path, store: object) -> Iterator[tuple[Path, dict[str, str]
     project = tmp_path / "project"
     project.mkdir()
     (project / "app.py").write_text(PROGRAM.replace("@MARK@", uuid.uuid4().hex))
-    run = tmp_path / "run"
-    run.mkdir(mode=0o700)
+    # (a short path: a socket's address holds 107 bytes, and tmp_path may be longer)
+    run = Path(tempfile.mkdtemp(prefix="iw-run-"))
     env = {**os.environ, "XDG_RUNTIME_DIR": str(run), "IMAGEWRIGHT_PROGRESS": "plain"}
     env.pop("IMAGEWRIGHT_BUILD_SERVER")
     try:
         yield project, env
     finally:
         for pid in _servers(run):
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(run)
 
 
 def _servers(run: Path) -> list[int]:
@@ -180,22 +184,15 @@ def test_another_user_is_refused(served):
     """Another user cannot reach the socket; and were its directory opened to them, the server
     would still not run their request."""
     project, env = served
-    run = Path(tempfile.mkdtemp(prefix="iw-run-"))  # (where nobody may pass, unlike tmp_path)
-    try:
-        env = {**env, "XDG_RUNTIME_DIR": str(run)}
-        assert _build(project, env, "app.py::image").returncode == 0
-        sock = _wait_for_socket(run)
-        assert _as_nobody(sock) == "PermissionError"
+    run = Path(env["XDG_RUNTIME_DIR"])
+    assert _build(project, env, "app.py::image").returncode == 0
+    sock = _wait_for_socket(run)
+    assert _as_nobody(sock) == "PermissionError"
 
-        for path, mode in ((run, 0o755), (run / "imagewright", 0o755), (sock, 0o777)):
-            os.chmod(path, mode)
-        # refused ("N"), or hung up on before or after the request: never "R"
-        assert _as_nobody(sock) in ("N", "", "BrokenPipeError", "ConnectionResetError")
-        assert len(_runs(project)) == 1  # (and the program never ran for them)
-    finally:
-        for pid in _servers(run):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(run)
+    for path, mode in ((run, 0o755), (run / "imagewright", 0o755), (sock, 0o777)):
+        os.chmod(path, mode)
+    # refused ("N"), or hung up on before or after the request: never "R"
+    assert _as_nobody(sock) in ("N", "", "BrokenPipeError", "ConnectionResetError")
 
 
 def _as_nobody(sock: Path) -> str:
@@ -211,7 +208,7 @@ def _as_nobody(sock: Path) -> str:
             conn.settimeout(10)
             conn.connect(str(sock))
             argv = ["imagewright", "build", "app.py::image"]
-            payload = marshal.dumps((1, sock.stem, argv, dict(os.environ), 0o022))
+            payload = marshal.dumps((2, sock.stem, argv, dict(os.environ), 0o022, []))
             fds = [0, 1, 2, os.open("/", os.O_PATH)]
             rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
             conn.sendmsg(
@@ -243,6 +240,9 @@ def test_a_build_ends_with_its_client(served, store, how):
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     assert proc.stdout is not None
+    watchdog = threading.Timer(300, proc.kill)  # (a hung build fails the test, not the session)
+    watchdog.daemon = True
+    watchdog.start()
     output = []
     for line in proc.stdout:
         output.append(line)
@@ -266,6 +266,105 @@ def test_a_build_ends_with_its_client(served, store, how):
         assert proc.returncode == 130 and "interrupted" in rest, rest
     assert _holding(mark) == []
     assert list((store.root / "tmp").glob(f"{child}-*")) == []  # scratch areas removed
+
+
+def test_ctrl_z_stops_the_build_and_fg_goes_on(served):
+    project, env = served
+    run = Path(env["XDG_RUNTIME_DIR"])
+    assert _build(project, env, "app.py::image").returncode == 0
+    _wait_for_socket(run)
+    mark = (project / "app.py").read_text().split("echo ", 1)[1].split(" ", 1)[0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagewright", "build", "app.py::slow"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    watchdog = threading.Timer(300, proc.kill)
+    watchdog.daemon = True
+    watchdog.start()
+    for line in proc.stdout:
+        if line.strip() == mark:
+            break
+    child = int(_runs(project)[1][0])
+    proc.send_signal(signal.SIGTSTP)
+    _until(lambda: _state(proc.pid) == "T" and _state(child) == "T", "both stopped")
+    proc.send_signal(signal.SIGCONT)
+    _until(lambda: _state(proc.pid) != "T" and _state(child) != "T", "both going on")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    watchdog.cancel()
+
+
+def test_what_the_client_ignores_the_build_ignores(served):
+    """Under nohup, a hangup leaves the build running, as it would the user's own process."""
+    project, env = served
+    run = Path(env["XDG_RUNTIME_DIR"])
+    assert _build(project, env, "app.py::image").returncode == 0
+    _wait_for_socket(run)
+    (project / "app.py").write_text(
+        (project / "app.py").read_text() + "import time; time.sleep(2)\n"
+    )  # (two seconds in which to hang up on it)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagewright", "build", "app.py::image"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+    )  # fmt: skip
+    _until(lambda: len(_runs(project)) == 2, "the build started")
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert int(_runs(project)[1][1]) in _servers(run)
+
+
+def test_a_build_killed_outright_kills_its_client_likewise(served):
+    project, env = served
+    run = Path(env["XDG_RUNTIME_DIR"])
+    assert _build(project, env, "app.py::image").returncode == 0
+    _wait_for_socket(run)
+    (project / "dies.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = _build(project, env, "dies.py")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_large_environment_and_garbage_leave_the_server_serving(served):
+    """A request larger than a socket's buffer arrives whole; a malformed one is refused and
+    leaves no descriptor of its client open in the server."""
+    project, env = served
+    run = Path(env["XDG_RUNTIME_DIR"])
+    assert _build(project, env, "app.py::image").returncode == 0
+    sock = _wait_for_socket(run)
+    assert _build(project, env, "app.py::image").returncode == 0  # (the server is up)
+    server = int(_runs(project)[1][1])
+    marker = project / "marker"  # what the garbage sends as its streams and directory
+    marker.write_text("")
+    for payload in (b"\x00\x00\x00\x08garbage!", b"\x00\x00\x00\x02", marshal.dumps((2, 1))):
+        conn = socket.socket(socket.AF_UNIX)
+        conn.connect(str(sock))
+        framed = payload.startswith(b"\x00\x00\x00")
+        data = payload if framed else len(payload).to_bytes(4, "big") + payload
+        with open(marker) as stream:
+            fds = [stream.fileno()] * 3 + [os.open(project, os.O_PATH)]
+            rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+            conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+            conn.shutdown(socket.SHUT_WR)
+            assert conn.recv(1) in (b"N", b"")
+            os.close(fds[3])
+        conn.close()
+    held = {os.readlink(f"/proc/{server}/fd/{fd}") for fd in os.listdir(f"/proc/{server}/fd")}
+    assert not {str(marker), str(project)} & held
+
+    big = {**env, **{f"BIG{i}": "x" * 100_000 for i in range(4)}}  # (128 KiB at most each)
+    proc = _build(project, big, "app.py::image")
+    assert proc.returncode == 0, proc.stderr
+    assert int(_runs(project)[2][1]) == server
+
+
+def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {seconds} s"
+        time.sleep(0.05)
 
 
 def _state(pid: int) -> str:

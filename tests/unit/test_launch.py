@@ -4,6 +4,9 @@ two processes' contexts differ (so that a server never serves a process unlike i
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +15,19 @@ from imagewright.cli import launch
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    return tmp_path / "imagewright"
+def short(tmp_path: Path) -> Iterator[Path]:
+    """A directory with a short path (a socket's address holds 107 bytes; tmp_path's is long)."""
+    path = Path(tempfile.mkdtemp(prefix="iw-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+@pytest.fixture
+def runtime(short: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(short))
+    return short / "imagewright"
 
 
 def test_the_directory_is_made_private(runtime: Path) -> None:
@@ -72,3 +85,48 @@ def test_sys_path_is_part_of_the_context(monkeypatch: pytest.MonkeyPatch) -> Non
     before = launch.context_key()
     monkeypatch.syspath_prepend("/nowhere")
     assert launch.context_key() != before
+
+
+def test_a_directory_others_could_replace_is_not_used(
+    short: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory holding it must be this user's (or root's), and not open to others'
+    writes unless sticky, like /tmp: otherwise its `imagewright` could be swapped for a link."""
+    parent = short / "xdg"
+    parent.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(parent))
+    parent.chmod(0o777)
+    assert launch.runtime_dir(create=True) is None
+    assert not (parent / "imagewright").exists()
+    parent.chmod(0o1777)
+    assert launch.runtime_dir(create=True) == str(parent / "imagewright")
+
+
+def test_a_path_too_long_for_a_socket_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = tmp_path / ("d" * 80)
+    deep.mkdir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    assert launch.runtime_dir(create=True) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "options"),
+    [
+        (["python", "/venv/bin/imagewright", "build", "x.py"], []),
+        (["python", "-X", "importtime", "-m", "imagewright", "build"], ["-X", "importtime"]),
+        (["python", "-BXdev", "script.py"], ["-BXdev"]),
+        (["python", "-W", "error", "-I", "-c", "code", "-X", "no"], ["-W", "error", "-I"]),
+        (["python", "-Bc", "code"], ["-B"]),
+        (
+            ["python", "--check-hash-based-pycs", "always", "-"],
+            ["--check-hash-based-pycs", "always"],
+        ),
+    ],
+)
+def test_the_server_starts_with_the_clients_interpreter_options(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], options: list[str]
+) -> None:
+    monkeypatch.setattr(launch.sys, "orig_argv", argv)
+    assert launch._interpreter_options() == options

@@ -5,25 +5,32 @@ is started and turned off).
 
 One server serves one context, on the socket DIR/KEY.sock; DIR/KEY.lock, held for its life,
 keeps a second server for the key from starting. Each request is checked before anything runs:
-- the peer is this user (SO_PEERCRED): the directory admits no one else, and this says so twice;
-- it carries exactly the four descriptors (stdin, stdout, stderr, working directory) and the
-  context key this server computed for itself;
+- the peer is this user, with this process's privileges: its uids, groups, capabilities,
+  seccomp and no_new_privs state, namespaces, cgroup, root directory, security label and
+  resource limits, read from /proc/PID (SO_PEERCRED gives the pid), are this server's. The key
+  a client sends only routes it; this check is what a client cannot choose;
+- it carries exactly the four descriptors (stdin, stdout, stderr, working directory);
 - no module this server has imported has changed on disk since (a reinstall, an edit): else the
   server says no, gives up its socket and lock at once, and exits once its builds are done.
 
 The child becomes the client's process for the command: its streams, directory, environment,
-umask and argv, a process group of its own, and SIGTERM should the server die. The server
-passes on the signals the client forwards, sends SIGTERM if the client goes away, and reports
-the child's exit status. It exits after IMAGEWRIGHT_BUILD_SERVER_IDLE seconds without work.
+umask, argv and ignored signals, a process group of its own, and SIGTERM should the server die.
+The server passes on the signals the client forwards, sends SIGTERM if the client goes away
+(and SIGKILL if the build is still there 30 s later), and reports the child's exit status. It
+exits after IMAGEWRIGHT_BUILD_SERVER_IDLE seconds without work.
+
+Descriptors received from a client are closed in the server as soon as a child has them, and
+on every path that refuses the request: a server holding a client's stdout would keep whoever
+reads it waiting for an end that never comes.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import gc
 import marshal
+import math
 import os
 import selectors
 import signal
@@ -33,7 +40,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .launch import FORWARDED, IDLE, PROTOCOL, context_key
+from .launch import FORWARDED, IDLE, PROTOCOL, RELAYED, context_key
 
 __all__ = ["serve"]
 
@@ -52,7 +59,11 @@ _PRELOAD = (
     "imagewright.store.builds",
 )
 _MAX_REQUEST = 1 << 20  # argv and environment; more is not a client of ours
+_REQUEST_SECONDS = 5  # a client sends its request at once: one that stalls is dropped
+_KILL_AFTER = 30.0  # seconds a build whose client went away has to stop after SIGTERM
 _PR_SET_PDEATHSIG = 1
+_MADV_POPULATE_WRITE = 23  # Linux 5.14
+_CHILD_FAILED = 70  # a child that could not become a build (EX_SOFTWARE)
 
 
 class _Request(NamedTuple):
@@ -63,83 +74,75 @@ class _Request(NamedTuple):
     argv: list[str]
     env: dict[str, str]
     umask: int
+    ignored: list[int]  # the forwarded signals the client ignores (nohup)
     fds: list[int]  # stdin, stdout, stderr, working directory
 
 
 def serve(where: str, key: str) -> None:
-    """Serve builds for `key` from the directory `where` until idle; in each child, return to
-    run its build (the caller's next line)."""
+    """Serve builds for `key` from the directory `where` until idle; in each child, run its
+    build and exit as the interpreter exits."""
     if context_key() != key:
         sys.stderr.write("imagewright build server: this process's context is not its client's\n")
-        sys.exit(0)
-    lock = os.open(os.path.join(where, f"{key}.lock"), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        sys.exit(1)
+    lock = os.open(
+        os.path.join(where, f"{key}.lock"),
+        os.O_CREAT | os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW,
+        0o600,
+    )
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         sys.exit(0)  # another server has the key
+    idle = _idle_seconds()
+    listener = _listen(where, key)  # clients that come while the modules load wait for them
     for name in _PRELOAD:
         __import__(name)
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-    watched = _module_files()
+    server = _Server(key, listener, os.path.join(where, f"{key}.sock"), lock, idle, libc)
+    gc.freeze()  # what the children share stays shared: the collector never touches it
+    request = server.run()
+    if request is None:
+        sys.exit(0)
     try:
-        idle = float(os.environ.get(IDLE) or 600)
+        _become(request)
+    except BaseException:
+        os._exit(_CHILD_FAILED)  # (never back into the server's loop)
+    from .main import main
+
+    main()  # and the interpreter's own exit: at-exit work, flushed files, threads joined
+
+
+def _idle_seconds() -> float:
+    value = os.environ.get(IDLE) or "600"
+    try:
+        idle = float(value)
     except ValueError:
-        sys.stderr.write(f"imagewright build server: {IDLE} is not a number of seconds: 600\n")
-        idle = 600
+        idle = math.nan
+    if not (math.isfinite(idle) and 0 < idle <= 7 * 86400):
+        sys.stderr.write(f"imagewright build server: {IDLE}={value!r} is not 1 s to 7 days: 600\n")
+        return 600.0
+    return idle
+
+
+def _listen(where: str, key: str) -> socket.socket:
+    """The listening socket at WHERE/KEY.sock, put there only once it listens, so no client
+    finds a socket that refuses it."""
     path = os.path.join(where, f"{key}.sock")
+    temporary = os.path.join(where, f".{key}.{os.getpid()}")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)  # a dead server's: the lock says no live one has it
     mask = os.umask(0o077)  # the socket is this user's alone, as its directory is
     try:
-        listener.bind(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        listener.bind(temporary)
     finally:
         os.umask(mask)
     listener.listen(64)
-    server = _Server(listener, path, lock, watched, idle, libc)
-    gc.freeze()  # what the children share stays shared: the collector never touches it
-    request = server.run(key)
-    if request is None:
-        with contextlib.suppress(OSError):
-            if os.fstat(2).st_size == 0:  # its log (launch.py) says nothing: leave none
-                os.unlink(os.path.join(where, f"{key}.log"))
-        sys.exit(0)
-    _become(request)
-    _run_command()
-
-
-def _run_command() -> None:
-    """Run the command as cli/main.py's main would, then exit without tearing the interpreter
-    down: nothing of the server's needs it, and it costs a child a third of its time. What the
-    command registered to run at exit runs, and the streams are flushed, as at any exit."""
-    from .main import main
-
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = _exit_status(exc.code)
-    except BaseException:  # a bug: shown as the interpreter would show it
-        sys.excepthook(*sys.exc_info())
-        code = 1
-    atexit._run_exitfuncs()  # (what the interpreter's own exit calls first)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
-
-
-def _exit_status(code: object) -> int:
-    """The status sys.exit(code) leaves, as the interpreter reckons it."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    sys.stderr.write(f"{code}\n")
-    return 1
+    os.replace(temporary, path)  # (over a dead server's: the lock says no live one has it)
+    return listener
 
 
 def _module_files() -> dict[str, tuple[int, int, int]]:
@@ -160,20 +163,16 @@ class _Server:
     """The accept loop: requests in, children out, signals and exit statuses relayed."""
 
     def __init__(
-        self,
-        listener: socket.socket,
-        path: str,
-        lock: int,
-        watched: dict[str, tuple[int, int, int]],
-        idle: float,
-        libc: Any,  # ctypes' handle on the C library: prctl and madvise
+        self, key: str, listener: socket.socket, path: str, lock: int, idle: float, libc: Any
     ):
         self.listener: socket.socket | None = listener
-        self.path, self.lock, self.watched, self.idle = path, lock, watched, idle
-        self.libc = libc
+        self.key, self.path, self.lock, self.idle = key, path, lock, idle
+        self.libc = libc  # ctypes' handle on the C library: prctl and madvise
+        self.watched = _module_files()
         self.pid = os.getpid()
         self.inode = os.stat(path).st_ino
         self.children: dict[int, socket.socket] = {}  # each build's child, and its client
+        self.doomed: dict[int, float] = {}  # builds whose client went away: when to SIGKILL
         self.spare: tuple[int, socket.socket] | None = None
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = socket.socketpair()
@@ -184,29 +183,34 @@ class _Server:
         self.selector.register(listener, selectors.EVENT_READ, None)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
 
-    def run(self, key: str) -> _Request | None:
+    def run(self) -> _Request | None:
         """Serve until idle (None), or return a request in the child that is to run it."""
         last = time.monotonic()
         request = self._prepare_spare()
-        if request is not None:
-            return request
-        while self.listener is not None or self.children:
-            timeout = None if self.children else last + self.idle - time.monotonic()
-            if timeout is not None and timeout <= 0:
+        while request is None and (self.listener is not None or self.children):
+            now = time.monotonic()
+            timeout = None if self.children else last + self.idle - now
+            if self.doomed:
+                soonest = max(0.0, min(self.doomed.values()) - now)
+                timeout = soonest if timeout is None else min(timeout, soonest)
+            if timeout is not None and timeout <= 0 and not self.children:
                 break
             for found, _ in self.selector.select(timeout):
                 sock = found.fileobj
                 if sock is self.listener:
-                    request = self._accept(key)
+                    request = self._accept()
                 elif sock is self.wake_r:
-                    request = self._reap()
-                    last = time.monotonic()
-                else:
-                    self._from_client(found.data, sock)  # type: ignore[arg-type]
+                    if self._reap():
+                        last = time.monotonic()
+                        request = self._prepare_spare()
+                elif self.children.get(found.data) is sock:  # (not one reaped just now)
+                    self._from_client(found.data, sock)
                 if request is not None:
-                    return request
-        self._retire()
-        return None
+                    break
+            self._kill_overdue()
+        if request is None:
+            self._retire()
+        return request
 
     def _prepare_spare(self) -> _Request | None:
         """Fork the child that will run the next build, ahead of it. The spare copies every
@@ -221,10 +225,14 @@ class _Server:
             theirs.close()
             self.spare = (pid, ours)
             return None
-        self._leave(keep=theirs)
-        _populate(self.libc.madvise)
-        request, _ = _receive(theirs)  # (its descriptors are in the request)
-        if request is None:  # the server is gone, or retired its spare
+        try:
+            self._leave(keep=theirs)
+            with contextlib.suppress(OSError):
+                _populate(self.libc.madvise)
+            request, _ = _receive(theirs)  # (its descriptors are in the request)
+        except BaseException:
+            os._exit(_CHILD_FAILED)
+        if request is None:  # the server went away, or retired its spare
             os._exit(0)
         theirs.close()
         return request
@@ -233,50 +241,64 @@ class _Server:
         pid = os.fork()
         if pid == 0:  # a child stops with the server, whatever stops it
             if self.libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-                os._exit(1)
+                os._exit(_CHILD_FAILED)
             if os.getppid() != self.pid:  # it died before the line above took effect
-                os._exit(143)
+                os._exit(_CHILD_FAILED)
         return pid
 
-    def _accept(self, key: str) -> _Request | None:
+    def _accept(self) -> _Request | None:
+        """Take one request: refuse it, or start its build (returning it in the child)."""
         assert self.listener is not None
         try:
             conn, _ = self.listener.accept()
         except OSError:
             return None
-        fds: list[int] = []
+        request: _Request | None = None
         try:
-            conn.settimeout(10)
-            request, fds = _receive(conn) if _peer_is_us(conn) else (None, [])
-            if request is None or request.key != key or self._stale():
-                conn.sendall(b"N")
-                if request is not None and request.key == key:
-                    self._retire()  # (stale: a client's build runs in its own process now)
-                raise _Refused
-            pid = self._hand_to_spare(request, fds)
-            if pid == 0:
-                self._leave(keep=None)
-                return request
-            conn.sendall(b"R")
-            conn.setblocking(False)
-        except (_Refused, OSError):
+            conn.settimeout(_REQUEST_SECONDS)
+            if _peer_is_us(conn):
+                request, _ = _receive(conn)
+            if request is None or request.key != self.key or self._stale():
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"N")
+                conn.close()
+                if request is not None and request.key == self.key:
+                    self._retire()  # (stale: its client builds in its own process now)
+                return None
+        except Exception:  # (the client went away, or sent garbage: never the server's end)
             conn.close()
             return None
-        finally:
-            if os.getpid() == self.pid:  # (a child keeps them: they are its streams)
-                for fd in fds:
-                    os.close(fd)
+        try:
+            pid = self._hand_to_spare(request)
+        except OSError:  # (no fork: the client builds in its own process)
+            pid = -1
+        if pid == 0:  # the child: the streams are its own now, the rest the server's
+            conn.close()
+            self._leave(keep=None)
+            return request
+        for fd in request.fds:
+            os.close(fd)
+        if pid < 0:
+            with contextlib.suppress(OSError):
+                conn.sendall(b"N")
+            conn.close()
+            return None
         self.children[pid] = conn
-        self.selector.register(conn, selectors.EVENT_READ, pid)
+        try:
+            conn.sendall(b"R")
+            conn.setblocking(False)
+            self.selector.register(conn, selectors.EVENT_READ, pid)
+        except OSError:  # it went away already: its build stops as SIGTERM would stop it
+            self._lost_client(pid, conn)
         return None
 
-    def _hand_to_spare(self, request: _Request, fds: list[int]) -> int:
+    def _hand_to_spare(self, request: _Request) -> int:
         """The pid of the child that runs `request`: the spare, else a new child (in which 0)."""
         if self.spare is not None:
             pid, ours = self.spare
             self.spare = None
             try:
-                _send(ours, request.payload, fds)
+                _send(ours, request.payload, request.fds)
                 return pid
             except OSError:  # it died meanwhile: the reaper collects it
                 pass
@@ -302,20 +324,35 @@ class _Server:
             return
         except OSError:
             data = b""
-        if not data:  # the client is gone: stop its build as SIGTERM would have
-            self.selector.unregister(conn)
-            _signal_child(pid, signal.SIGTERM)
+        if not data:
+            self._lost_client(pid, conn)
             return
         for signum in data:
-            if signum in FORWARDED:
+            if signum in RELAYED:
                 _signal_child(pid, signum)
 
-    def _reap(self) -> _Request | None:
-        """Report each finished build to its client; then prepare the next spare (returning
-        its request in it)."""
+    def _lost_client(self, pid: int, conn: socket.socket) -> None:
+        """The client is gone: stop its build as SIGTERM would have, SIGKILL if it lingers."""
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(conn)
+        self.children.setdefault(pid, conn)
+        if pid not in self.doomed:
+            _signal_child(pid, signal.SIGTERM)
+            self.doomed[pid] = time.monotonic() + _KILL_AFTER
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for pid, deadline in list(self.doomed.items()):
+            if deadline <= now:
+                _signal_child(pid, signal.SIGKILL)
+                self.doomed[pid] = math.inf
+
+    def _reap(self) -> bool:
+        """Report each finished build to its client; whether any build finished."""
         with contextlib.suppress(BlockingIOError):
             while self.wake_r.recv(512):
                 pass
+        finished = False
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -323,20 +360,22 @@ class _Server:
                 break
             if pid == 0:
                 break
-            if self.spare is not None and pid == self.spare[0]:
-                self.spare[1].close()
+            if self.spare is not None and pid == self.spare[0]:  # it died unused: made
+                self.spare[1].close()  # again after the next build, not in a loop now
                 self.spare = None
+            self.doomed.pop(pid, None)
             conn = self.children.pop(pid, None)
             if conn is None:
                 continue
+            finished = True
             code = os.waitstatus_to_exitcode(status)
             with contextlib.suppress(OSError):
                 conn.setblocking(True)
                 conn.sendall(b"S" + code.to_bytes(4, "big", signed=True))
-            with contextlib.suppress(KeyError):  # (already, when the client went away)
+            with contextlib.suppress(KeyError, ValueError):  # (gone, if the client went away)
                 self.selector.unregister(conn)
             conn.close()
-        return self._prepare_spare()
+        return finished
 
     def _retire(self) -> None:
         """Give up the socket, the key and the spare at once; builds under way still finish."""
@@ -346,13 +385,14 @@ class _Server:
         if self.listener is None:
             return
         self.selector.unregister(self.listener)
-        try:
+        with contextlib.suppress(OSError):
             if os.stat(self.path).st_ino == self.inode:  # (not yet replaced by a new server's)
                 os.unlink(self.path)
-        except OSError:
-            pass
         self.listener.close()
         self.listener = None
+        with contextlib.suppress(OSError):
+            if os.fstat(2).st_size == 0:  # its log (launch.py) says nothing: leave none
+                os.unlink(self.path.removesuffix(".sock") + ".log")
         os.close(self.lock)
 
     def _leave(self, keep: socket.socket | None) -> None:
@@ -368,51 +408,108 @@ class _Server:
                 sock.close()
         if self.listener is not None:
             os.close(self.lock)
-        self.listener, self.spare, self.children = None, None, {}
-
-
-class _Refused(Exception):
-    """A request this server does not run: the client builds in its own process."""
+        self.listener, self.spare, self.children, self.doomed = None, None, {}, {}
 
 
 def _peer_is_us(conn: socket.socket) -> bool:
+    """Whether the process at the other end has this one's user and privileges (see the
+    module's docstring). What a process could change about itself without privilege (its
+    working directory, umask, environment) comes with the request instead."""
     creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    return int.from_bytes(creds[4:8], sys.byteorder) == os.geteuid()
+    pid = int.from_bytes(creds[:4], sys.byteorder)
+    if int.from_bytes(creds[4:8], sys.byteorder) != os.geteuid() or pid <= 0:
+        return False
+    try:
+        return _privileges(str(pid)) == _privileges("self")  # (the server's may change too)
+    except OSError:
+        return False
+
+
+_STATUS_LINES = ("Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:", "Seccomp")
+_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
+
+
+def _privileges(pid: str) -> tuple[object, ...]:
+    with open(f"/proc/{pid}/status") as f:
+        status = [line for line in f if line.startswith(_STATUS_LINES)]
+    with open(f"/proc/{pid}/cgroup") as f:
+        cgroup = f.read()
+    with open(f"/proc/{pid}/limits") as f:
+        limits = f.read()
+    label = ""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/attr/current") as f:
+        label = f.read()
+    links = [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in _NAMESPACES]
+    return (status, cgroup, limits, label, links, os.readlink(f"/proc/{pid}/root"))
 
 
 def _receive(conn: socket.socket) -> tuple[_Request | None, list[int]]:
-    """A request as launch.py sends it, with the descriptors that came with it (which the
-    caller closes, or keeps); None for anything else."""
-    data, ancillary, _, _ = conn.recvmsg(_MAX_REQUEST, socket.CMSG_SPACE(4 * 4 * 2))
+    """A request as launch.py sends it, with the descriptors that came with it (the caller
+    closes them, or keeps them); None, with every descriptor closed, for anything else."""
     fds: list[int] = []
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(payload) - len(payload) % 4
-            fds += [int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, usable, 4)]
-    if len(fds) != 4 or len(data) < 4:
-        return None, fds
+    try:
+        data, ancillary, _, _ = conn.recvmsg(
+            _MAX_REQUEST, socket.CMSG_SPACE(4 * 4 * 2), socket.MSG_CMSG_CLOEXEC
+        )
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % 4
+                fds += [
+                    int.from_bytes(payload[i : i + 4], sys.byteorder) for i in range(0, usable, 4)
+                ]
+        request = _parse(data, conn, fds) if len(fds) == 4 else None
+    except BaseException:
+        _close_all(fds)
+        raise
+    if request is None:
+        _close_all(fds)
+        return None, []
+    return request, fds
+
+
+def _parse(data: bytes, conn: socket.socket, fds: list[int]) -> _Request | None:
+    if len(data) < 4:
+        return None
     size = int.from_bytes(data[:4], "big")
     if size > _MAX_REQUEST:
-        return None, fds
+        return None
     body = data[4:]
     while len(body) < size:
         part = conn.recv(size - len(body))
         if not part:
-            return None, fds
+            return None
         body += part
+    # marshal, not pickle: it makes only plain values. The peer is this user, checked above.
     try:
-        protocol, key, argv, env, umask = marshal.loads(body)
-        request = _Request(body, str(key), list(argv), dict(env), int(umask), fds)
-    except (ValueError, EOFError, TypeError):
-        return None, fds
-    return (request if protocol == PROTOCOL else None), fds
+        protocol, key, argv, env, umask, ignored = marshal.loads(body)
+        if protocol != PROTOCOL:
+            return None
+        return _Request(
+            body,
+            str(key),
+            [str(a) for a in argv],
+            {str(k): str(v) for k, v in env.items()},
+            int(umask) & 0o777,
+            [int(s) for s in ignored if s in FORWARDED],
+            fds,
+        )
+    except Exception:  # (any shape that is not a request's)
+        return None
 
 
 def _send(conn: socket.socket, payload: bytes, fds: list[int]) -> None:
+    """Hand a request on to the spare: the same framing, all of it."""
     rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
-    conn.sendmsg(
-        [len(payload).to_bytes(4, "big"), payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)]
-    )
+    data = len(payload).to_bytes(4, "big") + payload
+    sent = conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+    if sent < len(data):  # (sendall sends even nothing, and the spare may have hung up)
+        conn.sendall(data[sent:])
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _signal_child(pid: int, signum: int) -> None:
@@ -425,7 +522,7 @@ def _become(request: _Request) -> None:
     os.setpgid(0, 0)
     stdin, stdout, stderr, cwd = request.fds
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
-        os.dup2(fd, target)
+        os.dup2(fd, target)  # (inheritable, as the client's own are)
         os.close(fd)
     os.fchdir(cwd)
     os.close(cwd)
@@ -434,10 +531,13 @@ def _become(request: _Request) -> None:
     os.umask(request.umask)
     sys.argv = request.argv
     sys.stdout.reconfigure(line_buffering=sys.stdout.isatty())  # type: ignore[union-attr]
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-_MADV_POPULATE_WRITE = 23  # Linux 5.14
+    for signum in FORWARDED:
+        if signum in request.ignored:
+            signal.signal(signum, signal.SIG_IGN)
+        elif signum == signal.SIGINT:
+            signal.signal(signum, signal.default_int_handler)
+        else:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def _populate(madvise: Callable[..., int]) -> None:

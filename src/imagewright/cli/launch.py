@@ -31,14 +31,18 @@ __all__ = ["IDLE", "SERVER_OFF", "context_key", "main", "runtime_dir"]
 
 SERVER_OFF = "IMAGEWRIGHT_BUILD_SERVER"  # "0" turns the build server off
 IDLE = "IMAGEWRIGHT_BUILD_SERVER_IDLE"  # seconds a server waits for work before it exits
-PROTOCOL = 1
+PROTOCOL = 2
 
-# What the client passes on to the build: the signals a terminal or a supervisor sends. The
-# server passes on only these.
+# What the client passes on to the build: the signals a terminal or a supervisor sends, Ctrl-Z
+# included (the client stops too, and the build goes on with it). The server passes on only
+# these, and SIGCONT, which the client sends when it is itself continued.
 FORWARDED = tuple(
     getattr(_signal, name)
-    for name in ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH")
-)
+    for name in (
+        "SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGTSTP"
+    )
+)  # fmt: skip
+RELAYED = (*FORWARDED, _signal.SIGCONT)
 
 
 def main() -> None:
@@ -121,10 +125,20 @@ def _readlink(path: str) -> str:
 
 
 def runtime_dir(create: bool = False) -> str | None:
-    """This user's directory for server sockets (_directory). None when it is missing (and not
-    to be made), or is not a directory of this user's that no one else may enter: then no
-    server is used."""
+    """This user's directory for server sockets (_directory), or None, and then no server is
+    used: when it is missing (and not to be made); when it is not a directory of this user's
+    that no one else may enter; when the directory holding it lets another user replace it
+    (not this user's or root's, or writable by others without the sticky bit); or when a
+    socket's name in it would pass the 107 bytes a Unix socket's address may have."""
     path, uid = _directory(), os.geteuid()
+    if len(os.fsencode(path)) > 107 - 48:  # (KEY.sock, and the server's temporary name)
+        return None
+    try:
+        parent = os.stat(os.path.dirname(path))
+    except OSError:
+        return None
+    if parent.st_uid not in (uid, 0) or (parent.st_mode & 0o022 and not parent.st_mode & 0o1000):
+        return None
     if create:
         try:
             os.mkdir(path, 0o700)
@@ -188,15 +202,17 @@ def _send_request(conn: object, key: str, argv: list[str]) -> bool:
         return False
     umask = os.umask(0o022)
     os.umask(umask)
-    payload = marshal.dumps((PROTOCOL, key, sys.argv[:1] + argv, dict(os.environ), umask))
+    ignored = [signum for signum in FORWARDED if _signal.getsignal(signum) == _signal.SIG_IGN]
+    request = (PROTOCOL, key, sys.argv[:1] + argv, dict(os.environ), umask, ignored)
+    payload = marshal.dumps(request)
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd))
         conn.settimeout(30)  # a server that takes no request in that time is stuck: build here
-        conn.sendmsg(
-            [len(payload).to_bytes(4, "big"), payload],
-            [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)],
-        )
+        data = len(payload).to_bytes(4, "big") + payload
+        sent = conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
+        if sent < len(data):  # (sendall sends even nothing, which a closed end refuses)
+            conn.sendall(data[sent:])
     finally:
         os.close(cwd)
     accepted = conn.recv(1) == b"R"
@@ -210,14 +226,23 @@ def _wait(conn: object) -> int:
 
     assert isinstance(conn, _socket.socket)
 
-    def forward(signum: int, frame: object) -> None:
+    def send(signum: int) -> None:
         try:  # noqa: SIM105 (contextlib costs this process more than all the rest of it)
             conn.send(bytes([signum]))
         except OSError:
             pass
 
+    def forward(signum: int, frame: object) -> None:
+        send(signum)
+        if signum == _signal.SIGTSTP:  # Ctrl-Z: the build stops, and so does this process
+            _signal.signal(signum, _signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            _signal.signal(signum, forward)  # (continued: `fg` or `bg`)
+            send(_signal.SIGCONT)
+
     for signum in FORWARDED:
-        _signal.signal(signum, forward)
+        if _signal.getsignal(signum) != _signal.SIG_IGN:  # (nohup: what is ignored stays so)
+            _signal.signal(signum, forward)
     answer = b""
     while len(answer) < 5:
         try:
@@ -234,7 +259,10 @@ def _wait(conn: object) -> int:
 def _exit_as(code: int) -> None:
     """Exit with the build's status; a build killed by a signal kills this process likewise."""
     if code < 0:
-        _signal.signal(-code, _signal.SIG_DFL)
+        try:  # noqa: SIM105 (see above)
+            _signal.signal(-code, _signal.SIG_DFL)
+        except OSError:  # SIGKILL, SIGSTOP: their action is the default anyway
+            pass
         os.kill(os.getpid(), -code)
         code = 128 - code
     sys.stdout.flush()
@@ -243,40 +271,86 @@ def _exit_as(code: int) -> None:
 
 def _start_server(key: str) -> None:
     """Start a build server for this context in the background, detached from this process's
-    session and streams; it gives up by itself if another one for the key is already there."""
+    session, streams and signal dispositions; it gives up by itself if another one for the key
+    is already there. Not again within a minute of one that wrote to its log (it failed): a
+    server that cannot start costs each build no more than a look at the log."""
     where = runtime_dir(create=True)
     if where is None:
         return
     import marshal
-    import subprocess
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.startswith(("PYTHON", "LC_")) or k in _STARTUP_ENV or k == IDLE
-    }
-    # The server closes every descriptor it inherited, moves to /, and finds sys.path before
-    # it imports anything of imagewright's (buildserver.py).
-    code = (
-        "import os, sys, marshal; os.closerange(3, 1 << 20); os.chdir('/');"
-        "sys.path[:] = marshal.loads(bytes.fromhex(sys.argv[1]));"
-        "from imagewright.cli.buildserver import serve; serve(sys.argv[2], sys.argv[3])"
-    )
-    flags = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
-    argv = [sys.executable, *flags, "-c", code, marshal.dumps(sys.path).hex(), where, key]
-    # Its log holds only its own failures: a build's output goes to that build's client.
-    log = os.open(os.path.join(where, f"{key}.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:  # (never waited for: it outlives this process by design)
-        os.posix_spawn(
+    log_path = os.path.join(where, f"{key}.log")
+    try:
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return
+    try:
+        found = os.fstat(log)
+        if found.st_size and found.st_mtime > _now() - 60:
+            return
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k.startswith(("PYTHON", "LC_")) or k in _STARTUP_ENV or k == IDLE
+        }
+        # The server closes every descriptor it inherited, moves to /, and finds sys.path
+        # before it imports anything of imagewright's (buildserver.py).
+        code = (
+            "import os, sys, marshal; os.closerange(3, 1 << 20); os.chdir('/');"
+            "sys.path[:] = marshal.loads(bytes.fromhex(sys.argv[1]));"
+            "from imagewright.cli.buildserver import serve; serve(sys.argv[2], sys.argv[3])"
+        )
+        path = marshal.dumps(sys.path).hex()
+        argv = [sys.executable, *_interpreter_options(), "-c", code, path, where, key]
+        os.posix_spawn(  # (never waited for: it outlives this process by design)
             sys.executable,
             argv,
             env,
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                (os.POSIX_SPAWN_DUP2, log, 2),
+                (os.POSIX_SPAWN_DUP2, log, 2),  # its own failures only: builds write elsewhere
             ],
             setsid=True,
+            setsigmask=(),
+            setsigdef=RELAYED,
         )
+    except OSError:
+        pass
     finally:
         os.close(log)
+
+
+def _now() -> float:
+    import time  # (a built-in module)
+
+    return time.time()
+
+
+def _interpreter_options() -> list[str]:
+    """The options this interpreter was started with, up to the script, -c or -m: the server
+    starts with the same ones, and so gets the same flags (its environment does the rest)."""
+    options: list[str] = []
+    words = iter(sys.orig_argv[1:])
+    for word in words:
+        if word in ("-", "--") or not word.startswith("-"):
+            break
+        if word.startswith("--"):
+            options.append(word)
+            if word == "--check-hash-based-pycs":
+                options.append(next(words, ""))
+            continue
+        letters = word[1:]
+        for i, letter in enumerate(letters):
+            if letter in "cm":  # the command starts here
+                if i:
+                    options.append(f"-{letters[:i]}")
+                return options
+            if letter in "WX":  # the rest of the word, or the next one, is its value
+                options.append(word)
+                if i == len(letters) - 1:
+                    options.append(next(words, ""))
+                break
+        else:
+            options.append(word)
+    return options

@@ -101,6 +101,10 @@ def _add_build(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
         help="build an Image defined in a Python file",
         description="Build the Image NAME in FILE (the only one if NAME is "
         "left out), reusing cached steps.",
+        epilog="A warm build server runs each build in a child that takes over this command's "
+        "arguments, environment, directory and terminal; the first build starts it. "
+        "IMAGEWRIGHT_BUILD_SERVER=0 turns it off, IMAGEWRIGHT_BUILD_SERVER_IDLE=SECONDS sets "
+        "how long it waits for work (600).",
     )
     build.add_argument("ref", metavar="FILE[::NAME]")
     build.add_argument("--force", action="store_true", help="rebuild every step")
