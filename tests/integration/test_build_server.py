@@ -260,8 +260,7 @@ def test_a_build_ends_with_its_client(served, store, how):
     while os.path.exists(f"/proc/{child}") and _state(child) != "Z":
         assert time.monotonic() < deadline, "the build outlived its client"
         time.sleep(0.05)
-    proc.wait(timeout=30)
-    rest = proc.stdout.read()
+    rest, _ = proc.communicate(timeout=60)
     if how == "SIGINT":
         assert proc.returncode == 130 and "interrupted" in rest, rest
     assert _holding(mark) == []
@@ -277,6 +276,7 @@ def test_ctrl_z_stops_the_build_and_fg_goes_on(served):
     proc = subprocess.Popen(
         [sys.executable, "-m", "imagewright", "build", "app.py::slow"],
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        process_group=0,  # (as a shell's job is: a stop signal to an orphaned group is dropped)
     )  # fmt: skip
     assert proc.stdout is not None
     watchdog = threading.Timer(300, proc.kill)
@@ -286,6 +286,7 @@ def test_ctrl_z_stops_the_build_and_fg_goes_on(served):
         if line.strip() == mark:
             break
     child = int(_runs(project)[1][0])
+    assert int(_runs(project)[1][1]) in _servers(run)  # (served)
     proc.send_signal(signal.SIGTSTP)
     _until(lambda: _state(proc.pid) == "T" and _state(child) == "T", "both stopped")
     proc.send_signal(signal.SIGCONT)
@@ -310,10 +311,13 @@ def test_what_the_client_ignores_the_build_ignores(served):
         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
     )  # fmt: skip
     _until(lambda: len(_runs(project)) == 2, "the build started")
+    child, parent = (int(n) for n in _runs(project)[1][:2])
+    assert parent in _servers(run)  # (served)
+    ignored = Path(f"/proc/{child}/status").read_text().split("SigIgn:")[1].split()[0]
+    assert int(ignored, 16) & 1 << (signal.SIGHUP - 1)  # the build ignores it too
     proc.send_signal(signal.SIGHUP)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert int(_runs(project)[1][1]) in _servers(run)
 
 
 def test_a_build_killed_outright_kills_its_client_likewise(served):
@@ -321,15 +325,20 @@ def test_a_build_killed_outright_kills_its_client_likewise(served):
     run = Path(env["XDG_RUNTIME_DIR"])
     assert _build(project, env, "app.py::image").returncode == 0
     _wait_for_socket(run)
-    (project / "dies.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    (project / "dies.py").write_text(
+        "import os, signal\n"
+        "open('died.txt', 'w').write(str(os.getppid()))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     proc = _build(project, env, "dies.py")
+    assert int((project / "died.txt").read_text()) in _servers(run)  # (served)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_a_large_environment_and_garbage_leave_the_server_serving(served):
-    """A request larger than a socket's buffer arrives whole; a malformed one is refused and
-    leaves no descriptor of its client open in the server."""
+    """A request larger than a socket's buffer arrives whole; a malformed one, or one for
+    another context, is refused and leaves no descriptor of its client open in the server."""
     project, env = served
     run = Path(env["XDG_RUNTIME_DIR"])
     assert _build(project, env, "app.py::image").returncode == 0
@@ -338,7 +347,9 @@ def test_a_large_environment_and_garbage_leave_the_server_serving(served):
     server = int(_runs(project)[1][1])
     marker = project / "marker"  # what the garbage sends as its streams and directory
     marker.write_text("")
-    for payload in (b"\x00\x00\x00\x08garbage!", b"\x00\x00\x00\x02", marshal.dumps((2, 1))):
+    valid_but_not_its = (2, "0" * 32, ["imagewright", "build", "app.py"], {}, 0o022, [])
+    garbage = (b"\x00\x00\x00\x08garbage!", b"\x00\x00\x00\x02", marshal.dumps((2, 1)))
+    for payload in (*garbage, marshal.dumps(valid_but_not_its)):
         conn = socket.socket(socket.AF_UNIX)
         conn.connect(str(sock))
         framed = payload.startswith(b"\x00\x00\x00")
@@ -358,6 +369,30 @@ def test_a_large_environment_and_garbage_leave_the_server_serving(served):
     proc = _build(project, big, "app.py::image")
     assert proc.returncode == 0, proc.stderr
     assert int(_runs(project)[2][1]) == server
+
+
+def test_a_build_that_ignores_sigterm_is_killed_once_its_client_is_gone(served):
+    project, env = served
+    run = Path(env["XDG_RUNTIME_DIR"])
+    assert _build(project, env, "app.py::image").returncode == 0
+    _wait_for_socket(run)
+    (project / "stubborn.py").write_text(
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "open('stubborn.txt', 'w').write(f'{os.getpid()} {os.getppid()}')\n"
+        "time.sleep(300)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagewright", "build", "stubborn.py"],
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _until(lambda: (project / "stubborn.txt").exists(), "the build started")
+    child, parent = (int(n) for n in (project / "stubborn.txt").read_text().split())
+    assert parent in _servers(run)  # (served)
+    proc.kill()
+    proc.wait()
+    _until(lambda: _state(child) == "Z", "the build killed", seconds=60)  # (30 s after SIGTERM)
+    assert parent in _servers(run)  # and the server goes on
 
 
 def _until(condition: Callable[[], bool], what: str, seconds: float = 30) -> None:

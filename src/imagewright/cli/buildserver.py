@@ -8,7 +8,9 @@ keeps a second server for the key from starting. Each request is checked before 
 - the peer is this user, with this process's privileges: its uids, groups, capabilities,
   seccomp and no_new_privs state, namespaces, cgroup, root directory, security label and
   resource limits, read from /proc/PID (SO_PEERCRED gives the pid), are this server's. The key
-  a client sends only routes it; this check is what a client cannot choose;
+  a client sends only routes it; this check is what a client cannot choose. (/proc shows a
+  seccomp filter's presence and count, not its rules, and no Landlock domain at all: a process
+  of this user confined only by those, and otherwise alike, would be served outside them);
 - it carries exactly the four descriptors (stdin, stdout, stderr, working directory);
 - no module this server has imported has changed on disk since (a reinstall, an edit): else the
   server says no, gives up its socket and lock at once, and exits once its builds are done.
@@ -40,7 +42,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .launch import FORWARDED, IDLE, PROTOCOL, RELAYED, context_key
+from .launch import FORWARDED, IDLE, PROTOCOL, RELAYED, context_key, privileges
 
 __all__ = ["serve"]
 
@@ -219,21 +221,30 @@ class _Server:
         Returns the request in the spare, once one comes; None in the server."""
         if self.spare is not None or self.listener is None:
             return None
-        ours, theirs = socket.socketpair()
-        pid = self._fork()
+        try:
+            ours, theirs = socket.socketpair()
+        except OSError:
+            return None  # (no spare: the next build gets a child forked for it)
+        try:
+            pid = self._fork()
+        except OSError:
+            ours.close()
+            theirs.close()
+            return None
         if pid != 0:
             theirs.close()
             self.spare = (pid, ours)
             return None
         try:
+            ours.close()  # (so that the server's closing its end is the end of the spare)
             self._leave(keep=theirs)
             with contextlib.suppress(OSError):
                 _populate(self.libc.madvise)
             request, _ = _receive(theirs)  # (its descriptors are in the request)
         except BaseException:
             os._exit(_CHILD_FAILED)
-        if request is None:  # the server went away, or retired its spare
-            os._exit(0)
+        if request is None:  # the server retired its spare, or handed it nothing usable
+            os._exit(_CHILD_FAILED)
         theirs.close()
         return request
 
@@ -247,7 +258,11 @@ class _Server:
         return pid
 
     def _accept(self) -> _Request | None:
-        """Take one request: refuse it, or start its build (returning it in the child)."""
+        """Take one request: refuse it, or start its build (returning it in the child).
+
+        A build starts only once its client has confirmed ("R", then "G" back): a client that
+        gave up waiting builds in its own process, and must not find this one building too.
+        """
         assert self.listener is not None
         try:
             conn, _ = self.listener.accept()
@@ -258,37 +273,33 @@ class _Server:
             conn.settimeout(_REQUEST_SECONDS)
             if _peer_is_us(conn):
                 request, _ = _receive(conn)
-            if request is None or request.key != self.key or self._stale():
+            if request is not None and request.key == self.key and self._stale():
+                self._retire()  # (first: the client may start the next server at once)
+                raise _Refused
+            if request is None or request.key != self.key:
+                raise _Refused
+            conn.sendall(b"R")
+            if conn.recv(1) != b"G":
+                raise _Refused
+            pid = self._hand_to_spare(request)
+        except Exception as exc:  # refused, the client went away, no fork: never the server's end
+            if request is not None:
+                _close_all(request.fds)  # (before the answer: then nothing of its client is here)
+            if isinstance(exc, _Refused):
                 with contextlib.suppress(OSError):
                     conn.sendall(b"N")
-                conn.close()
-                if request is not None and request.key == self.key:
-                    self._retire()  # (stale: its client builds in its own process now)
-                return None
-        except Exception:  # (the client went away, or sent garbage: never the server's end)
             conn.close()
             return None
-        try:
-            pid = self._hand_to_spare(request)
-        except OSError:  # (no fork: the client builds in its own process)
-            pid = -1
         if pid == 0:  # the child: the streams are its own now, the rest the server's
             conn.close()
             self._leave(keep=None)
             return request
-        for fd in request.fds:
-            os.close(fd)
-        if pid < 0:
-            with contextlib.suppress(OSError):
-                conn.sendall(b"N")
-            conn.close()
-            return None
+        _close_all(request.fds)
         self.children[pid] = conn
         try:
-            conn.sendall(b"R")
             conn.setblocking(False)
             self.selector.register(conn, selectors.EVENT_READ, pid)
-        except OSError:  # it went away already: its build stops as SIGTERM would stop it
+        except (OSError, ValueError):  # it went away already: stop its build as SIGTERM would
             self._lost_client(pid, conn)
         return None
 
@@ -338,6 +349,7 @@ class _Server:
         self.children.setdefault(pid, conn)
         if pid not in self.doomed:
             _signal_child(pid, signal.SIGTERM)
+            _signal_child(pid, signal.SIGCONT)  # (a build stopped by Ctrl-Z hears it too)
             self.doomed[pid] = time.monotonic() + _KILL_AFTER
 
     def _kill_overdue(self) -> None:
@@ -345,7 +357,7 @@ class _Server:
         for pid, deadline in list(self.doomed.items()):
             if deadline <= now:
                 _signal_child(pid, signal.SIGKILL)
-                self.doomed[pid] = math.inf
+                del self.doomed[pid]
 
     def _reap(self) -> bool:
         """Report each finished build to its client; whether any build finished."""
@@ -411,6 +423,10 @@ class _Server:
         self.listener, self.spare, self.children, self.doomed = None, None, {}, {}
 
 
+class _Refused(Exception):
+    """A request this server does not run: its client builds in its own process."""
+
+
 def _peer_is_us(conn: socket.socket) -> bool:
     """Whether the process at the other end has this one's user and privileges (see the
     module's docstring). What a process could change about itself without privilege (its
@@ -420,27 +436,9 @@ def _peer_is_us(conn: socket.socket) -> bool:
     if int.from_bytes(creds[4:8], sys.byteorder) != os.geteuid() or pid <= 0:
         return False
     try:
-        return _privileges(str(pid)) == _privileges("self")  # (the server's may change too)
+        return privileges(str(pid)) == privileges("self")  # (the server's may change too)
     except OSError:
         return False
-
-
-_STATUS_LINES = ("Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:", "Seccomp")
-_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
-
-
-def _privileges(pid: str) -> tuple[object, ...]:
-    with open(f"/proc/{pid}/status") as f:
-        status = [line for line in f if line.startswith(_STATUS_LINES)]
-    with open(f"/proc/{pid}/cgroup") as f:
-        cgroup = f.read()
-    with open(f"/proc/{pid}/limits") as f:
-        limits = f.read()
-    label = ""
-    with contextlib.suppress(OSError), open(f"/proc/{pid}/attr/current") as f:
-        label = f.read()
-    links = [os.readlink(f"/proc/{pid}/ns/{ns}") for ns in _NAMESPACES]
-    return (status, cgroup, limits, label, links, os.readlink(f"/proc/{pid}/root"))
 
 
 def _receive(conn: socket.socket) -> tuple[_Request | None, list[int]]:

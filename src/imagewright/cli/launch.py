@@ -27,7 +27,16 @@ import _signal  # type: ignore[import-not-found]  # (signal.py makes enums on im
 import os
 import sys
 
-__all__ = ["IDLE", "SERVER_OFF", "context_key", "main", "runtime_dir"]
+__all__ = [
+    "FORWARDED",
+    "IDLE",
+    "RELAYED",
+    "SERVER_OFF",
+    "context_key",
+    "main",
+    "privileges",
+    "runtime_dir",
+]
 
 SERVER_OFF = "IMAGEWRIGHT_BUILD_SERVER"  # "0" turns the build server off
 IDLE = "IMAGEWRIGHT_BUILD_SERVER_IDLE"  # seconds a server waits for work before it exits
@@ -69,18 +78,10 @@ def _context() -> tuple[object, ...]:
         for k, v in os.environ.items()
         if k.startswith(("PYTHON", "LC_")) or k in _STARTUP_ENV
     )
-    status = _read("/proc/self/status").splitlines()
-    import resource  # (a built-in module: no Python source to load)
-
-    limits = tuple(
-        resource.getrlimit(getattr(resource, name))
-        for name in sorted(dir(resource))
-        if name.startswith("RLIMIT_")
-    )
-    namespaces = tuple(
-        _readlink(f"/proc/self/ns/{ns}")
-        for ns in ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
-    )
+    try:
+        kernel: tuple[object, ...] = privileges("self")
+    except OSError:
+        kernel = ("unreadable",)  # (no /proc: a key no server can share)
     return (
         PROTOCOL,
         sys.executable,
@@ -89,15 +90,40 @@ def _context() -> tuple[object, ...]:
         tuple(sys.warnoptions),
         tuple(sorted((str(k), str(v)) for k, v in sys._xoptions.items())),
         tuple(sys.path),
-        (os.getuid(), os.geteuid(), os.getgid(), os.getegid(), tuple(sorted(os.getgroups()))),
         tuple(env),
-        _read("/proc/self/cgroup"),
-        namespaces,
-        limits,
+        kernel,
         os.getpriority(os.PRIO_PROCESS, 0),
         tuple(sorted(os.sched_getaffinity(0))),
-        tuple(line for line in status if line.startswith(("Cap", "NoNewPrivs", "Seccomp"))),
     )
+
+
+_STATUS_LINES = ("Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:", "Seccomp")
+_NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
+
+
+def privileges(pid: str) -> tuple[object, ...]:
+    """What the kernel says about process `pid` ("self" for this one) that decides what it may
+    do: its uids and groups, capabilities, no_new_privs and seccomp state, cgroup, resource
+    limits, security label, namespaces and root directory. Part of the context key, and what
+    the server checks of each peer itself (buildserver.py). OSError when it cannot be read."""
+    with open(f"/proc/{pid}/status") as f:
+        status = tuple(line for line in f if line.startswith(_STATUS_LINES))
+    with open(f"/proc/{pid}/cgroup") as f:
+        cgroup = f.read()
+    with open(f"/proc/{pid}/limits") as f:
+        limits = f.read()
+    try:
+        with open(f"/proc/{pid}/attr/current") as f:
+            label = f.read()
+    except OSError:  # (no security module)
+        label = ""
+    namespaces = []
+    for ns in _NAMESPACES:
+        try:
+            namespaces.append(os.readlink(f"/proc/{pid}/ns/{ns}"))
+        except FileNotFoundError:  # (a kernel without it: the time namespace came in 5.6)
+            namespaces.append("")
+    return (status, cgroup, limits, label, tuple(namespaces), os.readlink(f"/proc/{pid}/root"))
 
 
 def context_key() -> str:
@@ -107,21 +133,6 @@ def context_key() -> str:
     from .._digest import hexdigest
 
     return hexdigest(marshal.dumps(_context()))[:32]  # type: ignore[arg-type]
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _readlink(path: str) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return ""
 
 
 def runtime_dir(create: bool = False) -> str | None:
@@ -215,9 +226,11 @@ def _send_request(conn: object, key: str, argv: list[str]) -> bool:
             conn.sendall(data[sent:])
     finally:
         os.close(cwd)
-    accepted = conn.recv(1) == b"R"
+    if conn.recv(1) != b"R":
+        return False
+    conn.sendall(b"G")  # from here on the build is the server's: no more giving up on it
     conn.settimeout(None)
-    return accepted
+    return True
 
 
 def _wait(conn: object) -> int:
@@ -249,6 +262,8 @@ def _wait(conn: object) -> int:
             part = conn.recv(5 - len(answer))
         except InterruptedError:
             continue
+        except OSError:  # (reset: as good as the end)
+            part = b""
         if not part:
             sys.stderr.write("imagewright: the build server stopped before the build ended\n")
             return 1
@@ -259,6 +274,9 @@ def _wait(conn: object) -> int:
 def _exit_as(code: int) -> None:
     """Exit with the build's status; a build killed by a signal kills this process likewise."""
     if code < 0:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # (the build dumped its own core)
         try:  # noqa: SIM105 (see above)
             _signal.signal(-code, _signal.SIG_DFL)
         except OSError:  # SIGKILL, SIGSTOP: their action is the default anyway
@@ -279,6 +297,8 @@ def _start_server(key: str) -> None:
         return
     import marshal
 
+    if _server_alive(where, key):  # (one that refused this process, or is still starting)
+        return
     log_path = os.path.join(where, f"{key}.log")
     try:
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
@@ -319,6 +339,23 @@ def _start_server(key: str) -> None:
         pass
     finally:
         os.close(log)
+
+
+def _server_alive(where: str, key: str) -> bool:
+    """Whether a server holds the key's lock (buildserver.py takes it first thing)."""
+    import fcntl
+
+    try:
+        lock = os.open(os.path.join(where, f"{key}.lock"), os.O_RDWR | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(lock)
+    return False
 
 
 def _now() -> float:
