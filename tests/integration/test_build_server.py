@@ -62,6 +62,16 @@ def served(tmp_path: Path, store: object) -> Iterator[tuple[Path, dict[str, str]
         shutil.rmtree(run)
 
 
+@pytest.fixture
+def started(served: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str], Path, Path]:
+    """`served`, after a first build (in its own process) has started a server: the project,
+    the environment, the runtime directory and the server's socket."""
+    project, env = served
+    run = Path(env["XDG_RUNTIME_DIR"])
+    assert _build(project, env, "app.py::image").returncode == 0
+    return project, env, run, _wait_for_socket(run)
+
+
 def _servers(run: Path) -> list[int]:
     """Live build servers whose sockets are under `run`."""
     found = []
@@ -180,13 +190,10 @@ def test_a_server_whose_code_changed_builds_nothing(served, tmp_path):
         time.sleep(0.1)
 
 
-def test_another_user_is_refused(served):
+def test_another_user_is_refused(started):
     """Another user cannot reach the socket; and were its directory opened to them, the server
     would still not run their request."""
-    project, env = served
-    run = Path(env["XDG_RUNTIME_DIR"])
-    assert _build(project, env, "app.py::image").returncode == 0
-    sock = _wait_for_socket(run)
+    _project, _env, run, sock = started
     assert _as_nobody(sock) == "PermissionError"
 
     for path, mode in ((run, 0o755), (run / "imagewright", 0o755), (sock, 0o777)):
@@ -227,13 +234,10 @@ def _as_nobody(sock: Path) -> str:
 
 
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
-def test_a_build_ends_with_its_client(served, store, how):
+def test_a_build_ends_with_its_client(started, store, how):
     """Ctrl-C reaches a served build as it would the user's own process; a client killed
     outright has the server stop its build as SIGTERM would. Either way nothing is left."""
-    project, env = served
-    run = Path(env["XDG_RUNTIME_DIR"])
-    assert _build(project, env, "app.py::image").returncode == 0
-    _wait_for_socket(run)
+    project, env, run, _ = started
     mark = (project / "app.py").read_text().split("echo ", 1)[1].split(" ", 1)[0]
     proc = subprocess.Popen(
         [sys.executable, "-m", "imagewright", "build", "app.py::slow"],
@@ -267,11 +271,8 @@ def test_a_build_ends_with_its_client(served, store, how):
     assert list((store.root / "tmp").glob(f"{child}-*")) == []  # scratch areas removed
 
 
-def test_ctrl_z_stops_the_build_and_fg_goes_on(served):
-    project, env = served
-    run = Path(env["XDG_RUNTIME_DIR"])
-    assert _build(project, env, "app.py::image").returncode == 0
-    _wait_for_socket(run)
+def test_ctrl_z_stops_the_build_and_fg_goes_on(started):
+    project, env, run, _ = started
     mark = (project / "app.py").read_text().split("echo ", 1)[1].split(" ", 1)[0]
     proc = subprocess.Popen(
         [sys.executable, "-m", "imagewright", "build", "app.py::slow"],
@@ -296,12 +297,9 @@ def test_ctrl_z_stops_the_build_and_fg_goes_on(served):
     watchdog.cancel()
 
 
-def test_what_the_client_ignores_the_build_ignores(served):
+def test_what_the_client_ignores_the_build_ignores(started):
     """Under nohup, a hangup leaves the build running, as it would the user's own process."""
-    project, env = served
-    run = Path(env["XDG_RUNTIME_DIR"])
-    assert _build(project, env, "app.py::image").returncode == 0
-    _wait_for_socket(run)
+    project, env, run, _ = started
     (project / "app.py").write_text(
         (project / "app.py").read_text() + "import time; time.sleep(2)\n"
     )  # (two seconds in which to hang up on it)
@@ -320,11 +318,8 @@ def test_what_the_client_ignores_the_build_ignores(served):
     assert proc.returncode == 0, err
 
 
-def test_a_build_killed_outright_kills_its_client_likewise(served):
-    project, env = served
-    run = Path(env["XDG_RUNTIME_DIR"])
-    assert _build(project, env, "app.py::image").returncode == 0
-    _wait_for_socket(run)
+def test_a_build_killed_outright_kills_its_client_likewise(started):
+    project, env, run, _ = started
     (project / "dies.py").write_text(
         "import os, signal\n"
         "open('died.txt', 'w').write(str(os.getppid()))\n"
@@ -336,13 +331,10 @@ def test_a_build_killed_outright_kills_its_client_likewise(served):
     assert "Traceback" not in proc.stderr
 
 
-def test_a_large_environment_and_garbage_leave_the_server_serving(served):
+def test_a_large_environment_and_garbage_leave_the_server_serving(started):
     """A request larger than a socket's buffer arrives whole; a malformed one, or one for
     another context, is refused and leaves no descriptor of its client open in the server."""
-    project, env = served
-    run = Path(env["XDG_RUNTIME_DIR"])
-    assert _build(project, env, "app.py::image").returncode == 0
-    sock = _wait_for_socket(run)
+    project, env, _run, sock = started
     assert _build(project, env, "app.py::image").returncode == 0  # (the server is up)
     server = int(_runs(project)[1][1])
     marker = project / "marker"  # what the garbage sends as its streams and directory
@@ -371,11 +363,8 @@ def test_a_large_environment_and_garbage_leave_the_server_serving(served):
     assert int(_runs(project)[2][1]) == server
 
 
-def test_a_build_that_ignores_sigterm_is_killed_once_its_client_is_gone(served):
-    project, env = served
-    run = Path(env["XDG_RUNTIME_DIR"])
-    assert _build(project, env, "app.py::image").returncode == 0
-    _wait_for_socket(run)
+def test_a_build_that_ignores_sigterm_is_killed_once_its_client_is_gone(started):
+    project, env, run, _ = started
     (project / "stubborn.py").write_text(
         "import os, signal, time\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"

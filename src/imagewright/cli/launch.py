@@ -4,21 +4,29 @@ in this very context, and runs every other command (and a build no server can ta
 A fully cached build is mostly Python importing imagewright, json, re and pathlib: about 100 M
 of its 147 M instructions. The build server (cli/buildserver.py) has imported them once, and
 forks a child per build, which runs the command exactly as this process would have: with this
-process's arguments, environment, working directory, umask and standard streams (passed over a
-Unix socket as file descriptors), and its exit status comes back here. So this side pays only
-Python's start and this module: it imports nothing beyond the built-in modules below.
+process's arguments, environment, working directory, umask, standard streams (passed over a
+Unix socket as file descriptors) and ignored signals, and its exit status comes back here. So
+this side pays only Python's start and this module, which imports only built-in modules
+(`_signal`, `_socket`, `marshal`, `_sha256`) on the way to a served build.
 
 "This very context" is everything that could make the child differ from this process, hashed
-into the socket's name (see _context): the interpreter and its flags, sys.path, the user and
-groups, the cgroup, namespaces, resource limits, capabilities, and the environment variables
-Python reads at start (PYTHON*, locale, TZ). A server whose own context differs has another
-socket, so it is never asked. A server whose code changed on disk since it started refuses and
-retires (buildserver.py), and this process builds itself.
+into the socket's name (see _context): the interpreter, its options and sys.path, the
+environment variables Python reads at start (PYTHON*, locale, TZ), and what the kernel says
+decides what this process may do (privileges(): uids and groups, capabilities, seccomp,
+cgroup, limits, namespaces, root). A server whose own context differs has another socket, so
+it is never asked; the server checks the privileges of whoever connects again itself. A server
+whose code changed on disk since it started refuses and retires, and this process builds
+itself.
+
+The exchange: the request (marshal: argv, environment, umask, ignored signals, with the four
+descriptors); the server's "R" once it would run it; this side's "G", after which the build is
+the server's; then, while it runs, the signals this process gets, one byte each; and at the end
+"S" and the exit status (negative: the signal that killed it, which then kills this process).
 
 The first build that finds no server starts one in the background, then builds here. The
 server exits after IMAGEWRIGHT_BUILD_SERVER_IDLE seconds without work (600 by default);
-IMAGEWRIGHT_BUILD_SERVER=0 turns it off. Signals this process gets (Ctrl-C, SIGTERM, SIGHUP)
-are passed on to the build; if this process dies, the server stops the build as SIGTERM would.
+IMAGEWRIGHT_BUILD_SERVER=0 turns it off. If this process dies, the server stops the build as
+SIGTERM would.
 """
 
 from __future__ import annotations
