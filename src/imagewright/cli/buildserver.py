@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from .launch import FORWARDED, IDLE, PROTOCOL, RELAYED, context_key, privileges
+from .launch import FORWARDED, IDLE, PROTOCOL, RELAYED, context_key, privileges, send_framed
 
 __all__ = ["serve"]
 
@@ -309,7 +309,7 @@ class _Server:
             pid, ours = self.spare
             self.spare = None
             try:
-                _send(ours, request.payload, request.fds)
+                send_framed(ours, request.payload, request.fds)  # (the client's framing)
                 return pid
             except OSError:  # it died meanwhile: the reaper collects it
                 pass
@@ -493,15 +493,6 @@ def _parse(data: bytes, conn: socket.socket, fds: list[int]) -> _Request | None:
         )
     except Exception:  # (any shape that is not a request's)
         return None
-
-
-def _send(conn: socket.socket, payload: bytes, fds: list[int]) -> None:
-    """Hand a request on to the spare: the same framing, all of it."""
-    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
-    data = len(payload).to_bytes(4, "big") + payload
-    sent = conn.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
-    if sent < len(data):  # (sendall sends even nothing, and the spare may have hung up)
-        conn.sendall(data[sent:])
 
 
 def _close_all(fds: list[int]) -> None:

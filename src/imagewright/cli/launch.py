@@ -44,6 +44,7 @@ __all__ = [
     "main",
     "privileges",
     "runtime_dir",
+    "send_framed",
 ]
 
 SERVER_OFF = "IMAGEWRIGHT_BUILD_SERVER"  # "0" turns the build server off
@@ -81,11 +82,7 @@ _STARTUP_ENV = ("LANG", "TZ")  # with every PYTHON* and LC_* variable
 
 def _context() -> tuple[object, ...]:
     """Everything that could make a server's child run differently from this process."""
-    env = sorted(
-        (k, v)
-        for k, v in os.environ.items()
-        if k.startswith(("PYTHON", "LC_")) or k in _STARTUP_ENV
-    )
+    env = sorted(_startup_env().items())
     try:
         kernel: tuple[object, ...] = privileges("self")
     except OSError:
@@ -103,6 +100,14 @@ def _context() -> tuple[object, ...]:
         os.getpriority(os.PRIO_PROCESS, 0),
         tuple(sorted(os.sched_getaffinity(0))),
     )
+
+
+def _startup_env() -> dict[str, str]:
+    """The environment variables Python reads as it starts: the server gets these, and they are
+    part of the context."""
+    return {
+        k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "LC_")) or k in _STARTUP_ENV
+    }
 
 
 _STATUS_LINES = ("Uid:", "Gid:", "Groups:", "Cap", "NoNewPrivs:", "Seccomp")
@@ -226,12 +231,8 @@ def _send_request(conn: object, key: str, argv: list[str]) -> bool:
     payload = marshal.dumps(request)
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        fds = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2, cwd))
         conn.settimeout(30)  # a server that takes no request in that time is stuck: build here
-        data = len(payload).to_bytes(4, "big") + payload
-        sent = conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-        if sent < len(data):  # (sendall sends even nothing, which a closed end refuses)
-            conn.sendall(data[sent:])
+        send_framed(conn, payload, [0, 1, 2, cwd])
     finally:
         os.close(cwd)
     if conn.recv(1) != b"R":
@@ -239,6 +240,19 @@ def _send_request(conn: object, key: str, argv: list[str]) -> bool:
     conn.sendall(b"G")  # from here on the build is the server's: no more giving up on it
     conn.settimeout(None)
     return True
+
+
+def send_framed(conn: object, payload: bytes, fds: list[int]) -> None:
+    """Send a request: its length, then itself, with `fds` along (SCM_RIGHTS); all of it. The
+    client sends it so to the server, and the server so to its spare (buildserver.py)."""
+    import _socket
+
+    assert isinstance(conn, _socket.socket)
+    rights = b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds)
+    data = len(payload).to_bytes(4, "big") + payload
+    sent = conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+    if sent < len(data):  # (sendall sends even nothing, which an end already closed refuses)
+        conn.sendall(data[sent:])
 
 
 def _wait(conn: object) -> int:
@@ -304,6 +318,7 @@ def _start_server(key: str) -> None:
     if where is None:
         return
     import marshal
+    import time  # (built-in modules, like all this one imports)
 
     if _server_alive(where, key):  # (one that refused this process, or is still starting)
         return
@@ -314,13 +329,11 @@ def _start_server(key: str) -> None:
         return
     try:
         found = os.fstat(log)
-        if found.st_size and found.st_mtime > _now() - 60:
+        if found.st_size and found.st_mtime > time.time() - 60:
             return
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k.startswith(("PYTHON", "LC_")) or k in _STARTUP_ENV or k == IDLE
-        }
+        env = _startup_env()
+        if IDLE in os.environ:
+            env[IDLE] = os.environ[IDLE]
         # The server closes every descriptor it inherited, moves to /, and finds sys.path
         # before it imports anything of imagewright's (buildserver.py).
         code = (
@@ -364,12 +377,6 @@ def _server_alive(where: str, key: str) -> bool:
     finally:
         os.close(lock)
     return False
-
-
-def _now() -> float:
-    import time  # (a built-in module)
-
-    return time.time()
 
 
 def _interpreter_options() -> list[str]:
